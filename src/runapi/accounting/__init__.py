@@ -1,0 +1,23 @@
+"""Pure pricing, money units and credit holds."""
+
+from runapi.accounting.money import (
+    NANOS_PER_USD,
+    Pricing,
+    Usage,
+    cost_nanos,
+    cost_usd,
+    estimate_tokens,
+    nanos_to_usd,
+    usd_to_nanos,
+)
+
+__all__ = [
+    "NANOS_PER_USD",
+    "Pricing",
+    "Usage",
+    "cost_nanos",
+    "cost_usd",
+    "estimate_tokens",
+    "nanos_to_usd",
+    "usd_to_nanos",
+]

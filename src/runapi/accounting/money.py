@@ -1,0 +1,91 @@
+"""Exact money: integer nano-dollars inside, `Decimal` USD at the edges.
+
+Prices are USD per 1M tokens. A generation's cost is the exact sum
+`Σ tokens × price / 1,000,000` over its four token classes, rounded once, half up,
+to the nano-dollar (1e-9 USD). With catalog prices of at most three decimals the
+rounding never changes anything. Pure functions: no I/O, no clock, no floats.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import msgspec
+
+NANOS_PER_USD = 1_000_000_000
+_NANO = Decimal("1e-9")
+_PER_MILLION = Decimal(1_000_000)
+
+
+class Pricing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """USD per 1M tokens for each token class."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal = Decimal(0)
+    cache_write: Decimal = Decimal(0)
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """Token counts, normalised: `input_tokens` excludes cache reads and cache writes."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # informational: already inside output_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """OpenAI's `prompt_tokens`: everything read, cached or not."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @classmethod
+    def from_openai(cls, prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> Usage:
+        """OpenAI semantics: `cached_tokens` is part of `prompt_tokens`."""
+        cached = max(0, min(cached, prompt))
+        return cls(input_tokens=prompt - cached, output_tokens=completion, cache_read_tokens=cached,
+                   reasoning_tokens=reasoning)
+
+    @classmethod
+    def from_anthropic(cls, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> Usage:
+        """Anthropic semantics: `input_tokens` excludes cache reads and cache creation."""
+        return cls(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
+                   cache_write_tokens=cache_write)
+
+
+def cost_usd(usage: Usage, pricing: Pricing) -> Decimal:
+    """The exact cost of `usage` at `pricing`, in USD, rounded half up to the nano-dollar."""
+    total = (
+        usage.input_tokens * pricing.input
+        + usage.output_tokens * pricing.output
+        + usage.cache_read_tokens * pricing.cache_read
+        + usage.cache_write_tokens * pricing.cache_write
+    ) / _PER_MILLION
+    return total.quantize(_NANO, rounding=ROUND_HALF_UP)
+
+
+def cost_nanos(usage: Usage, pricing: Pricing) -> int:
+    """`cost_usd` in integer nano-dollars."""
+    return usd_to_nanos(cost_usd(usage, pricing))
+
+
+def usd_to_nanos(amount: Decimal) -> int:
+    """Convert USD to nano-dollars; refuses amounts finer than a nano-dollar."""
+    nanos = amount * NANOS_PER_USD
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"{amount} USD is finer than a nano-dollar")
+    return int(nanos)
+
+
+def nanos_to_usd(nanos: int) -> Decimal:
+    """Integer nano-dollars as an exact `Decimal` USD, normalised (no trailing zeros)."""
+    value = (Decimal(nanos) / NANOS_PER_USD).quantize(_NANO)
+    normalised = value.normalize()
+    # normalize() may use an exponent ("1E+1"); keep a plain positional form.
+    return normalised if normalised.as_tuple().exponent <= 0 else value.quantize(Decimal(1))
+
+
+def estimate_tokens(text_bytes: int) -> int:
+    """A generous token estimate for `text_bytes` bytes of UTF-8 text (about 3 bytes a token)."""
+    return (text_bytes + 2) // 3

@@ -1,0 +1,27 @@
+"""Storage: SQLite by default, PostgreSQL by URL, through SQLAlchemy Core."""
+
+from runapi.storage.accounts import KEY_PREFIX, AccountStore, hash_key, new_id
+from runapi.storage.database import SchemaMismatch, check_schema, create_engine, is_sqlite, upgrade
+from runapi.storage.epoch import bump_epoch, read_epoch
+from runapi.storage.ledger import Ledger, Settlement
+from runapi.storage.records import Account, ApiKey, Generation, LedgerEntry
+
+__all__ = [
+    "KEY_PREFIX",
+    "Account",
+    "AccountStore",
+    "ApiKey",
+    "Generation",
+    "Ledger",
+    "LedgerEntry",
+    "SchemaMismatch",
+    "Settlement",
+    "bump_epoch",
+    "check_schema",
+    "create_engine",
+    "hash_key",
+    "is_sqlite",
+    "new_id",
+    "read_epoch",
+    "upgrade",
+]

@@ -1,0 +1,131 @@
+"""The append-only ledger and the generation rows written with their charges.
+
+Balance = Σ ledger.amount_nanos. A charge row carries its generation's ID, which is
+unique, so no generation can be charged twice even if a write is retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from runapi.errors import InvalidRequest, NotFound
+from runapi.storage.clock import as_utc, utcnow
+from runapi.storage.epoch import bump_epoch
+from runapi.storage.records import Generation, LedgerEntry
+from runapi.storage.schema import generations, ledger
+
+ENTRY_KINDS = ("topup", "charge", "refund", "adjustment")
+
+
+def _entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(id=row.id, account_id=row.account_id, kind=row.kind, amount_nanos=row.amount_nanos,
+                       generation_id=row.generation_id, note=row.note, created_at=as_utc(row.created_at))  # type: ignore[arg-type]
+
+
+def _generation(row: Any) -> Generation:
+    data = dict(row._mapping)
+    data["created_at"] = as_utc(data["created_at"])
+    return Generation(**data)
+
+
+class Settlement:
+    """A generation to record, and what to charge for it (0 for a failed generation)."""
+
+    __slots__ = ("generation", "charge_nanos")
+
+    def __init__(self, generation: Generation, charge_nanos: int) -> None:
+        self.generation = generation
+        self.charge_nanos = charge_nanos
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def balance(self, account_id: str) -> tuple[int, int]:
+        """(balance in nano-dollars, highest ledger ID included) for one account."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0),
+                          sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            total, high = (await conn.execute(query)).one()
+        return int(total), int(high)
+
+    async def add_entry(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
+        """Append a top-up, refund or adjustment. A negative entry may not take the balance below zero."""
+        if kind not in ENTRY_KINDS or kind == "charge":
+            raise InvalidRequest(f"entry kind must be one of topup, refund, adjustment, not {kind!r}")
+        if kind == "topup" and amount_nanos <= 0:
+            raise InvalidRequest("a top-up must be a positive amount")
+        async with self.engine.begin() as conn:
+            if amount_nanos < 0:
+                total = (await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0))
+                    .where(ledger.c.account_id == account_id))).scalar_one()
+                if total + amount_nanos < 0:
+                    raise InvalidRequest("that adjustment would take the balance below zero")
+            row = (await conn.execute(ledger.insert().returning(*ledger.c).values(
+                account_id=account_id, kind=kind, amount_nanos=amount_nanos, note=note, created_at=utcnow(),
+            ))).one()
+            await bump_epoch(conn)
+        return _entry(row)
+
+    async def entries(self, account_id: str) -> list[LedgerEntry]:
+        query = sa.select(ledger).where(ledger.c.account_id == account_id).order_by(ledger.c.id)
+        async with self.engine.connect() as conn:
+            return [_entry(r) for r in (await conn.execute(query)).all()]
+
+    async def record(self, batch: list[Settlement]) -> dict[str, int]:
+        """Write generation rows and their charges in one transaction.
+
+        Returns {generation ID: ledger entry ID} for the charges written. Safe to retry:
+        rows already present (a commit whose acknowledgement was lost) are skipped.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                return await self._insert(conn, batch)
+        except IntegrityError:
+            written: dict[str, int] = {}
+            for item in batch:  # one at a time, skipping what is already there
+                async with self.engine.begin() as conn:
+                    exists = (await conn.execute(sa.select(generations.c.id)
+                                                 .where(generations.c.id == item.generation.id))).first()
+                    if exists is None:
+                        written.update(await self._insert(conn, [item]))
+            return written
+
+    @staticmethod
+    async def _insert(conn: AsyncConnection, batch: list[Settlement]) -> dict[str, int]:
+        await conn.execute(generations.insert(), [
+            {f: getattr(s.generation, f) for f in Generation.__struct_fields__} for s in batch
+        ])
+        charges = [s for s in batch if s.charge_nanos > 0]
+        if not charges:
+            return {}
+        rows = (await conn.execute(ledger.insert().returning(ledger.c.generation_id, ledger.c.id,
+                                                            sort_by_parameter_order=True), [
+            {"account_id": s.generation.account_id, "kind": "charge", "amount_nanos": -s.charge_nanos,
+             "generation_id": s.generation.id, "note": "", "created_at": s.generation.created_at}
+            for s in charges
+        ])).all()
+        return {r.generation_id: r.id for r in rows}
+
+    async def generation(self, generation_id: str, account_id: str | None = None) -> Generation:
+        query = sa.select(generations).where(generations.c.id == generation_id)
+        if account_id is not None:
+            query = query.where(generations.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"no generation {generation_id!r}", param="id")
+        return _generation(row)
+
+    async def generations(self, account_id: str | None = None, limit: int = 100) -> list[Generation]:
+        query = sa.select(generations).order_by(generations.c.created_at.desc()).limit(limit)
+        if account_id is not None:
+            query = query.where(generations.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            return [_generation(r) for r in (await conn.execute(query)).all()]
