@@ -1,0 +1,1 @@
+"""RunAPI: a self-hostable LLM API gateway with exact per-token billing."""

@@ -1,0 +1,107 @@
+"""`POST /v1/chat/completions`, as a raw ASGI endpoint: parse, authenticate, call the pipeline, relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from runapi.errors import GatewayError
+from runapi.http.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    bearer_token,
+    check_json_content_type,
+    header_map,
+    read_body,
+    send_bytes,
+)
+from runapi.http.errors import error_parts
+from runapi.pipeline.chat import ChatStream, complete_chat, open_chat_stream
+from runapi.pipeline.chat_request import decode_chat_request
+from runapi.pipeline.gateway import Gateway
+
+log = logging.getLogger("runapi.http")
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+
+
+def _common_headers(headers: dict[bytes, bytes], generation_id: str, overhead_ms: float) -> list[tuple[bytes, bytes]]:
+    out = [(b"x-runapi-generation-id", generation_id.encode()), (b"x-runapi-overhead-ms", f"{overhead_ms:.3f}".encode())]
+    client_id = headers.get(b"x-client-request-id")
+    if client_id is not None and len(client_id) <= 512:
+        out.append((b"x-client-request-id", client_id))
+    return out
+
+
+class ChatCompletionsEndpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = header_map(scope)
+        client_id = headers.get(b"x-client-request-id")
+        client_request_id = client_id.decode("latin-1")[:200] if client_id else None
+        try:
+            body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
+            principal = await self.gw.auth.authenticate(bearer_token(headers))
+            check_json_content_type(headers)
+            request, raw = decode_chat_request(body)
+            if request.stream:
+                stream = await open_chat_stream(self.gw, principal, request, raw, started=started,
+                                                client_request_id=client_request_id)
+            else:
+                done = await complete_chat(self.gw, principal, request, raw, started=started,
+                                           client_request_id=client_request_id)
+                await send_bytes(send, 200, done.body, _common_headers(headers, done.generation_id, done.overhead_ms))
+                return
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            status, extra, payload = error_parts(exc)
+            if client_id is not None:
+                extra.append((b"x-client-request-id", client_id))
+            await send_bytes(send, status, payload, extra)
+            return
+        await self._relay(stream, headers, receive, send)
+
+    async def _relay(self, stream: ChatStream, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
+        """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle."""
+        start_headers = SSE_HEADERS + _common_headers(headers, stream.generation_id, stream.record.overhead_ms())
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+
+        async def pump() -> None:
+            async for data in stream.events():
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(watch())
+        disconnected = False
+        try:
+            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+            if not pumping.done():
+                disconnected = True
+                pumping.cancel()
+            try:
+                await pumping
+            except asyncio.CancelledError:
+                pass
+            except OSError:  # the server's transport says the client is gone
+                disconnected = not stream.finished
+            except Exception:
+                log.exception("stream relay failed for %s", stream.generation_id)
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await stream.close(disconnected=disconnected)

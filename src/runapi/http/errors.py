@@ -1,0 +1,48 @@
+"""The one place errors become HTTP: OpenAI-shaped JSON with the right status and headers."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runapi.errors import GatewayError, RateLimited, UpstreamUnavailable
+
+log = logging.getLogger("runapi.http")
+_encode = msgspec.json.encode
+
+_HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, extra headers, JSON body) for any exception; internals are never leaked."""
+    headers: list[tuple[bytes, bytes]] = []
+    if isinstance(exc, GatewayError):
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, (RateLimited, UpstreamUnavailable)) and retry_after:
+            headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        return exc.status, headers, _encode(exc.to_dict())
+    if isinstance(exc, HTTPException):
+        body = {"error": {"message": exc.detail, "type": _HTTP_TYPES.get(exc.status_code, "invalid_request_error"),
+                          "param": None, "code": None}}
+        return exc.status_code, headers, _encode(body)
+    log.exception("unhandled error", exc_info=exc)
+    body = {"error": {"message": "The gateway failed unexpectedly; the failure was logged.",
+                      "type": "server_error", "param": None, "code": None}}
+    return 500, headers, _encode(body)
+
+
+def error_response(exc: BaseException) -> Response:
+    status, headers, body = error_parts(exc)
+    response = Response(body, status_code=status, media_type="application/json")
+    for name, value in headers:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+async def handle_error(_request: Request, exc: Exception) -> Response:
+    return error_response(exc)

@@ -1,0 +1,125 @@
+"""The typed view of a chat-completions request: what the gateway validates and reads.
+
+The client's body is also kept as a plain dict so that every field, known or not,
+passes through to OpenAI-compatible upstreams untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from runapi.errors import InvalidRequest
+
+
+class TextPart(msgspec.Struct, tag_field="type", tag="text"):
+    text: str
+
+
+class ImagePart(msgspec.Struct, tag_field="type", tag="image_url"):
+    image_url: dict[str, Any]
+
+
+class AudioPart(msgspec.Struct, tag_field="type", tag="input_audio"):
+    input_audio: dict[str, Any]
+
+
+class FilePart(msgspec.Struct, tag_field="type", tag="file"):
+    file: dict[str, Any]
+
+
+class RefusalPart(msgspec.Struct, tag_field="type", tag="refusal"):
+    refusal: str
+
+
+ContentPart = TextPart | ImagePart | AudioPart | FilePart | RefusalPart
+
+
+class ToolCallFunction(msgspec.Struct):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(msgspec.Struct):
+    id: str
+    function: ToolCallFunction
+    type: str = "function"
+
+
+class Message(msgspec.Struct):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class ChatRequest(msgspec.Struct):
+    model: Annotated[str, Meta(min_length=1)]
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    n: Annotated[int, Meta(ge=1, le=16)] | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+    @property
+    def wants_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def output_limit(self, model_max: int) -> int:
+        """The most output tokens this call may produce, across all `n` choices."""
+        limit = self.max_completion_tokens or self.max_tokens or model_max
+        return min(limit, model_max) * (self.n or 1)
+
+
+_decode_request = msgspec.json.Decoder(ChatRequest).decode
+_decode_raw = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def decode_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
+    """Validate a chat-completions body. Raises `InvalidRequest` naming the bad field."""
+    try:
+        raw = _decode_raw(body)
+        request = _decode_request(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else None
+        raise InvalidRequest(f"Invalid request body: {message}", param=path) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    return request, raw
+
+
+def prompt_bytes(request: ChatRequest) -> int:
+    """UTF-8 bytes of the prompt's text (messages, tool calls and tool definitions)."""
+    total = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif content:
+            for part in content:
+                if isinstance(part, TextPart):
+                    total += len(part.text.encode())
+                else:
+                    total += 3000  # an image, audio clip or file: a generous flat estimate
+        for call in message.tool_calls or ():
+            total += len(call.function.arguments.encode()) + len(call.function.name)
+        total += 12  # role and message framing
+    if request.tools:
+        total += len(msgspec.json.encode(request.tools))
+    return total

@@ -1,0 +1,82 @@
+"""Turning one call's outcome into a generation row and a charge (the pipeline's "after" step)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from runapi.accounting.money import Usage, cost_nanos, estimate_tokens
+from runapi.catalog import ModelEntry
+from runapi.providers import Deployment
+from runapi.storage import Generation, Settlement
+from runapi.storage.clock import utcnow
+
+NO_USAGE = Usage()
+
+
+def new_generation_id() -> str:
+    return "gen-" + secrets.token_hex(12)
+
+
+class CallRecord:
+    """What the pipeline learns about one call while it runs."""
+
+    __slots__ = ("generation_id", "principal_key", "account_id", "entry", "stream", "started", "client_request_id",
+                 "deployment", "first_token_at", "upstream_s", "prompt_bytes")
+
+    def __init__(self, *, account_id: str, key_id: str, entry: ModelEntry, stream: bool, started: float,
+                 client_request_id: str | None, prompt_bytes: int) -> None:
+        self.generation_id = new_generation_id()
+        self.account_id = account_id
+        self.principal_key = key_id
+        self.entry = entry
+        self.stream = stream
+        self.started = started
+        self.client_request_id = client_request_id
+        self.deployment: Deployment | None = None
+        self.first_token_at: float | None = None
+        self.upstream_s = 0.0  # time spent waiting on the upstream
+        self.prompt_bytes = prompt_bytes
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def overhead_ms(self) -> float:
+        """Time the gateway itself added: elapsed minus time waiting on the upstream."""
+        return max(0.0, self.elapsed_ms() - self.upstream_s * 1000)
+
+    def estimated_usage(self, output_parts: int) -> Usage:
+        """The documented estimate when the upstream reported no usage: prompt text bytes / 3
+        (rounded up) as input tokens, one output token per streamed content part."""
+        return Usage(input_tokens=estimate_tokens(self.prompt_bytes), output_tokens=output_parts)
+
+    def settlement(self, status: str, usage: Usage, *, estimated: bool = False, error: str | None = None,
+                   cap: Callable[[int], int] | None = None) -> Settlement:
+        """The row and charge to write. A failed call is recorded with its usage but charged nothing;
+        `cap` turns the cost into the charge (the credit guard's ceiling)."""
+        pricing = self.entry.pricing
+        cost = cost_nanos(usage, pricing)
+        deployment = self.deployment
+        ttft = None if self.first_token_at is None else (self.first_token_at - self.started) * 1000
+        row = Generation(
+            id=self.generation_id, account_id=self.account_id, key_id=self.principal_key, model=self.entry.id,
+            provider=deployment.provider_name if deployment else "", status=status, stream=self.stream,
+            upstream_model=deployment.upstream_model if deployment else "",
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            price_input=_text(pricing.input), price_output=_text(pricing.output),
+            price_cache_read=_text(pricing.cache_read), price_cache_write=_text(pricing.cache_write),
+            cost_nanos=cost if status != "failed" else 0, estimated=estimated, latency_ms=round(self.elapsed_ms(), 3),
+            ttft_ms=None if ttft is None else round(ttft, 3), overhead_ms=round(self.overhead_ms(), 3),
+            error=error[:500] if error else None, client_request_id=self.client_request_id, created_at=utcnow(),
+        )
+        if status == "failed":
+            return Settlement(row, 0)
+        return Settlement(row, cap(cost) if cap else cost)
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")

@@ -1,0 +1,71 @@
+"""The provider seam: what every upstream adapter implements, and the values it exchanges.
+
+An adapter takes an OpenAI chat-completions request (a dict, the client's own fields kept)
+and a `Deployment`, calls its upstream, and answers in OpenAI's shape with normalised
+`Usage`. It raises only `runapi.errors.UpstreamError` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import msgspec
+
+from runapi.accounting.money import Usage
+from runapi.catalog import ProviderSpec
+
+
+class Timeouts(msgspec.Struct, frozen=True):
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+
+
+class Deployment(msgspec.Struct, frozen=True):
+    """One concrete route for a public model. `api_key` is a secret: never log or echo it."""
+
+    model_id: str
+    provider_name: str
+    provider: ProviderSpec
+    upstream_model: str
+    weight: float = 1.0
+    api_key: str = ""
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.provider_name}:{self.upstream_model})"
+
+
+class UpstreamReply(msgspec.Struct):
+    """A complete answer: an OpenAI `chat.completion` object and its usage."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+    upstream_id: str = ""
+
+
+class UpstreamChunk(msgspec.Struct):
+    """One streamed event, as the JSON of an OpenAI `chat.completion.chunk`.
+
+    `usage` is set on the chunk that reports usage; `usage_only` marks the extra chunk
+    with no choices that exists only to carry it. `content_parts` counts pieces of
+    generated output (content, reasoning, tool arguments) in this chunk.
+    """
+
+    payload: bytes
+    usage: Usage | None = None
+    usage_only: bool = False
+    content_parts: int = 0
+    upstream_id: str = ""
+
+
+class Provider(Protocol):
+    async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
+        """Call the upstream for one complete answer."""
+
+    def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+        """Call the upstream and yield chunks as they arrive. Closing the iterator cancels the call.
+
+        The first chunk is only yielded once the upstream answered with success, so a
+        caller may retry another deployment on any error raised before it.
+        """

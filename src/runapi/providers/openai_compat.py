@@ -1,0 +1,221 @@
+"""OpenAI-compatible upstreams: Z.ai GLM, OpenAI, DeepSeek, vLLM, Ollama, any `base_url`.
+
+The request passes through untouched except `model` (the deployment's upstream name) and,
+for streams, `stream_options.include_usage` (always asked, so usage is exact). Unknown
+fields, GLM's `thinking` and `tool_stream` included, reach the upstream as sent.
+GLM streams reasoning in `delta.reasoning_content`; it is relayed and billed as output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from runapi.accounting.money import Usage
+from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
+from runapi.providers.sse import iter_sse_events
+
+_encode = msgspec.json.Encoder().encode
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = 0
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = 0
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+    def normalise(self) -> Usage:
+        cached = (self.prompt_tokens_details.cached_tokens or 0) if self.prompt_tokens_details else 0
+        reasoning = (self.completion_tokens_details.reasoning_tokens or 0) if self.completion_tokens_details else 0
+        return Usage.from_openai(self.prompt_tokens, self.completion_tokens, cached, reasoning)
+
+
+class _FunctionDelta(msgspec.Struct):
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    function: _FunctionDelta | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class _Chunk(msgspec.Struct):
+    id: str = ""
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: dict[str, Any] | None = None
+
+
+class _Reply(msgspec.Struct):
+    id: str = ""
+    usage: _Usage | None = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decode_reply_meta = msgspec.json.Decoder(_Reply).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def _count_parts(chunk: _Chunk) -> int:
+    parts = 0
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta is None:
+            continue
+        if delta.content:
+            parts += 1
+        if delta.reasoning_content:
+            parts += 1
+        for call in delta.tool_calls or ():
+            if call.function and call.function.arguments:
+                parts += 1
+    return parts
+
+
+def parse_chunk(data: bytes) -> UpstreamChunk:
+    """An OpenAI stream chunk → `UpstreamChunk` (pure). Raises `UpstreamError` on an error event."""
+    try:
+        chunk = _decode_chunk(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamError("the upstream sent a malformed stream event") from exc
+    if chunk.error is not None:
+        message = chunk.error.get("message") if isinstance(chunk.error, dict) else None
+        raise UpstreamError(f"the upstream reported an error mid-stream: {message or 'unknown error'}")
+    return UpstreamChunk(
+        payload=data,
+        usage=chunk.usage.normalise() if chunk.usage is not None else None,
+        usage_only=chunk.usage is not None and not chunk.choices,
+        content_parts=_count_parts(chunk),
+        upstream_id=chunk.id,
+    )
+
+
+def error_message(body: bytes) -> str:
+    """The provider's own error message from an error body (OpenAI or Anthropic shape), if any."""
+    try:
+        data = _decode_any(body)
+    except msgspec.DecodeError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:500]
+    return ""
+
+
+def raise_for_status(status: int, body: bytes, headers: Any) -> None:
+    """Translate an upstream HTTP failure into the error tree (pure)."""
+    message = error_message(body)
+    if status == 429:
+        retry_after = headers.get("retry-after")
+        try:
+            seconds = float(retry_after) if retry_after else None
+        except ValueError:
+            seconds = None
+        raise UpstreamUnavailable(f"the upstream is rate limiting: {message or 'HTTP 429'}", retry_after=seconds)
+    if status >= 500 or status in (401, 403, 404, 408):
+        # 401/403: our provider key is wrong; 404: the deployment's model is gone. Not the client's fault.
+        raise UpstreamUnavailable(f"the upstream failed with HTTP {status}" + (f": {message}" if message else ""))
+    raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
+
+
+class OpenAICompatible:
+    """The OpenAI chat-completions protocol over a pooled aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+        self._session = session
+        self._timeouts = timeouts
+
+    def _target(self, request: dict[str, Any], deployment: Deployment) -> tuple[str, dict[str, str], dict[str, Any]]:
+        url = deployment.provider.base_url.rstrip("/") + "/chat/completions"
+        headers = {"content-type": "application/json", **deployment.provider.headers}
+        if deployment.api_key:
+            headers["authorization"] = f"Bearer {deployment.api_key}"
+        body = dict(request)
+        body["model"] = deployment.upstream_model
+        return url, headers, body
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.idle)
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"could not reach the upstream: {type(exc).__name__}") from exc
+        if response.status >= 400:
+            try:
+                error_body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                error_body = b""
+            finally:
+                response.release()
+            raise_for_status(response.status, error_body, response.headers)
+        return response
+
+    async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
+        url, headers, body = self._target(request, deployment)
+        body.pop("stream_options", None)
+        body["stream"] = False
+        response = await self._post(url, headers, _encode(body))
+        try:
+            async with asyncio.timeout(self._timeouts.idle):
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"the upstream connection failed: {type(exc).__name__}") from exc
+        finally:
+            response.release()
+        try:
+            meta = _decode_reply_meta(raw)
+            data = _decode_any(raw)
+        except msgspec.DecodeError as exc:
+            raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
+        if not isinstance(data, dict) or "choices" not in data:
+            raise UpstreamUnavailable("the upstream answer has no choices")
+        return UpstreamReply(body=data, usage=meta.usage.normalise() if meta.usage else None, upstream_id=meta.id)
+
+    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+        url, headers, body = self._target(request, deployment)
+        body["stream"] = True
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body["stream_options"] = options
+        response = await self._post(url, headers, _encode(body))
+        try:
+            async for event in iter_sse_events(response.content.iter_any()):
+                if event.data == b"[DONE]":
+                    return
+                if event.event == "error":
+                    raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
+                yield parse_chunk(event.data)
+            raise UpstreamError("the upstream stream ended before [DONE]")
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream stream stalled") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
+        finally:
+            response.close()

@@ -1,0 +1,62 @@
+"""Server-sent events: incremental parsing of an upstream byte stream, and framing for clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+
+class SseEvent:
+    __slots__ = ("event", "data")
+
+    def __init__(self, event: str, data: bytes) -> None:
+        self.event = event
+        self.data = data
+
+
+def parse_sse_event(block: bytes) -> SseEvent | None:
+    """One event from the lines of a block (without the blank line that ends it)."""
+    event = ""
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line or line.startswith(b":"):
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            event = value.decode("utf-8", "replace")
+    if not data and not event:
+        return None
+    return SseEvent(event, b"\n".join(data))
+
+
+async def iter_sse_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[SseEvent]:
+    """Events from arbitrarily split bytes, each yielded as soon as its blank line arrives."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            block, buffer = buffer[:end], buffer[end + 2 :]
+            event = parse_sse_event(block)
+            if event is not None:
+                yield event
+    if buffer.strip():
+        event = parse_sse_event(buffer)
+        if event is not None:
+            yield event
+
+
+def frame(data: bytes, event: str = "") -> bytes:
+    """One SSE event for a client."""
+    if event:
+        return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+    return b"data: " + data + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,56 @@
+"""Simulator knobs: one frozen struct, set per instance and overridable per request."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+__all__ = ["FAULTS", "SimulatorConfig", "with_overrides"]
+
+FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event"})
+"""Fault names understood by `SimulatorConfig.fault` and `POST /_sim/faults`."""
+
+_NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+_NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the development upstream simulator answers.
+
+    `latency_ms` is waited before the first byte; `chunk_delay_ms` before each
+    token-carrying SSE event. `completion_tokens` is the reply length before
+    `max_tokens` caps it; `chunks` spreads the reply words over that many content
+    chunks (0 = one chunk per word). `cached_tokens` / `cache_creation_tokens` are
+    reported as prompt cache reads / writes, `reasoning_tokens` adds a reasoning
+    text before the answer. `honour_include_usage=False` mimics a provider that
+    ignores `stream_options.include_usage`. `fault` is one of `FAULTS` or "".
+    """
+
+    latency_ms: _NonNegFloat = 0.0
+    chunk_delay_ms: _NonNegFloat = 0.0
+    completion_tokens: _NonNegInt = 12
+    chunks: _NonNegInt = 0
+    cached_tokens: _NonNegInt = 0
+    cache_creation_tokens: _NonNegInt = 0
+    reasoning_tokens: _NonNegInt = 0
+    honour_include_usage: bool = True
+    fault: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fault and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}, expected one of {sorted(FAULTS)}")
+
+
+def with_overrides(config: SimulatorConfig, overrides: Any) -> SimulatorConfig:
+    """Return `config` with the fields of a request's `x_sim` object replaced.
+
+    Raises `msgspec.ValidationError` when `overrides` is not an object, names an
+    unknown field or holds a bad value.
+    """
+    if not isinstance(overrides, dict):
+        raise msgspec.ValidationError("x_sim: expected an object")
+    try:
+        return msgspec.convert({**msgspec.structs.asdict(config), **overrides}, SimulatorConfig)
+    except msgspec.ValidationError as exc:
+        raise msgspec.ValidationError(f"x_sim: {exc}") from None

@@ -1,0 +1,83 @@
+"""A real gateway on loopback, in front of a real simulator, with helpers to set up accounts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from runapi.config import ConfigFile, Settings, load_settings
+from runapi.http import create_app
+from runapi.storage import upgrade
+from tests.support.servers import serve_asgi
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def simulator_config(sim_url: str, **server: Any) -> ConfigFile:
+    """Every built-in provider pointed at the simulator (which speaks both protocols)."""
+    import msgspec
+
+    from runapi.catalog import builtin_catalog_data
+
+    providers = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
+                 for name, spec in builtin_catalog_data()["providers"].items()}
+    return msgspec.convert({"providers": providers, "server": server}, ConfigFile)
+
+
+def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
+    return load_settings({"RUNAPI_DATABASE_URL": database_url, "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, **env}, config)
+
+
+class RunningGateway:
+    def __init__(self, base_url: str, settings: Settings, app: Any) -> None:
+        self.base_url = base_url
+        self.settings = settings
+        self.app = app
+        self.admin = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+    def create_account(self, credit_usd: str | Decimal = "10", name: str | None = None) -> tuple[str, str]:
+        """A new account with `credit_usd` of credit and one key: (account ID, secret key)."""
+        name = name or f"acct-{os.urandom(6).hex()}"
+        account = self.admin.post("/admin/accounts", json={"name": name}).raise_for_status().json()
+        if Decimal(str(credit_usd)) > 0:
+            self.admin.post(f"/admin/accounts/{account['id']}/credits",
+                            json={"amount_usd": str(credit_usd)}).raise_for_status()
+        key = self.admin.post(f"/admin/accounts/{account['id']}/keys", json={"name": "test"}).raise_for_status().json()
+        return account["id"], key["key"]
+
+    def balance(self, account_id: str) -> Decimal:
+        data = self.admin.get(f"/admin/accounts/{account_id}").raise_for_status().json()
+        return Decimal(str(data["balance"]))
+
+    def ledger(self, account_id: str) -> list[dict[str, Any]]:
+        return list(self.admin.get(f"/admin/accounts/{account_id}/ledger").raise_for_status().json()["data"])
+
+    def ledger_sum(self, account_id: str) -> Decimal:
+        return sum((Decimal(str(e["amount"])) for e in self.ledger(account_id)), Decimal(0))
+
+
+@contextlib.contextmanager
+def run_gateway(database_url: str, sim_url: str, **server: Any) -> Iterator[RunningGateway]:
+    upgrade(database_url)
+    settings = gateway_settings(database_url, simulator_config(sim_url, **server))
+    app = create_app(settings)
+    with serve_asgi(app) as base_url:
+        running = RunningGateway(base_url, settings, app)
+        try:
+            yield running
+        finally:
+            running.admin.close()
+
+
+def sqlite_url(directory: Path, name: str = "runapi.db") -> str:
+    return f"sqlite+aiosqlite:///{directory / name}"
