@@ -151,7 +151,9 @@ def test_openai_cached_tokens_capped_at_prompt(oai: openai.OpenAI) -> None:
 
 
 def test_openai_reasoning_content_counted_in_completion(oai: openai.OpenAI) -> None:
-    completion = oai.chat.completions.create(model="m", messages=MESSAGES, extra_body={"x_sim": {"reasoning_tokens": 4}})
+    completion = oai.chat.completions.create(
+        model="m", messages=MESSAGES, extra_body={"x_sim": {"reasoning_tokens": 4}}
+    )
     message = completion.choices[0].message
     assert message.model_extra == {"reasoning_content": " ".join(reply_words(4))}
     assert message.content == ANSWER
@@ -221,7 +223,10 @@ def test_openai_tools_answer_text_when_not_asked(oai: openai.OpenAI) -> None:
     assert none.choices[0].message.content == ANSWER
     follow_up = [
         *MESSAGES,
-        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": TOOL_ARGS}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": TOOL_ARGS}}],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
     answer = oai.chat.completions.create(model="m", messages=follow_up, tools=OPENAI_TOOLS)
@@ -257,15 +262,20 @@ def test_anthropic_json_reports_exact_usage(claude: anthropic.Anthropic) -> None
 
 def test_anthropic_input_tokens_exclude_cache(claude: anthropic.Anthropic) -> None:
     cached = claude.messages.create(
-        model="m", max_tokens=100, system=SYSTEM, messages=CLAUDE_MESSAGES,
+        model="m",
+        max_tokens=100,
+        system=SYSTEM,
+        messages=CLAUDE_MESSAGES,
         extra_body={"x_sim": {"cached_tokens": 5, "cache_creation_tokens": 4}},
-    )  # fmt: skip
+    )
     usage = cached.usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (7, 5, 4)
     capped = claude.messages.create(
-        model="m", max_tokens=100, messages=CLAUDE_MESSAGES,
+        model="m",
+        max_tokens=100,
+        messages=CLAUDE_MESSAGES,
         extra_body={"x_sim": {"cached_tokens": 10, "cache_creation_tokens": 10}},
-    )  # fmt: skip
+    )
     usage = capped.usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (0, 10, 0)
 
@@ -288,7 +298,10 @@ def test_anthropic_max_tokens_thinking_and_tool_use(claude: anthropic.Anthropic)
     assert none.stop_reason == "end_turn"
     result: list[Any] = [
         *CLAUDE_MESSAGES,
-        {"role": "assistant", "content": [{"type": "tool_use", "id": block.id, "name": "search", "input": block.input}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": block.id, "name": "search", "input": block.input}],
+        },
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}]},
     ]
     after = claude.messages.create(model="m", max_tokens=100, messages=result, tools=CLAUDE_TOOLS)
@@ -297,9 +310,12 @@ def test_anthropic_max_tokens_thinking_and_tool_use(claude: anthropic.Anthropic)
 
 def test_anthropic_stream_event_sequence(claude: anthropic.Anthropic, http: httpx.Client) -> None:
     with claude.messages.stream(
-        model="m", max_tokens=100, system=SYSTEM, messages=CLAUDE_MESSAGES,
+        model="m",
+        max_tokens=100,
+        system=SYSTEM,
+        messages=CLAUDE_MESSAGES,
         extra_body={"x_sim": {"cached_tokens": 6, "reasoning_tokens": 2, "chunks": 4}},
-    ) as stream:  # fmt: skip
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == ANSWER
@@ -310,9 +326,14 @@ def test_anthropic_stream_event_sequence(claude: anthropic.Anthropic, http: http
     body = {"model": "m", "max_tokens": 100, "messages": CLAUDE_MESSAGES, "stream": True}
     events = sse_events(http.post("/v1/messages", json=body).text)
     assert events == [
-        "message_start", "content_block_start", "ping", *["content_block_delta"] * 12,
-        "content_block_stop", "message_delta", "message_stop",
-    ]  # fmt: skip
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * 12,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
 
 
 def test_anthropic_stream_tool_use(claude: anthropic.Anthropic) -> None:
@@ -346,14 +367,18 @@ def test_fault_429_and_500_in_provider_shapes(oai: openai.OpenAI, claude: anthro
     assert failed.value.type == "server_error"
 
     with pytest.raises(anthropic.RateLimitError) as claude_limited:
-        claude.messages.create(model="m", max_tokens=9, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "429"}})
+        claude.messages.create(
+            model="m", max_tokens=9, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "429"}}
+        )
     assert claude_limited.value.response.headers["retry-after"] == "1"
     assert claude_limited.value.body == {
         "type": "error",
         "error": {"type": "rate_limit_error", "message": "Rate limit reached (simulated)."},
     }
     with pytest.raises(anthropic.InternalServerError) as claude_failed:
-        claude.messages.create(model="m", max_tokens=9, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "500"}})
+        claude.messages.create(
+            model="m", max_tokens=9, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "500"}}
+        )
     assert isinstance(claude_failed.value.body, dict) and claude_failed.value.body["error"]["type"] == "api_error"
 
 
@@ -364,20 +389,26 @@ def test_fault_cut_drops_the_connection(oai: openai.OpenAI, claude: anthropic.An
         oai.chat.completions.create(model="m", messages=MESSAGES, extra_body={"x_sim": {"fault": "cut"}})
 
     received: list[str] = []
-    with pytest.raises(httpx.RemoteProtocolError):
-        with http.stream("POST", "/v1/chat/completions", json={"messages": MESSAGES, "stream": True, "x_sim": {"fault": "cut"}}) as response:
-            for line in response.iter_lines():
-                received.append(line)
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        http.stream(
+            "POST", "/v1/chat/completions", json={"messages": MESSAGES, "stream": True, "x_sim": {"fault": "cut"}}
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            received.append(line)
     datas = [json.loads(line[6:]) for line in received if line.startswith("data: ")]
     assert "".join(data["choices"][0]["delta"].get("content", "") for data in datas) == " ".join(reply_words(6))
     assert all(data["choices"][0]["finish_reason"] is None for data in datas)
 
     texts: list[str] = []
-    with pytest.raises(Exception, match="incomplete chunked read"):
-        with claude.messages.stream(
+    with (
+        pytest.raises(Exception, match="incomplete chunked read"),
+        claude.messages.stream(
             model="m", max_tokens=100, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "cut"}}
-        ) as stream:
-            texts.extend(stream.text_stream)
+        ) as stream,
+    ):
+        texts.extend(stream.text_stream)
     assert "".join(texts) == " ".join(reply_words(6))
 
 
@@ -413,8 +444,14 @@ def test_fault_bad_json(http: httpx.Client, oai: openai.OpenAI) -> None:
             unparsable.append(data)
     assert len(unparsable) == 1
     with pytest.raises(json.JSONDecodeError):
-        list(oai.chat.completions.create(model="m", messages=MESSAGES, stream=True, extra_body={"x_sim": {"fault": "bad_json"}}))
-    claude_broken = http.post("/v1/messages", json={"max_tokens": 5, "messages": CLAUDE_MESSAGES, "x_sim": {"fault": "bad_json"}})
+        list(
+            oai.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True, extra_body={"x_sim": {"fault": "bad_json"}}
+            )
+        )
+    claude_broken = http.post(
+        "/v1/messages", json={"max_tokens": 5, "messages": CLAUDE_MESSAGES, "x_sim": {"fault": "bad_json"}}
+    )
     assert claude_broken.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         claude_broken.json()
@@ -425,12 +462,18 @@ def test_fault_error_event(oai: openai.OpenAI, claude: anthropic.Anthropic, http
     assert json.loads(datas[-1])["error"]["type"] == "server_error"
     assert "[DONE]" not in datas
     with pytest.raises(openai.APIError, match="had an error"):
-        list(oai.chat.completions.create(model="m", messages=MESSAGES, stream=True, extra_body={"x_sim": {"fault": "error_event"}}))
-    with pytest.raises(anthropic.APIStatusError) as overloaded:
-        with claude.messages.stream(
+        list(
+            oai.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True, extra_body={"x_sim": {"fault": "error_event"}}
+            )
+        )
+    with (
+        pytest.raises(anthropic.APIStatusError) as overloaded,
+        claude.messages.stream(
             model="m", max_tokens=100, messages=CLAUDE_MESSAGES, extra_body={"x_sim": {"fault": "error_event"}}
-        ) as stream:
-            stream.get_final_message()
+        ) as stream,
+    ):
+        stream.get_final_message()
     assert isinstance(overloaded.value.body, dict) and overloaded.value.body["error"]["type"] == "overloaded_error"
     assert chat(http, x_sim={"fault": "error_event"}).status_code == 500
 
@@ -456,9 +499,12 @@ def test_instance_fault_overridden_per_request() -> None:
 
 def test_stats_record_pass_through(oai: openai.OpenAI, claude: anthropic.Anthropic, http: httpx.Client) -> None:
     oai.chat.completions.create(
-        model="glm-4.6", messages=MESSAGES, stream=True, stream_options={"include_usage": True},
+        model="glm-4.6",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
         extra_body={"custom_field": [1, 2]},
-    ).close()  # fmt: skip
+    ).close()
     stats = http.get("/_sim/stats").json()
     assert stats["requests"] == 1
     assert stats["last_request"]["model"] == "glm-4.6" and stats["last_request"]["custom_field"] == [1, 2]
@@ -477,7 +523,10 @@ def test_stats_record_pass_through(oai: openai.OpenAI, claude: anthropic.Anthrop
     http.post("/v1/messages", json={"max_tokens": 5, "messages": CLAUDE_MESSAGES}, headers=raw_headers)
     stats = http.get("/_sim/stats").json()
     assert stats["requests"] == 3
-    assert stats["last_headers"]["x-api-key"] == "sk-ant-raw" and stats["last_headers"]["anthropic-version"] == "2023-06-01"
+    assert (
+        stats["last_headers"]["x-api-key"] == "sk-ant-raw"
+        and stats["last_headers"]["anthropic-version"] == "2023-06-01"
+    )
     http.post("/_sim/reset")
     assert http.get("/_sim/stats").json() == {"requests": 0, "last_request": None, "last_headers": {}}
 

@@ -88,7 +88,8 @@ def _event(name: bytes, payload: bytes) -> bytes:
 def _delta(index: int, kind: bytes, field: bytes, value: str) -> bytes:
     return _event(
         b"content_block_delta",
-        b'{"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":%s}}' % (index, kind, field, _encode(value)),
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":%s}}'
+        % (index, kind, field, _encode(value)),
     )
 
 
@@ -130,7 +131,7 @@ class AnthropicMessages:
 
     def stream(self, reply: Reply, call: Call, config: SimulatorConfig) -> StreamScript:
         usage = _usage(reply, config)
-        message = {
+        message: dict[str, Any] = {
             "id": _message_id(),
             "type": "message",
             "role": "assistant",

@@ -117,7 +117,9 @@ class SimulatorApp:
         if call.stream:
             await play_stream(send, receive, fmt.stream(reply, call, config), fault, config.chunk_delay_ms / 1000)
         else:
-            await _respond(send, 200, fmt.malformed_json if fault == "bad_json" else fmt.completion(reply, call, config))
+            await _respond(
+                send, 200, fmt.malformed_json if fault == "bad_json" else fmt.completion(reply, call, config)
+            )
 
     async def _count_tokens(self, scope: Scope, body: bytes, send: Send) -> None:
         try:

@@ -15,7 +15,7 @@ from starlette.types import Receive, Send
 
 from .generation import StreamScript
 
-__all__ = ["STALL_SECONDS", "SSE_HEADERS", "drop_connection", "play_stream", "wait_for_disconnect"]
+__all__ = ["SSE_HEADERS", "STALL_SECONDS", "drop_connection", "play_stream", "wait_for_disconnect"]
 
 STALL_SECONDS = 3600.0
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
