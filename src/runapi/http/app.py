@@ -55,3 +55,10 @@ def create_app(settings: Settings) -> Starlette:
                     exception_handlers={GatewayError: handle_error, HTTPException: handle_error, Exception: handle_error})
     app.state.gateway = gateway
     return app
+
+
+def create_app_from_env() -> Starlette:
+    """App factory for `uvicorn --factory` and `runapi serve --workers N`: settings from the environment."""
+    from runapi.config import load_settings
+
+    return create_app(load_settings())

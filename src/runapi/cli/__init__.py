@@ -1,0 +1,5 @@
+"""The `runapi` command line."""
+
+from runapi.cli.main import app
+
+__all__ = ["app"]
