@@ -8,10 +8,11 @@
     ├── NotFound                404 not_found_error
     ├── Conflict                409
     ├── InsufficientCredit      402 insufficient_quota
+    │   └── BudgetExceeded      402 (a spend cap; the code names which one)
     ├── RateLimited             429 rate_limit_error (carries retry_after)
     └── UpstreamError           502 upstream_error
         ├── UpstreamTimeout     504
-        ├── UpstreamRejected    502 (the provider refused the request: 4xx other than 429)
+        ├── UpstreamRejected    4xx (the provider refused the request itself; its status passes through)
         └── UpstreamUnavailable 503 (connect errors, 429, 5xx, open circuit)
 
 Messages never contain secrets: adapters pass only the provider's own error text.
@@ -74,14 +75,22 @@ class InsufficientCredit(GatewayError):
     code = "insufficient_quota"
 
 
+class BudgetExceeded(InsufficientCredit):
+    """A spend cap (a key's lifetime or monthly cap, or the tier's monthly cap) would be passed."""
+
+    code = "spend_cap_exceeded"
+
+
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        self.headers = headers or {}  # x-ratelimit-* state at refusal
 
 
 class UpstreamError(GatewayError):
@@ -97,13 +106,17 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamRejected(UpstreamError):
-    status = 502
+    """The provider refused the request itself (its 4xx): the client's status and message pass through."""
+
+    status = 400
+    type = "invalid_request_error"
     code = "upstream_rejected"
     retryable = False
 
     def __init__(self, message: str, *, upstream_status: int = 400, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.upstream_status = upstream_status
+        self.status = upstream_status if 400 <= upstream_status < 500 else 502
 
 
 class UpstreamUnavailable(UpstreamError):

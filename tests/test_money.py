@@ -1,0 +1,48 @@
+"""Pricing is a pure function: tables of usage → exact cost."""
+
+from decimal import Decimal
+
+import pytest
+
+from runapi.accounting import Pricing, Usage, cost_nanos, cost_usd, nanos_to_usd, usd_to_nanos
+
+AIR = Pricing(input=Decimal("0.10"), output=Decimal("0.55"), cache_read=Decimal("0.02"), cache_write=Decimal("0"))
+SONNET = Pricing(input=Decimal("3"), output=Decimal("15"), cache_read=Decimal("0.30"), cache_write=Decimal("3.75"))
+
+
+@pytest.mark.parametrize(("usage", "pricing", "expected"), [
+    (Usage(input_tokens=5, output_tokens=12), AIR, Decimal("0.0000071")),
+    (Usage(input_tokens=1_000_000, output_tokens=1_000_000), AIR, Decimal("0.65")),
+    (Usage.from_openai(prompt=5, completion=12, cached=3), AIR, Decimal("0.00000686")),
+    (Usage.from_openai(prompt=1000, completion=0, cached=1000), AIR, Decimal("0.00002")),
+    (Usage.from_anthropic(100, 10, cache_read=1000, cache_write=2000), SONNET, Decimal("0.00825")),
+    (Usage(), AIR, Decimal("0")),
+    (Usage(input_tokens=1), Pricing(input=Decimal("0.0001"), output=Decimal(0)), Decimal("0")),  # 1e-10 rounds to 0
+    (Usage(input_tokens=5), Pricing(input=Decimal("0.0001"), output=Decimal(0)), Decimal("1E-9")),  # half up
+])
+def test_cost_is_exact(usage: Usage, pricing: Pricing, expected: Decimal) -> None:
+    assert cost_usd(usage, pricing) == expected
+    assert cost_nanos(usage, pricing) == int(expected * 1_000_000_000)
+
+
+def test_openai_cached_tokens_are_part_of_prompt_tokens() -> None:
+    usage = Usage.from_openai(prompt=100, completion=5, cached=40)
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.prompt_tokens) == (60, 40, 100)
+
+
+def test_anthropic_input_tokens_exclude_cache() -> None:
+    usage = Usage.from_anthropic(input_tokens=60, output_tokens=5, cache_read=40, cache_write=10)
+    assert (usage.input_tokens, usage.prompt_tokens) == (60, 110)
+
+
+@pytest.mark.parametrize(("nanos", "text"), [(0, "0"), (7100, "0.0000071"), (10_000_000_000, "10"),
+                                             (-1_500_000_000, "-1.5"), (1, "0.000000001")])
+def test_nanos_render_as_plain_decimals(nanos: int, text: str) -> None:
+    assert nanos_to_usd(nanos) == Decimal(text)
+    assert format(nanos_to_usd(nanos), "f") == text
+    assert usd_to_nanos(Decimal(text)) == nanos
+
+
+def test_amounts_finer_than_a_nano_dollar_are_refused() -> None:
+    with pytest.raises(ValueError):
+        usd_to_nanos(Decimal("0.0000000001"))
