@@ -150,7 +150,7 @@ Python (openai SDK):
   client = OpenAI(base_url="{base}", api_key="{secret}")
   print(client.chat.completions.create(model="glm-4.5-air",
         messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)
-""")
+""", soft_wrap=True)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_level="warning")
 
