@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from runapi.simulator import create_simulator_app
+from tests.support.browser import browser  # noqa: F401 - the session's one Chromium, for web tests
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
 from tests.support.postgres import temporary_database
 from tests.support.servers import serve_asgi
@@ -33,7 +34,8 @@ def sim(sim_url: str) -> Iterator[httpx.Client]:
 def gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     """One gateway on SQLite for the session; tests isolate themselves with fresh accounts."""
     directory = tmp_path_factory.mktemp("gateway")
-    with run_gateway(sqlite_url(directory), sim_url) as running:
+    # No circuit breaker here: tests inject faults on purpose and must not pause the model for the next test.
+    with run_gateway(sqlite_url(directory), sim_url, circuit_failures=0) as running:
         yield running
 
 

@@ -43,6 +43,7 @@ def test_nanos_render_as_plain_decimals(nanos: int, text: str) -> None:
     assert usd_to_nanos(Decimal(text)) == nanos
 
 
-def test_amounts_finer_than_a_nano_dollar_are_refused() -> None:
+@pytest.mark.parametrize("amount", ["0.0000000001", "Infinity", "-Infinity", "NaN", "1e10", "-1000000000.01"])
+def test_amounts_that_cannot_be_a_ledger_entry_are_refused(amount: str) -> None:
     with pytest.raises(ValueError):
-        usd_to_nanos(Decimal("0.0000000001"))
+        usd_to_nanos(Decimal(amount))

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from runapi.catalog import Catalog, build_catalog, builtin_catalog_data
+from runapi.limits.tiers import DEFAULT_TIERS, TierOverride, TierTable, build_tiers
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./runapi.db"
 
@@ -27,7 +28,30 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     first_byte_timeout: float = 120.0
     idle_timeout: float = 120.0
     public_base_url: str = ""
-    max_attempts: int = 3
+    max_attempts: int = 3  # upstream calls per request, across deployments and fallback models
+    retry_backoff: float = 0.1  # base of the jittered exponential wait before re-trying a deployment
+    retry_backoff_max: float = 2.0
+    retry_after_cap: float = 5.0  # honour an upstream's retry-after up to this; longer skips the deployment
+    circuit_failures: int = 5  # consecutive failures that open a deployment's circuit (0: never)
+    circuit_cooldown: float = 30.0  # seconds an open circuit waits before one trial call (half-open)
+
+
+class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[tasks]` table: asynchronous tasks, their webhooks and cached outputs (durations in seconds)."""
+
+    workers: int = 4  # tasks each gateway process runs at once
+    poll_interval: float = 0.5  # how often idle workers look for queued tasks
+    lease: float = 60.0  # a running task's claim; renewed while it runs, taken over once it lapses
+    max_runs: int = 3  # runs of one task (crash re-runs included) before it is failed
+    output_ttl: float = 86400.0  # how long a finished task's output URL works
+    purge_interval: float = 60.0  # how often expired outputs and idempotency keys are deleted
+    idempotency_ttl: float = 86400.0
+    webhook_timeout: float = 10.0
+    webhook_backoff: float = 5.0  # first retry delay; doubles per attempt
+    webhook_backoff_max: float = 3600.0
+    webhook_retry_window: float = 86400.0  # retries stop (delivery failed) this long after the event
+    webhook_secret_grace: float = 86400.0  # a rotated-out secret still signs for this long
+    webhook_allow: tuple[str, ...] = ()  # hosts, IPs or CIDRs exempt from the callback_url SSRF guard
 
 
 class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -36,6 +60,8 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerSettings = ServerSettings()
     providers: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
+    tiers: dict[str, TierOverride] = {}
+    tasks: TaskSettings = TaskSettings()
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -45,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True):
     server: ServerSettings
     catalog: Catalog
     provider_keys: dict[str, str]  # provider name -> secret (never logged)
+    tiers: TierTable = msgspec.field(default_factory=lambda: TierTable(tiers=dict(DEFAULT_TIERS)))
+    tasks: TaskSettings = TaskSettings()
+    output_secret: str = ""  # RUNAPI_OUTPUT_SECRET signs output URLs; empty: one generated and kept in the database
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
         return f"Settings(database_url={self.database_url!r}, redis_url={'set' if self.redis_url else ''!r})"
@@ -75,6 +104,10 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         catalog = build_catalog(builtin_catalog_data(), config.providers, config.models)
     except (msgspec.ValidationError, ValueError) as exc:
         raise ConfigError(f"catalog: {exc}") from exc
+    try:
+        tiers = build_tiers(config.tiers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     keys = {
         name: env[spec.api_key_env]
         for name, spec in catalog.providers.items()
@@ -86,5 +119,8 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         admin_token=env.get("RUNAPI_ADMIN_TOKEN", ""),
         server=config.server,
         catalog=catalog,
+        tiers=tiers,
         provider_keys=keys,
+        tasks=config.tasks,
+        output_secret=env.get("RUNAPI_OUTPUT_SECRET", ""),
     )

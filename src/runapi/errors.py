@@ -10,6 +10,7 @@
     ├── InsufficientCredit      402 insufficient_quota
     │   └── BudgetExceeded      402 (a spend cap; the code names which one)
     ├── RateLimited             429 rate_limit_error (carries retry_after)
+    ├── ServiceUnavailable      503 server_error (the database or Redis is unreachable; retry shortly)
     └── UpstreamError           502 upstream_error
         ├── UpstreamTimeout     504
         ├── UpstreamRejected    4xx (the provider refused the request itself; its status passes through)
@@ -91,6 +92,14 @@ class RateLimited(GatewayError):
         super().__init__(message, code=code)
         self.retry_after = retry_after
         self.headers = headers or {}  # x-ratelimit-* state at refusal
+
+
+class ServiceUnavailable(GatewayError):
+    """A store the call needs (the database, Redis) is unreachable: nothing was charged; retry shortly."""
+
+    status = 503
+    code = "service_unavailable"
+    retry_after = 1.0
 
 
 class UpstreamError(GatewayError):

@@ -2,6 +2,8 @@
 
 `operational` when at least 95% of recent calls succeeded (or there is no recent traffic),
 `degraded` from 50%, `down` below. Cancelled calls (the client left) do not count.
+"Recent" is the last `WINDOW_S` seconds, at most the last `MAX_SAMPLES` calls of a series, so
+memory and the cost of a report stay bounded however busy the model is.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import msgspec
 
 WINDOW_S = 300.0
 MIN_SAMPLES = 3
+# Without a cap a series holds every call of the window: ~160 bytes each, so at 1,000 req/s
+# two series (model and deployment) held ~100 MB and each report sorted 300,000 samples.
+MAX_SAMPLES = 2048
 
 
 class HealthReport(msgspec.Struct, frozen=True):
@@ -28,7 +33,7 @@ class _Series:
     __slots__ = ("samples",)
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[float, bool, float, float | None]] = deque()
+        self.samples: deque[tuple[float, bool, float, float | None]] = deque(maxlen=MAX_SAMPLES)
 
     def add(self, now: float, ok: bool, latency_ms: float, ttft_ms: float | None) -> None:
         self.samples.append((now, ok, latency_ms, ttft_ms))
@@ -69,3 +74,31 @@ class ModelHealth:
     def report(self, key: str) -> HealthReport:
         series = self._series.get(key)
         return series.report(self._clock()) if series else HealthReport("operational", None, 0, None, None)
+
+
+class DeploymentHealth(msgspec.Struct, frozen=True):
+    """One deployment's view: its own window (every attempt, failovers included) and its circuit."""
+
+    provider: str
+    upstream_model: str
+    status: str
+    circuit: str
+    success_rate: float | None
+    samples: int
+    p50_latency_ms: float | None
+    p50_ttft_ms: float | None
+
+
+def deployment_status(provider: str, upstream_model: str, report: HealthReport, circuit: str) -> DeploymentHealth:
+    """An open circuit is `down`; otherwise (closed, or half-open awaiting a trial) the window decides."""
+    status = "down" if circuit == "open" else report.status
+    return DeploymentHealth(provider, upstream_model, status, circuit, report.success_rate, report.samples,
+                            report.p50_latency_ms, report.p50_ttft_ms)
+
+
+def model_status(report: HealthReport, deployments: list[DeploymentHealth]) -> str:
+    """What callers experience: the model's own window of settled calls (a deployment's failures
+    that failover hid do not count), or `down` while every deployment's circuit is open."""
+    if deployments and all(d.circuit == "open" for d in deployments):
+        return "down"
+    return report.status

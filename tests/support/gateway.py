@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,17 @@ from tests.support.servers import serve_asgi
 ADMIN_TOKEN = "test-admin-token"
 
 
-def simulator_config(sim_url: str, **server: Any) -> ConfigFile:
+# Tests of other features must not trip rate limits or spend caps: every tier is made generous
+# unless a test passes its own `tiers` (see tests/test_limits_gateway.py).
+GENEROUS_TIERS: dict[str, dict[str, Any]] = {
+    name: {"requests_per_minute": 1_000_000, "tokens_per_minute": 1_000_000_000, "concurrent_requests": 100_000,
+           "monthly_spend_cap_usd": "1000000"}
+    for name in ("free", "tier-1", "tier-2", "tier-3", "tier-4", "tier-5")
+}
+
+
+def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = None,
+                     models: dict[str, dict[str, Any]] | None = None, **server: Any) -> ConfigFile:
     """Every built-in provider pointed at the simulator (which speaks both protocols)."""
     import msgspec
 
@@ -27,7 +38,8 @@ def simulator_config(sim_url: str, **server: Any) -> ConfigFile:
 
     providers = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
                  for name, spec in builtin_catalog_data()["providers"].items()}
-    return msgspec.convert({"providers": providers, "server": server}, ConfigFile)
+    return msgspec.convert({"providers": providers, "server": server, "models": models or {},
+                            "tiers": GENEROUS_TIERS if tiers is None else tiers}, ConfigFile)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
@@ -67,10 +79,14 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def run_gateway(database_url: str, sim_url: str, **server: Any) -> Iterator[RunningGateway]:
+def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, Any]] | None = None,
+                models: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
+                env: dict[str, str] | None = None, **server: Any) -> Iterator[RunningGateway]:
+    """A gateway on loopback. `tiers` and `models` are config tables (default tiers: generous
+    limits), `clock` drives its rate limiter, `env` adds `RUNAPI_*` variables (e.g. `RUNAPI_REDIS_URL`)."""
     upgrade(database_url)
-    settings = gateway_settings(database_url, simulator_config(sim_url, **server))
-    app = create_app(settings)
+    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, **server), **(env or {}))
+    app = create_app(settings, clock=clock)
     with serve_asgi(app) as base_url:
         running = RunningGateway(base_url, settings, app)
         try:

@@ -1,6 +1,7 @@
 """Credit holds: reserve the most a call can cost before it runs, settle or release after.
 
-`CreditGuard` is the seam; `MemoryCreditGuard` serves one process (the embedded default).
+`CreditGuard` is the seam; `MemoryCreditGuard` serves one process (the embedded default),
+`credit_redis.RedisCreditGuard` any number of instances sharing Redis.
 It caches each account's committed balance (Σ ledger) and the sum of in-flight holds,
 so admission costs no database round trip once an account is warm. Balance can never
 go below zero: a hold is only granted when `balance − held ≥ amount`, and a charge never
@@ -48,6 +49,14 @@ class CreditGuard(Protocol):
     async def available(self, account_id: str) -> int:
         """Balance minus open holds."""
 
+    async def close(self) -> None:
+        """Stop background work (after the settlement writer has drained)."""
+
+
+def insufficient_credit(amount: int, free: int) -> InsufficientCredit:
+    return InsufficientCredit(f"This call may cost up to ${nanos_to_usd(amount)} but the account has "
+                              f"${nanos_to_usd(free)} available. Add credit or lower max_tokens.")
+
 
 class _Balance:
     __slots__ = ("nanos", "high_id")
@@ -92,10 +101,7 @@ class MemoryCreditGuard:
             balance = await self._load(account_id)  # a top-up may have landed meanwhile
             if balance.nanos - self._held[account_id] < amount:
                 free = max(0, balance.nanos - self._held[account_id])
-                raise InsufficientCredit(
-                    f"This call may cost up to ${nanos_to_usd(amount)} but the account has "
-                    f"${nanos_to_usd(free)} available. Add credit or lower max_tokens."
-                )
+                raise insufficient_credit(amount, free)
         self._held[account_id] += amount
         return Hold(account_id, amount)
 
@@ -133,3 +139,6 @@ class MemoryCreditGuard:
     async def available(self, account_id: str) -> int:
         balance = await self._load(account_id)
         return balance.nanos - self._held[account_id]
+
+    async def close(self) -> None:
+        pass

@@ -70,8 +70,14 @@ def cost_nanos(usage: Usage, pricing: Pricing) -> int:
     return usd_to_nanos(cost_usd(usage, pricing))
 
 
+MAX_ENTRY_USD = Decimal(1_000_000_000)  # one ledger entry; keeps every sum inside a 64-bit column
+
+
 def usd_to_nanos(amount: Decimal) -> int:
-    """Convert USD to nano-dollars; refuses amounts finer than a nano-dollar."""
+    """Convert USD to nano-dollars; refuses non-finite amounts, more than $1e9, and amounts finer
+    than a nano-dollar (ValueError)."""
+    if not amount.is_finite() or abs(amount) > MAX_ENTRY_USD:
+        raise ValueError(f"{amount} is not an amount of USD between -1e9 and 1e9")
     nanos = amount * NANOS_PER_USD
     if nanos != nanos.to_integral_value():
         raise ValueError(f"{amount} USD is finer than a nano-dollar")

@@ -78,8 +78,8 @@ class SettlementWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         for item in batch:
+            ledger_id = item.settlement.ledger_id = ledger_ids.get(item.settlement.generation.id)
             if item.hold is not None:
-                ledger_id = ledger_ids.get(item.settlement.generation.id)
                 if ledger_id is None:
                     self._guard.release(item.hold)
                 else:

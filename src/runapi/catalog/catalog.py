@@ -33,6 +33,7 @@ class DeploymentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     provider: str
     upstream_model: str
     weight: float = 1.0
+    cost: Pricing | None = None  # what the provider charges us (USD per 1M tokens), for margin reports
 
 
 class FaqItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd, usd_to_nanos
 from runapi.cli.common import Stores, console, errors, run_with_stores
+from runapi.limits import promote_by_topups
 
 accounts_app = typer.Typer(help="Create and list customer accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -103,6 +104,9 @@ def credits_add(account: str = typer.Argument(..., help="Account ID or name"),
         await stores.ledger.add_entry(found.id, "topup", _parse_usd(usd), note)
         balance, _ = await stores.ledger.balance(found.id)
         console.print(f"Added ${Decimal(usd)} to {found.name}; balance ${nanos_to_usd(balance)}.")
+        promoted = await promote_by_topups(stores.engine, stores.settings.tiers, found.id)
+        if promoted:
+            console.print(f"Cumulative top-ups promote {found.name} to [bold]{promoted}[/bold].")
 
     run_with_stores(work)
 

@@ -28,6 +28,7 @@ def settings_or_exit() -> Settings:
 
 class Stores:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.accounts = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)

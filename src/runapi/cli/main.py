@@ -15,6 +15,9 @@ import uvicorn
 from runapi.cli.accounts_cmd import accounts_app, credits_app, keys_app
 from runapi.cli.common import Stores, console, errors, settings_or_exit
 from runapi.cli.models_cmd import models_app
+from runapi.cli.skill_cmd import skill_app
+from runapi.cli.tasks_cmd import tasks_app
+from runapi.cli.usage_cmd import register as register_usage
 from runapi.storage import SchemaMismatch, check_schema, create_engine, is_sqlite, upgrade
 
 app = typer.Typer(help="RunAPI: an OpenAI-compatible LLM gateway with exact per-token billing.",
@@ -24,6 +27,8 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(models_app, name="models")
+app.add_typer(skill_app, name="skill")
+app.add_typer(tasks_app, name="tasks")
 app.add_typer(db_app, name="db")
 
 
@@ -153,6 +158,9 @@ Python (openai SDK):
 """, soft_wrap=True)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_level="warning")
+
+
+register_usage(app)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The caller's own data: `GET /v1/generations/{id}` and `GET /v1/usage`."""
+"""The caller's own data: `GET /v1/generations/{id}` (usage reports live in `usage_api`)."""
 
 from __future__ import annotations
 
@@ -57,18 +57,3 @@ async def get_generation(request: Request) -> Response:
     principal = await principal_of(request)
     row = await gw.ledger.generation(request.path_params["generation_id"], account_id=principal.account_id)
     return json_response(generation_json(row))
-
-
-async def get_usage(request: Request) -> Response:
-    gw: Gateway = request.app.state.gateway
-    principal = await principal_of(request)
-    balance, _ = await gw.ledger.balance(principal.account_id)
-    available = await gw.credit.available(principal.account_id)
-    return json_response({
-        "object": "usage",
-        "account_id": principal.account_id,
-        "tier": principal.tier,
-        "balance": nanos_to_usd(balance),
-        "available": nanos_to_usd(max(0, available)),
-        "currency": "USD",
-    })

@@ -16,8 +16,10 @@ from runapi.accounting.money import nanos_to_usd, usd_to_nanos
 from runapi.http.account_api import generation_json
 from runapi.errors import AuthError, InvalidRequest, PermissionDenied
 from runapi.http.responses import json_response, read_json
+from runapi.limits import promote_by_topups
 from runapi.pipeline.gateway import Gateway
 from runapi.storage import Account, ApiKey, LedgerEntry
+from runapi.storage.invalidation import Change
 
 
 class NewAccount(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,6 +48,9 @@ def _gateway(request: Request) -> Gateway:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise AuthError("The admin API needs `Authorization: Bearer $RUNAPI_ADMIN_TOKEN`.", code="invalid_admin_token")
     return gw
+
+
+admin_gateway = _gateway  # the same guard, for the other admin modules
 
 
 def account_json(account: Account, balance_nanos: int | None = None) -> dict[str, Any]:
@@ -108,7 +113,7 @@ async def list_keys(request: Request) -> Response:
 async def revoke_key(request: Request) -> Response:
     gw = _gateway(request)
     key = await gw.accounts.revoke_key(request.path_params["key_id"])
-    gw.auth.forget_key(key.id)  # at once here; other instances follow the cache epoch
+    await gw.announce(Change("key", key.id))  # every instance refuses it at once
     return json_response(key_json(key))
 
 
@@ -122,7 +127,9 @@ async def add_credit(request: Request) -> Response:
         raise InvalidRequest(f"amount_usd must be a decimal number of USD, got {body.amount_usd!r}",
                              param="amount_usd") from exc
     entry = await gw.ledger.add_entry(account.id, body.kind, amount, body.note)
-    gw.credit.invalidate(account.id)
+    if body.kind == "topup":
+        await promote_by_topups(gw.engine, gw.limits.tiers, account.id)
+    await gw.announce(Change("account", account.id))  # the new credit (and tier) on every instance at once
     balance, _ = await gw.ledger.balance(account.id)
     return json_response({"entry": entry_json(entry), "balance": nanos_to_usd(balance)}, status_code=201)
 

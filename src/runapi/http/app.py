@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,11 +14,16 @@ from starlette.routing import Route
 
 from runapi.config import Settings
 from runapi.errors import GatewayError
-from runapi.http import account_api, admin_api, models_api
+from runapi.http import account_api, admin_api, limits_api, models_api, usage_api
 from runapi.http.chat import ChatCompletionsEndpoint
+from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.responses import json_response
+from runapi.http import tasks_api
+from runapi.limits import Clock
 from runapi.pipeline.gateway import Gateway
+from runapi.tasks import TaskRuntime
+from runapi.web import skill_routes, web_routes
 
 
 async def health(request: Request) -> Response:
@@ -29,31 +35,47 @@ async def metrics(request: Request) -> Response:
     return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The gateway as an ASGI app. The gateway starts (schema check, pools) in the lifespan."""
-    gateway = Gateway(settings)
+def create_app(settings: Settings, *, clock: Clock = time.time,
+               health_clock: Callable[[], float] = time.monotonic) -> Starlette:
+    """The gateway as an ASGI app. The gateway starts (schema check, pools) in the lifespan.
+    `clock` (wall-clock seconds) drives the rate limiter, `health_clock` (monotonic seconds) the model
+    health windows and circuit breakers; tests pass ones they control."""
+    gateway = Gateway(settings, clock=clock, health_clock=health_clock)
+    tasks = TaskRuntime(gateway)  # started after the gateway, stopped before it
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         try:
-            yield
+            await tasks.start()
+            try:
+                yield
+            finally:
+                await tasks.stop()
         finally:
             await gateway.stop()
 
     routes = [
         Route("/v1/chat/completions", ChatCompletionsEndpoint(gateway), methods=["POST"]),
+        Route("/v1/messages", MessagesEndpoint(gateway), methods=["POST"]),
+        Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
         Route("/v1/models", models_api.list_models, methods=["GET"]),
+        *skill_routes,  # before /v1/models/{model_id:path}, which would swallow /v1/models/{id}/skill
         Route("/v1/models/{model_id:path}", models_api.get_model, methods=["GET"]),
         Route("/v1/generations/{generation_id}", account_api.get_generation, methods=["GET"]),
-        Route("/v1/usage", account_api.get_usage, methods=["GET"]),
+        Route("/v1/usage", usage_api.get_usage, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin_api.routes,
+        *tasks_api.routes,
+        *limits_api.routes,
+        *usage_api.routes,
+        *web_routes(settings),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={GatewayError: handle_error, HTTPException: handle_error, Exception: handle_error})
     app.state.gateway = gateway
+    app.state.tasks = tasks
     return app
 
 

@@ -20,9 +20,11 @@ from runapi.http.asgi import (
     send_bytes,
 )
 from runapi.http.errors import error_parts
+from runapi.limits import RateLimitStatus
 from runapi.pipeline.chat import ChatStream, complete_chat, open_chat_stream
 from runapi.pipeline.chat_request import decode_chat_request
 from runapi.pipeline.gateway import Gateway
+from runapi.tasks.idempotency import Reply, run_idempotent
 
 log = logging.getLogger("runapi.http")
 
@@ -30,8 +32,11 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
                (b"x-accel-buffering", b"no")]
 
 
-def _common_headers(headers: dict[bytes, bytes], generation_id: str, overhead_ms: float) -> list[tuple[bytes, bytes]]:
+def _common_headers(headers: dict[bytes, bytes], generation_id: str, overhead_ms: float,
+                    rate_limit: RateLimitStatus | None = None) -> list[tuple[bytes, bytes]]:
     out = [(b"x-runapi-generation-id", generation_id.encode()), (b"x-runapi-overhead-ms", f"{overhead_ms:.3f}".encode())]
+    if rate_limit is not None:  # OpenAI's x-ratelimit-* headers
+        out += [(name.encode(), value.encode()) for name, value in rate_limit.to_headers().items()]
     client_id = headers.get(b"x-client-request-id")
     if client_id is not None and len(client_id) <= 512:
         out.append((b"x-client-request-id", client_id))
@@ -56,9 +61,16 @@ class ChatCompletionsEndpoint:
                 stream = await open_chat_stream(self.gw, principal, request, raw, started=started,
                                                 client_request_id=client_request_id)
             else:
-                done = await complete_chat(self.gw, principal, request, raw, started=started,
-                                           client_request_id=client_request_id)
-                await send_bytes(send, 200, done.body, _common_headers(headers, done.generation_id, done.overhead_ms))
+                async def call(generation_id: str | None) -> Reply:
+                    done = await complete_chat(self.gw, principal, request, raw, started=started,
+                                               client_request_id=client_request_id, generation_id=generation_id)
+                    return Reply(200, done.body, _common_headers(headers, done.generation_id, done.overhead_ms,
+                                                                 done.rate_limit))
+
+                # With an Idempotency-Key, a retry gets the first reply back and is not charged again.
+                reply = await run_idempotent(self.gw.engine, self.gw.settings.tasks.idempotency_ttl,
+                                             principal.account_id, headers, "/v1/chat/completions", raw, call)
+                await send_bytes(send, reply.status, reply.body, reply.headers)
                 return
         except ClientGone:
             return
@@ -72,7 +84,8 @@ class ChatCompletionsEndpoint:
 
     async def _relay(self, stream: ChatStream, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
         """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle."""
-        start_headers = SSE_HEADERS + _common_headers(headers, stream.generation_id, stream.record.overhead_ms())
+        start_headers = SSE_HEADERS + _common_headers(headers, stream.generation_id, stream.record.overhead_ms(),
+                                                      stream.record.rate_limit)
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
 
         async def pump() -> None:

@@ -10,7 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runapi.errors import GatewayError, RateLimited, UpstreamUnavailable
+from runapi.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamUnavailable
+from runapi.storage.outage import store_outage
 
 log = logging.getLogger("runapi.http")
 _encode = msgspec.json.encode
@@ -21,10 +22,13 @@ _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "inval
 def error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """(status, extra headers, JSON body) for any exception; internals are never leaked."""
     headers: list[tuple[bytes, bytes]] = []
+    exc = store_outage(exc) or exc  # a lost database or Redis connection: 503, not 500
     if isinstance(exc, GatewayError):
         retry_after = getattr(exc, "retry_after", None)
-        if isinstance(exc, (RateLimited, UpstreamUnavailable)) and retry_after:
+        if isinstance(exc, (RateLimited, UpstreamUnavailable, ServiceUnavailable)) and retry_after:
             headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        if isinstance(exc, RateLimited):
+            headers += [(name.encode(), value.encode()) for name, value in exc.headers.items()]
         return exc.status, headers, _encode(exc.to_dict())
     if isinstance(exc, HTTPException):
         body = {"error": {"message": exc.detail, "type": _HTTP_TYPES.get(exc.status_code, "invalid_request_error"),

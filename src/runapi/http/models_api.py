@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,7 +24,7 @@ def _created(entry: ModelEntry) -> int:
 
 def model_json(gw: Gateway, entry: ModelEntry) -> dict[str, Any]:
     provider = gw.catalog.providers.get(entry.provider)
-    health = gw.health.report(entry.id)
+    status, health, deployments = gw.model_health(entry)
     return {
         "id": entry.id,
         "object": "model",
@@ -50,9 +51,10 @@ def model_json(gw: Gateway, entry: ModelEntry) -> dict[str, Any]:
             "cache_read": format(entry.pricing.cache_read, "f"),
             "cache_write": format(entry.pricing.cache_write, "f"),
         },
-        "status": health.status,
+        "status": status,
         "health": {"success_rate": health.success_rate, "samples": health.samples,
-                   "p50_latency_ms": health.p50_latency_ms, "p50_ttft_ms": health.p50_ttft_ms},
+                   "p50_latency_ms": health.p50_latency_ms, "p50_ttft_ms": health.p50_ttft_ms,
+                   "deployments": [msgspec.structs.asdict(d) for d in deployments]},
     }
 
 

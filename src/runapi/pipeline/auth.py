@@ -11,7 +11,7 @@ import time
 import msgspec
 
 from runapi.errors import AuthError
-from runapi.storage import AccountStore, hash_key
+from runapi.storage import AccountStore, KeyLimits, hash_key
 from runapi.storage.clock import utcnow
 
 CACHE_TTL_S = 60.0
@@ -23,6 +23,7 @@ class Principal(msgspec.Struct, frozen=True):
     key_id: str
     account_id: str
     tier: str
+    limits: KeyLimits = KeyLimits()  # the key's own limits, cached with it
 
 
 class Authenticator:
@@ -46,7 +47,7 @@ class Authenticator:
         if key is None or not key.usable(utcnow()):
             raise AuthError("Incorrect, expired or revoked API key.")
         account = await self._accounts.get_account(key.account_id)
-        principal = Principal(key_id=key.id, account_id=account.id, tier=account.tier)
+        principal = Principal(key_id=key.id, account_id=account.id, tier=account.tier, limits=key.limits)
         key_expiry = key.expires_at.timestamp() if key.expires_at else None
         self._cache[digest] = (principal, now + CACHE_TTL_S, key_expiry)
         return principal
@@ -54,6 +55,12 @@ class Authenticator:
     def forget_key(self, key_id: str) -> None:
         for digest, (principal, _, _) in list(self._cache.items()):
             if principal.key_id == key_id:
+                del self._cache[digest]
+
+    def forget_account(self, account_id: str) -> None:
+        """Drop an account's cached keys (its tier changed): the next call re-reads them."""
+        for digest, (principal, _, _) in list(self._cache.items()):
+            if principal.account_id == account_id:
                 del self._cache[digest]
 
     def clear(self) -> None:

@@ -8,7 +8,7 @@ release for one that failed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -16,12 +16,15 @@ import msgspec
 
 from runapi.accounting.credit import Hold
 from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
-from runapi.errors import NotFound, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from runapi.catalog import ModelEntry
+from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
+from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.chat_request import ChatRequest, prompt_bytes
 from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.metering import CallRecord
-from runapi.pipeline.routing import attempt_order
+from runapi.pipeline.failover import first_answer
+from runapi.pipeline.routing import attempt_plan, deployment_key
 from runapi.providers import Deployment, UpstreamChunk
 from runapi.providers.sse import DONE, frame
 
@@ -35,14 +38,28 @@ def usage_json(usage: Usage, cost: Decimal) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.prompt_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "prompt_tokens_details": _prompt_details(usage),
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "cost": cost,
     }
 
 
+def _prompt_details(usage: Usage) -> dict[str, int]:
+    details = {"cached_tokens": usage.cache_read_tokens}
+    if usage.cache_write_tokens:  # Anthropic-protocol models write caches, billed at the cache-write price
+        details["cache_write_tokens"] = usage.cache_write_tokens
+    return details
+
+
+def _ceiling_cost(request: ChatRequest, input_tokens: int, models: Iterable[ModelEntry]) -> int:
+    """The most the call may cost on whichever of `models` (the model and its fallbacks) answers."""
+    return max(cost_nanos(Usage(input_tokens=input_tokens, output_tokens=request.output_limit(model.max_output)),
+                          model.pricing) for model in models)
+
+
 async def _begin(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
-                 client_request_id: str | None) -> tuple[CallRecord, Hold, list[Deployment]]:
+                 client_request_id: str | None, generation_id: str | None = None,
+                 ) -> tuple[CallRecord, Hold, list[Deployment]]:
     """Resolve the model and reserve the most this call can cost."""
     entry = gw.model(request.model)
     if entry is None:
@@ -51,16 +68,30 @@ async def _begin(gw: Gateway, principal: Principal, request: ChatRequest, starte
     record = CallRecord(account_id=principal.account_id, key_id=principal.key_id, entry=entry,
                         stream=bool(request.stream), started=started, client_request_id=client_request_id,
                         prompt_bytes=prompt_bytes(request))
+    if generation_id:  # fixed by the caller (a task): a re-run's settlement is skipped, never charged twice
+        record.generation_id = generation_id
     ceiling = Usage(input_tokens=estimate_tokens(record.prompt_bytes), output_tokens=request.output_limit(entry.max_output))
-    hold = await gw.credit.reserve(principal.account_id, cost_nanos(ceiling, entry.pricing))
-    order = attempt_order(gw.deployments[entry.id], gw.rng)[: gw.settings.server.max_attempts]
+    order = attempt_plan(entry, gw.catalog, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
+    max_cost = _ceiling_cost(request, ceiling.input_tokens, [entry, *(gw.catalog.models[d.model_id] for d in order)])
+    explicit_max = request.max_completion_tokens or request.max_tokens
+    admission = await gw.limits.admit(  # closed by the settlement of record.generation_id
+        principal, entry.id, generation_id=record.generation_id, prompt_tokens=ceiling.input_tokens,
+        output_tokens=ceiling.output_tokens if explicit_max else
+        request.output_limit(min(entry.max_output, UNSET_MAX_TOKENS_ESTIMATE)), max_cost_nanos=max_cost)
+    record.rate_limit = admission.status
+    try:
+        hold = await gw.credit.reserve(principal.account_id, max_cost)
+    except BaseException:
+        admission.close()
+        raise
     if not order:
         gw.credit.release(hold)
+        admission.close()
         raise UpstreamUnavailable(f"The model `{entry.id}` has no deployment configured.")
     return record, hold, order
 
 
-async def _fail(gw: Gateway, record: CallRecord, hold: Hold, error: Exception) -> None:
+async def _fail(gw: Gateway, record: CallRecord, hold: Hold, error: BaseException) -> None:
     await gw.settlements.submit(record.settlement("failed", Usage(), error=str(error)), hold)
 
 
@@ -68,35 +99,19 @@ class Completed(msgspec.Struct):
     body: bytes
     generation_id: str
     overhead_ms: float
+    rate_limit: RateLimitStatus | None = None
 
 
 async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
-                        started: float, client_request_id: str | None = None) -> Completed:
+                        started: float, client_request_id: str | None = None,
+                        generation_id: str | None = None) -> Completed:
     """One non-streaming completion, settled (durably) before it is returned."""
-    record, hold, order = await _begin(gw, principal, request, started, client_request_id)
-    last_error: UpstreamError | None = None
-    for deployment in order:
-        record.deployment = deployment
-        t0 = time.perf_counter()
-        try:
-            reply = await gw.provider_for(deployment).complete(raw, deployment)
-        except UpstreamRejected as exc:
-            record.upstream_s += time.perf_counter() - t0
-            await _fail(gw, record, hold, exc)
-            raise
-        except UpstreamError as exc:
-            record.upstream_s += time.perf_counter() - t0
-            last_error = exc
-            continue
-        except BaseException as exc:  # cancelled: nothing was answered, nothing is charged
-            await _fail(gw, record, hold, exc)
-            raise
-        record.upstream_s += time.perf_counter() - t0
-        break
-    else:
-        assert last_error is not None
-        await _fail(gw, record, hold, last_error)
-        raise last_error
+    record, hold, order = await _begin(gw, principal, request, started, client_request_id, generation_id)
+    try:
+        reply = await first_answer(gw, record, order, lambda d: gw.provider_for(d).complete(raw, d))
+    except BaseException as exc:  # every deployment failed, or cancelled: nothing answered, nothing charged
+        await _fail(gw, record, hold, exc)
+        raise
 
     estimated = reply.usage is None
     usage = reply.usage or record.estimated_usage(_reply_parts(reply.body))
@@ -108,7 +123,7 @@ async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest,
     settlement = record.settlement("succeeded", usage, estimated=estimated,
                                    cap=lambda c: gw.credit.cap_charge(hold, c))
     await gw.settlements.submit(settlement, hold)
-    return Completed(_encode(body), record.generation_id, record.overhead_ms())
+    return Completed(_encode(body), record.generation_id, record.overhead_ms(), record.rate_limit)
 
 
 def _reply_parts(body: dict[str, Any]) -> int:
@@ -146,54 +161,61 @@ class ChatStream:
         self.error: Exception | None = None
         self._settled = False
         self._upstream: AsyncIterator[UpstreamChunk] | None = None
-        self._first: UpstreamChunk | None = None
+        self._held: list[UpstreamChunk] = []
         self._upstream_id = b""
+        self._upstream_model = b""
 
     @property
     def generation_id(self) -> str:
         return self.record.generation_id
 
     async def open(self) -> None:
-        """Reach a deployment that answers with a first chunk; retry others before any byte is sent."""
-        last_error: UpstreamError | None = None
-        for deployment in self.order:
-            self.record.deployment = deployment
-            upstream = aiter(self.gw.provider_for(deployment).stream(self.raw, deployment))
-            t0 = time.perf_counter()
-            try:
-                first = await anext(upstream)
-            except StopAsyncIteration:
-                last_error = UpstreamUnavailable("the upstream closed the stream without any event")
-            except UpstreamRejected as exc:
-                self.record.upstream_s += time.perf_counter() - t0
-                await self._settle_failed(exc)
-                raise
-            except UpstreamError as exc:
-                last_error = exc
-            except BaseException as exc:
-                await upstream.aclose()  # type: ignore[attr-defined]
-                await self._settle_failed(exc)
-                raise
-            else:
-                self.record.upstream_s += time.perf_counter() - t0
-                self._upstream, self._first = upstream, first
-                self._upstream_id = first.upstream_id.encode()
-                return
-            self.record.upstream_s += time.perf_counter() - t0
-            await upstream.aclose()  # type: ignore[attr-defined]
-        assert last_error is not None
-        await self._settle_failed(last_error)
-        raise last_error
+        """Reach a deployment that starts answering; fail over to others before any byte is sent."""
+        try:
+            self._upstream, self._held = await first_answer(self.gw, self.record, self.order, self._open_upstream)
+        except BaseException as exc:
+            await self._settle_failed(exc)
+            raise
+        self._upstream_id = self._held[0].upstream_id.encode()
+        model = _decode(self._held[0].payload).get("model") if self._held[0].payload.startswith(b"{") else None
+        if isinstance(model, str) and model and model != self.record.entry.id:
+            self._upstream_model = model.encode()
 
-    def _relay(self, chunk: UpstreamChunk) -> bytes | None:
-        """The bytes to send for one upstream chunk, or None to send nothing."""
+    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+        return self.gw.provider_for(deployment).stream(self.raw, deployment)
+
+    async def _open_upstream(self, deployment: Deployment
+                             ) -> tuple[AsyncIterator[UpstreamChunk], list[UpstreamChunk]]:
+        """Start the upstream stream and hold its chunks back until the first one with generated
+        content (or usage): an upstream that stalls or fails before that can still be failed over."""
+        upstream = aiter(self._upstream_stream(deployment))
+        held: list[UpstreamChunk] = []
+        try:
+            async for chunk in upstream:
+                held.append(chunk)
+                if chunk.content_parts or chunk.usage is not None:
+                    return upstream, held
+        except BaseException:
+            await upstream.aclose()  # type: ignore[attr-defined]
+            raise
+        if not held:
+            raise UpstreamUnavailable("the upstream closed the stream without any event")
+        return upstream, held
+
+    def _track(self, chunk: UpstreamChunk) -> None:
+        """Count output and note the first token and the usage, whatever is sent to the client."""
         if chunk.content_parts:
             self.output_parts += chunk.content_parts
             if self.record.first_token_at is None:
                 self.record.first_token_at = time.perf_counter()
-        payload = chunk.payload
         if chunk.usage is not None:
             self.usage = chunk.usage
+
+    def _relay(self, chunk: UpstreamChunk) -> bytes | None:
+        """The bytes to send for one upstream chunk, or None to send nothing."""
+        self._track(chunk)
+        payload = chunk.payload
+        if chunk.usage is not None:
             if not self.wants_usage:
                 if chunk.usage_only:
                     return None
@@ -208,26 +230,41 @@ class ChatStream:
             payload = payload.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
         if self._upstream_id:
             payload = payload.replace(b'"' + self._upstream_id + b'"', b'"' + self.generation_id.encode() + b'"')
+        if self._upstream_model:  # show the public ID of the model that answers, as in JSON answers
+            payload = payload.replace(b'"model":"' + self._upstream_model + b'"',
+                                      b'"model":"' + self.record.entry.id.encode() + b'"')
         return frame(payload)
 
+    def _error_frame(self, error: UpstreamError) -> bytes:
+        return frame(_encode(error.to_dict()))
+
+    def _final_frames(self) -> bytes:
+        """The bytes after the last upstream chunk, sent once the call is settled."""
+        return DONE
+
     async def events(self) -> AsyncIterator[bytes]:
-        """SSE bytes for the client. Upstream failures end the stream with an error event."""
-        assert self._upstream is not None and self._first is not None
-        out = self._relay(self._first)
-        if out is not None:
-            yield out
+        """SSE bytes for the client. Upstream failures end the stream with an error event (not retried:
+        the client already has bytes)."""
+        assert self._upstream is not None
         try:
+            for chunk in self._held:
+                out = self._relay(chunk)
+                if out is not None:
+                    yield out
+            self._held = []
             async for chunk in self._upstream:
                 out = self._relay(chunk)
                 if out is not None:
                     yield out
         except UpstreamError as exc:
             self.error = exc
-            yield frame(_encode(exc.to_dict()))
+            if self.record.deployment is not None:
+                self.gw.circuits.failed(deployment_key(self.record.deployment))
+            yield self._error_frame(exc)
             return
         self.finished = True
-        await self.close(disconnected=False)  # durable before the client sees [DONE]
-        yield DONE
+        await self.close(disconnected=False)  # durable before the client sees the end
+        yield self._final_frames()
 
     async def close(self, *, disconnected: bool) -> None:
         """Settle exactly once (see the class docstring). Cancels the upstream call if still open."""

@@ -6,22 +6,30 @@ Built once per process by `Gateway.start()` and passed to every edge; no module 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import time
+from collections.abc import Callable
 
 import aiohttp
 
-from runapi.accounting.credit import CreditGuard, MemoryCreditGuard
+from runapi.accounting.credit import CreditGuard
+from runapi.accounting.credit_redis import create_credit_guard
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import ModelEntry
 from runapi.config import Settings
 from runapi.pipeline.auth import Authenticator
-from runapi.pipeline.routing import deployments_for
-from runapi.providers import Deployment, OpenAICompatible, Provider, Timeouts
-from runapi.health import ModelHealth
+from runapi.config import ConfigError
+from runapi.pipeline.circuit import CircuitBreakers
+from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
+from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider, Timeouts
+from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deployment_status, model_status
+from runapi.limits import Clock, LimitControl, create_limit_control
 from runapi.metrics import Metrics
 from runapi.storage import AccountStore, Ledger, Settlement, check_schema, create_engine, read_epoch
+from runapi.storage.background import stop_task
+from runapi.storage.invalidation import Change, ChangeBus
+from runapi.storage.redis_client import redis_client
 
 log = logging.getLogger("runapi.gateway")
 
@@ -29,22 +37,32 @@ EPOCH_POLL_S = 0.5
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = time.time,
+                 health_clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.catalog = settings.catalog
         self.engine = create_engine(settings.database_url)
         self.accounts = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
         self.auth = Authenticator(self.accounts)
-        self.credit: CreditGuard = MemoryCreditGuard(self.ledger)
+        self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
+        self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
-        self.health = ModelHealth()
-        self.settlements = SettlementWriter(self.ledger, self.credit, observers=[self._observe])
+        self.health = ModelHealth(health_clock)  # health windows and circuits share the monotonic clock
+        self.circuits = CircuitBreakers(settings.server.circuit_failures, settings.server.circuit_cooldown,
+                                        health_clock)
+        self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
+        self.settlements = SettlementWriter(self.ledger, self.credit, observers=[self.limits.settled, self._observe])
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
             for entry in self.catalog.models.values()
         }
+        try:
+            for entry in self.catalog.models.values():
+                fallback_models(entry, self.catalog)
+        except ValueError as exc:
+            raise ConfigError(f"catalog: {exc}") from exc
         server = settings.server
         self.timeouts = Timeouts(connect=server.connect_timeout, first_byte=server.first_byte_timeout,
                                  idle=server.idle_timeout)
@@ -57,17 +75,21 @@ class Gateway:
         await check_schema(self.engine)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self._providers = {"openai": OpenAICompatible(self._session, self.timeouts)}
+        self._providers = {"openai": OpenAICompatible(self._session, self.timeouts),
+                           "anthropic": AnthropicProvider(self._session, self.timeouts)}
         self.settlements.start()
         self._poller = asyncio.get_running_loop().create_task(self._poll_epoch(), name="epoch-poller")
+        if self.changes is not None:
+            self.changes.start()
 
     async def stop(self) -> None:
         """Write every pending settlement, then close pools."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await stop_task(self._poller)
         await self.settlements.close()
+        await self.credit.close()
+        if self.changes is not None:
+            await self.changes.close()
+        await self.limits.close()
         if self._session is not None:
             await self._session.close()
         await self.engine.dispose()
@@ -80,20 +102,47 @@ class Gateway:
             self.health.observe(row.model, ok, row.latency_ms, row.ttft_ms)
             self.health.observe(f"{row.model}@{row.provider}:{row.upstream_model}", ok, row.latency_ms, row.ttft_ms)
 
+    def model_health(self, entry: ModelEntry) -> tuple[str, HealthReport, list[DeploymentHealth]]:
+        """(status, the model's own window, each deployment's window and circuit) from real traffic."""
+        report = self.health.report(entry.id)
+        deployments = []
+        for deployment in self.deployments[entry.id]:
+            key = deployment_key(deployment)
+            deployments.append(deployment_status(deployment.provider_name, deployment.upstream_model,
+                                                 self.health.report(key), self.circuits.state(key)))
+        return model_status(report, deployments), report, deployments
+
     def provider_for(self, deployment: Deployment) -> Provider:
         return self._providers[deployment.provider.protocol]
 
     def model(self, name: str) -> ModelEntry | None:
         return self.catalog.resolve(name)
 
+    async def announce(self, change: Change) -> None:
+        """Apply a change to this process's caches now, and tell every other instance (Redis pub/sub).
+        Instances that miss the message follow the cache epoch, which the change's writer bumped."""
+        self.apply_change(change)
+        if self.changes is not None:
+            await self.changes.publish(change)
+
+    def apply_change(self, change: Change) -> None:
+        if change.kind == "key":
+            self.auth.forget_key(change.id)
+        elif change.kind == "account":
+            self.auth.forget_account(change.id)
+            self.credit.invalidate(change.id)
+        else:
+            self.auth.clear()
+            self.credit.invalidate()
+            self.limits.invalidate()
+
     async def _poll_epoch(self) -> None:
         last: int | None = None
         while True:
             try:
                 epoch = await read_epoch(self.engine)
-                if last is not None and epoch != last:
-                    self.auth.clear()
-                    self.credit.invalidate()
+                if last is not None and epoch != last:  # something changed, somewhere: forget everything
+                    self.apply_change(Change("all"))
                 last = epoch
             except Exception:  # keep polling; the database may come back
                 log.warning("could not read the cache epoch", exc_info=True)

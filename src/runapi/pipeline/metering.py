@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from runapi.accounting.money import Usage, cost_nanos, estimate_tokens
 from runapi.catalog import ModelEntry
+from runapi.limits import RateLimitStatus
 from runapi.providers import Deployment
 from runapi.storage import Generation, Settlement
 from runapi.storage.clock import utcnow
@@ -24,7 +25,7 @@ class CallRecord:
     """What the pipeline learns about one call while it runs."""
 
     __slots__ = ("generation_id", "principal_key", "account_id", "entry", "stream", "started", "client_request_id",
-                 "deployment", "first_token_at", "upstream_s", "prompt_bytes")
+                 "deployment", "first_token_at", "upstream_s", "prompt_bytes", "rate_limit")
 
     def __init__(self, *, account_id: str, key_id: str, entry: ModelEntry, stream: bool, started: float,
                  client_request_id: str | None, prompt_bytes: int) -> None:
@@ -39,6 +40,7 @@ class CallRecord:
         self.first_token_at: float | None = None
         self.upstream_s = 0.0  # time spent waiting on the upstream
         self.prompt_bytes = prompt_bytes
+        self.rate_limit: RateLimitStatus | None = None  # for the x-ratelimit-* headers
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -31,6 +31,7 @@ class Deployment(msgspec.Struct, frozen=True):
     upstream_model: str
     weight: float = 1.0
     api_key: str = ""
+    max_output: int = 0  # the public model's max output tokens (0: unknown); a default for max_tokens
 
     def __repr__(self) -> str:
         return f"Deployment({self.provider_name}:{self.upstream_model})"

@@ -4,7 +4,7 @@ from runapi.storage.accounts import KEY_PREFIX, AccountStore, hash_key, new_id
 from runapi.storage.database import SchemaMismatch, check_schema, create_engine, is_sqlite, upgrade
 from runapi.storage.epoch import bump_epoch, read_epoch
 from runapi.storage.ledger import Ledger, Settlement
-from runapi.storage.records import Account, ApiKey, Generation, LedgerEntry
+from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
 
 __all__ = [
     "KEY_PREFIX",
@@ -12,6 +12,7 @@ __all__ = [
     "AccountStore",
     "ApiKey",
     "Generation",
+    "KeyLimits",
     "Ledger",
     "LedgerEntry",
     "SchemaMismatch",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runapi.errors import Conflict, NotFound
 from runapi.storage.clock import as_utc, utcnow
 from runapi.storage.epoch import bump_epoch
-from runapi.storage.records import Account, ApiKey
+from runapi.storage.records import Account, ApiKey, KeyLimits
 from runapi.storage.schema import accounts, api_keys
 
 KEY_PREFIX = "rk-"
@@ -30,15 +31,35 @@ def hash_key(secret: str) -> str:
 
 
 def _account(row: Any) -> Account:
-    return Account(id=row.id, name=row.name, tier=row.tier, created_at=as_utc(row.created_at))  # type: ignore[arg-type]
+    return Account(id=row.id, name=row.name, tier=row.tier, created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+                   tier_pinned=bool(row.tier_pinned))
 
 
 def _key(row: Any) -> ApiKey:
     return ApiKey(
         id=row.id, account_id=row.account_id, name=row.name, prefix=row.prefix,
         created_at=as_utc(row.created_at), expires_at=as_utc(row.expires_at),  # type: ignore[arg-type]
-        revoked_at=as_utc(row.revoked_at),
+        revoked_at=as_utc(row.revoked_at), limits=key_limits_of(row),
     )
+
+
+def key_limits_of(row: Any) -> KeyLimits:
+    allowed = row.allowed_models
+    return KeyLimits(
+        requests_per_minute=row.rpm_limit, tokens_per_minute=row.tpm_limit, concurrent_requests=row.concurrency_limit,
+        spend_cap_nanos=row.spend_cap_nanos, monthly_spend_cap_nanos=row.monthly_spend_cap_nanos,
+        allowed_models=None if allowed is None else tuple(json.loads(allowed)),
+    )
+
+
+def key_limit_columns(limits: KeyLimits) -> dict[str, Any]:
+    allowed = limits.allowed_models
+    return {
+        "rpm_limit": limits.requests_per_minute, "tpm_limit": limits.tokens_per_minute,
+        "concurrency_limit": limits.concurrent_requests, "spend_cap_nanos": limits.spend_cap_nanos,
+        "monthly_spend_cap_nanos": limits.monthly_spend_cap_nanos,
+        "allowed_models": None if allowed is None else json.dumps(list(allowed)),
+    }
 
 
 class AccountStore:
@@ -81,6 +102,24 @@ class AccountStore:
         async with self.engine.begin() as conn:
             await conn.execute(accounts.update().where(accounts.c.id == account_id).values(tier=tier))
             await bump_epoch(conn)
+
+    async def set_key_limits(self, key_id: str, limits: KeyLimits, expires_at: datetime | None) -> ApiKey:
+        """Replace a key's own limits and expiry; every instance picks them up through the cache epoch."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(api_keys.update().where(api_keys.c.id == key_id)
+                                        .values(expires_at=expires_at, **key_limit_columns(limits)))
+            if result.rowcount == 0:
+                raise NotFound(f"no key {key_id!r}")
+            await bump_epoch(conn)
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
+        return _key(row)
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is None:
+            raise NotFound(f"no key {key_id!r}")
+        return _key(row)
 
     async def create_key(self, account_id: str, name: str = "", expires_at: datetime | None = None) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the secret, which is never stored or shown again."""

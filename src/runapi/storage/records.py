@@ -12,6 +12,18 @@ class Account(msgspec.Struct, frozen=True):
     name: str
     tier: str
     created_at: datetime
+    tier_pinned: bool = False  # set by an operator: automatic promotion leaves the tier alone
+
+
+class KeyLimits(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A key's own limits, each narrower than its account's tier; None means "the tier decides"."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
+    spend_cap_nanos: int | None = None  # lifetime
+    monthly_spend_cap_nanos: int | None = None  # calendar month, UTC
+    allowed_models: tuple[str, ...] | None = None  # public model IDs
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -24,6 +36,7 @@ class ApiKey(msgspec.Struct, frozen=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    limits: KeyLimits = KeyLimits()
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -17,6 +17,8 @@ accounts = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("tier", sa.String(32), nullable=False, server_default="free"),
     sa.Column("created_at", Timestamp, nullable=False),
+    # An operator-pinned tier is not changed by automatic promotion.
+    sa.Column("tier_pinned", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 api_keys = sa.Table(
@@ -30,6 +32,13 @@ api_keys = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=True),
     sa.Column("revoked_at", Timestamp, nullable=True),
+    # Per-key limits, narrower than the account's tier; NULL means "the tier decides".
+    sa.Column("rpm_limit", sa.Integer, nullable=True),
+    sa.Column("tpm_limit", sa.Integer, nullable=True),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    sa.Column("spend_cap_nanos", sa.BigInteger, nullable=True),
+    sa.Column("monthly_spend_cap_nanos", sa.BigInteger, nullable=True),
+    sa.Column("allowed_models", sa.Text, nullable=True),  # JSON array of public model IDs
 )
 
 ledger = sa.Table(
@@ -75,6 +84,7 @@ generations = sa.Table(
     sa.Column("client_request_id", sa.String(200), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_generations_account_created", "account_id", "created_at"),
+    sa.Index("ix_generations_key_created", "key_id", "created_at"),
 )
 
 # One row; bumped by every change that caches elsewhere must notice (revocations, top-ups).
@@ -83,4 +93,118 @@ cache_epoch = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# Asynchronous tasks (migration 0003). A task is claimed by a worker with a lease (`locked_until`);
+# a lapsed lease is taken over. Each run's generation ID derives from the task's, and a re-run after a
+# charged run reuses that run's ID, so the ledger's unique generation_id never lets it be charged twice.
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("endpoint", sa.String(40), nullable=False),  # chat.completions | messages
+    sa.Column("request", sa.Text, nullable=False),  # the input, JSON
+    sa.Column("callback_url", sa.String(2000), nullable=True),
+    sa.Column("metadata_json", sa.Text, nullable=True),
+    sa.Column("origin", sa.String(500), nullable=False, server_default=""),  # base URL for output links
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed | cancelled
+    sa.Column("runs", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_after", Timestamp, nullable=False),
+    sa.Column("locked_until", Timestamp, nullable=True),
+    sa.Column("worker", sa.String(100), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("generation_id", sa.String(40), nullable=True, unique=True),  # the latest run's
+    sa.Column("cost_nanos", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),  # OpenAI-shaped error object, JSON
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Index("ix_tasks_status_run_after", "status", "run_after"),
+    sa.Index("ix_tasks_account_created", "account_id", "created_at"),
+)
+
+# A finished task's output, served at its signed URL until `expires_at`, then purged.
+task_outputs = sa.Table(
+    "task_outputs",
+    metadata,
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+# One signing secret per account; a rotated-out secret keeps signing until `previous_until`.
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("previous_secret", sa.String(100), nullable=True),
+    sa.Column("previous_until", Timestamp, nullable=True),
+    sa.Column("rotated_at", Timestamp, nullable=False),
+)
+
+# The webhook outbox: written in the task's final transaction, delivered (and retried) by a sender.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the `webhook-id` header, the same on every retry
+    sa.Column("task_id", sa.String(40), nullable=False, index=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    sa.Column("locked_until", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Index("ix_webhook_events_status_next", "status", "next_attempt_at"),
+)
+
+# Every delivery attempt, as it happened.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(40), nullable=False, index=True),
+    sa.Column("task_id", sa.String(40), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered | retrying | failed
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# `Idempotency-Key` requests: the first response, replayed to retries with the same key and body.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # SHA-256 of the endpoint and canonical body
+    sa.Column("status", sa.String(16), nullable=False),  # pending | done
+    sa.Column("resource_id", sa.String(40), nullable=True),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_headers", sa.Text, nullable=True),
+    sa.Column("response_body", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+# Secrets the gateway generates once and every instance shares (e.g. the output URL signing key).
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
 )

@@ -1,0 +1,155 @@
+"""RunAPI's benchmark, in one command: `python bench/run.py [--quick] [--postgres] [--profile] [--soak SECONDS]`.
+
+Starts the upstream simulator, then measures side by side the upstream called directly,
+nginx as a plain reverse proxy, and `runapi serve` with its full pipeline (SQLite; and
+PostgreSQL + Redis with `--postgres`), prints a table and writes `bench/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+
+from bench import report  # noqa: E402
+from bench.cells import Row, add_baselines, measure_cell  # noqa: E402
+from bench.loads import wrk_available  # noqa: E402
+from bench.profiling import ProfiledRun, profile_section, profile_under_load, py_spy  # noqa: E402
+from bench.scenarios import FULL_PLAN, QUICK_PLAN, SCENARIOS  # noqa: E402
+from bench.servers import Target, nginx_path, start_gateway, start_nginx, start_upstream  # noqa: E402
+from bench.soak import soak, soak_section  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+console = Console(width=None if sys.stdout.isatty() else 200)
+
+UPSTREAM_NOTE = """The upstream is the project's own simulator (`runapi sim`: raw ASGI app in uvicorn with uvloop and
+httptools, one process), not a leaner stand-in: called directly it answers the small non-streaming request
+at {rps} req/s ({cpu} ms CPU per request) in this run, several times what the gateway reaches, so it is not
+the bottleneck of the gateway rows; its CPU per request is shown in every row. Scenario knobs travel in the
+request body's `x_sim` object, which nginx and RunAPI pass through unchanged."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a subset of cells with short windows (< 60 s)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="add a RunAPI row on PostgreSQL (127.0.0.1:5432) + Redis (127.0.0.1:6379)")
+    parser.add_argument("--litellm", action="store_true", help="add a LiteLLM row (not implemented: skipped)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the SQLite gateway under load afterwards")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                        help="then load the SQLite gateway for SECONDS, sampling its RSS")
+    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 1, quick 0.5)")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
+    parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
+                        help="comma-separated targets (direct,nginx,runapi-sqlite); --postgres adds runapi-postgres")
+    parser.add_argument("--output", type=Path, help="results file (default bench/RESULTS.md; quick: a temp file)")
+    return parser.parse_args(argv)
+
+
+def _gateway_targets(args: argparse.Namespace) -> list[str]:
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if args.postgres and "runapi-postgres" not in names:
+        names.append("runapi-postgres")
+    if "nginx" in names and nginx_path() is None:
+        console.print("[yellow]nginx is not installed (apt-get install -y nginx): skipping its row[/yellow]")
+        names.remove("nginx")
+    return names
+
+
+def _start(name: str, workdir: Path, upstream: Target) -> Target:
+    if name == "nginx":
+        return start_nginx(workdir, upstream)
+    if name == "runapi-sqlite":
+        return start_gateway(workdir, upstream, name=name)
+    if name == "runapi-postgres":
+        return start_gateway(workdir, upstream, name=name, postgres=True)
+    raise SystemExit(f"unknown target {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_at, t0, load_at_start = dt.datetime.now(dt.UTC), time.monotonic(), report.loadavg()
+    duration = args.duration or (2.0 if args.quick else 4.0)
+    warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    plan = QUICK_PLAN if args.quick else FULL_PLAN
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        plan = [(s, c) for s, c in plan if s in wanted]
+    if args.litellm:
+        console.print("[yellow]--litellm: the LiteLLM row is not implemented yet; skipped[/yellow]")
+    if not wrk_available():
+        console.print("[yellow]wrk is not installed (apt-get install -y wrk): JSON cells use the aiohttp client, "
+                      "whose own CPU limits requests/s[/yellow]")
+    names = _gateway_targets(args)
+    output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
+                             else HERE / "RESULTS.md")
+    rows: list[Row] = []
+    profiled: list[ProfiledRun] = []
+    sections: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="runapi-bench-") as tmp:
+        workdir = Path(tmp)
+        upstream = start_upstream(workdir)
+        try:
+            for name in names:
+                target = upstream if name == "direct" else _start(name, workdir, upstream)
+                console.print(f"[bold]{name}[/bold] at {target.base_url}")
+                try:
+                    for scenario, concurrency in plan:
+                        row = measure_cell(target, upstream, SCENARIOS[scenario], concurrency, duration_s=duration,
+                                           warmup_s=warmup, workdir=workdir)
+                        rows.append(row)
+                        console.print(f"  {scenario:<10} c={concurrency:<3} {row.load.rps:>8,.0f} req/s  "
+                                      f"p50 {row.load.p50_ms:7.3f} ms  gateway CPU "
+                                      f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}")
+                    if name == "runapi-sqlite" and args.profile:
+                        if py_spy() is None:
+                            console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
+                        else:
+                            for scenario, concurrency in (("json", 16), ("stream20", 16), ("json", 1)):
+                                console.print(f"  profiling {scenario} c={concurrency} …")
+                                profiled.append(profile_under_load(target, SCENARIOS[scenario], concurrency,
+                                                                   8.0 if not args.quick else 4.0, workdir))
+                    if name == "runapi-sqlite" and args.soak > 0:
+                        console.print(f"  soak: {args.soak:.0f} s of json at c=16 …")
+                        result = soak(target, SCENARIOS["json"], 16, args.soak, workdir)
+                        sections["soak"] = soak_section(result, name)
+                        console.print(f"  RSS growth {result.growth_mib:+.2f} MiB → "
+                                      f"{'flat' if result.flat else 'GROWING'}")
+                finally:
+                    if target is not upstream:
+                        target.stop()
+        finally:
+            upstream.stop()
+    add_baselines(rows)
+    report.print_table(rows, console)
+    for text, value, verdict in report.target_checks(rows):
+        console.print(f"target: {text}: {value} → {verdict}")
+    elapsed = time.monotonic() - t0
+    mode = " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+    direct = next((r for r in rows if r.target == "direct" and r.scenario == "json"), None)
+    note = UPSTREAM_NOTE.format(rps=f"{direct.load.rps:,.0f}" if direct else "?",
+                                cpu=report._f(direct.upstream_cpu_ms, 3) if direct else "?")
+    sections["header"] = report.header_section(mode, started_at, elapsed, note, (load_at_start, report.loadavg()))
+    durations = (f"{'Quick mode: a' if args.quick else 'A'} {duration:g} s measured window per cell after "
+                 f"{warmup:g} s of warm-up; wrk (1 thread, 2 at c=64) for JSON, the aiohttp client for SSE.")
+    sections["results"] = report.results_section(rows, durations)
+    sections["targets"] = report.targets_section(rows)
+    if profiled:
+        sections["profile"] = profile_section(profiled, "runapi-sqlite")
+    report.write_results(output, sections)
+    (output.with_suffix(".json")).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+    console.print(f"Results written to {output} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

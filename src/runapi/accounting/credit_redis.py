@@ -1,0 +1,324 @@
+"""Credit holds shared by every gateway instance, kept in Redis (chosen when RUNAPI_REDIS_URL is set).
+
+Per account, under one hash tag (one cluster slot):
+
+    state    hash   bal      Σ ledger at the last load from the database
+                    held     Σ open holds
+                    charged  Σ committed charges that `bal` does not include yet
+                    stale    set when an expired hold was dropped: load again before the next hold
+                    ready    ms: no new hold before then (Redis lost its data; see below)
+    holds    hash   hold ID → amount            deadlines  zset  hold ID → expiry (ms)
+    charged  hash   ledger entry ID → charge
+
+Available credit is `bal − held − charged`; a hold is checked and taken by one Lua script,
+so calls landing on different instances at once can't overdraw the account. Settling
+turns the hold into a `charged` entry keyed by its ledger ID (idempotent). Loading from
+the database reads the balance and which `charged` entries it already includes in one
+snapshot, and drops exactly those; loads of one account are serialised by a lock, so
+each starts from a newer snapshot than the last. Amounts are exact up to 2**53 nano-dollars
+(about $9M) per account, the range of Lua's numbers.
+
+Faults:
+- A hold's deadline is renewed while its call runs; a crashed instance's holds expire
+  after `hold_ttl_s`, and the account is then reloaded from the ledger, which holds every
+  charge that instance committed.
+- Redis unreachable: `reserve` raises `ServiceUnavailable` (503, fail closed). Calls in
+  flight finish and are charged in the database; their hold closings are queued and sent
+  when Redis is back.
+- Redis restarted empty: noticed by its boot marker. Every instance re-asserts its open
+  holds within `heartbeat_s`, and no new hold is granted until `grace_s` after the restart,
+  so calls in flight across the restart stay covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from runapi.accounting import credit_scripts as scripts
+from runapi.accounting.credit import CreditGuard, Hold, MemoryCreditGuard, insufficient_credit
+from runapi.errors import ServiceUnavailable
+from runapi.storage import Ledger
+from runapi.storage.background import stop_task
+from runapi.storage.balance_snapshot import balance_snapshot
+from runapi.storage.outage import REDIS_DOWN
+from runapi.storage.redis_client import redis_client
+
+log = logging.getLogger("runapi.credit")
+
+_GRANTED, _NOT_LOADED, _STALE, _WAIT, _SHORT = range(5)
+_RELOADING = "Credit for this account is being reloaded from the ledger; retry shortly."
+
+
+class RedisHold(Hold):
+    __slots__ = ("id",)
+
+    def __init__(self, account_id: str, amount: int, hold_id: str) -> None:
+        super().__init__(account_id, amount)
+        self.id = hold_id
+
+
+class RedisCreditGuard:
+    """Holds and balances in Redis, shared by every instance and worker (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger, client: aioredis.Redis, *, prefix: str = "runapi", hold_ttl_s: float = 60.0,
+                 heartbeat_s: float = 0.5, grace_s: float = 1.5, compact_at: int = 200) -> None:
+        self._ledger = ledger
+        self._redis = client
+        self._prefix = prefix
+        self._ttl_ms = int(hold_ttl_s * 1000)
+        self._renew_s = hold_ttl_s / 4
+        self._heartbeat_s = heartbeat_s
+        self._grace_ms = int(grace_s * 1000)
+        self._compact_at = compact_at
+        self._scripts = {name: client.register_script(lua) for name, lua in (
+            ("reserve", scripts.RESERVE), ("settle", scripts.SETTLE), ("reassert", scripts.REASSERT),
+            ("load", scripts.LOAD), ("boot", scripts.BOOT), ("unlock", scripts.UNLOCK))}
+        self._instance = secrets.token_hex(6)
+        self._ids = itertools.count()
+        self._open: dict[str, RedisHold] = {}  # this instance's open holds
+        self._closing: list[tuple[RedisHold, int | None, int]] = []  # (hold, ledger ID or None, charge) to send
+        self._fresh: set[str] = set()  # accounts loaded since the last invalidation
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._boot: str | None = None  # Redis's boot marker, as last seen
+        self._reasserted_for: str | None = None  # the boot marker our open holds were last written under
+        self._wake = asyncio.Event()
+        self._sync: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @classmethod
+    def from_url(cls, ledger: Ledger, url: str) -> RedisCreditGuard:
+        return cls(ledger, redis_client(url))
+
+    def _keys(self, account_id: str) -> tuple[str, str, str, str, str]:
+        base = f"{self._prefix}:credit:{{{account_id}}}"
+        return f"{base}:state", f"{base}:holds", f"{base}:deadlines", f"{base}:charged", f"{base}:lock"
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    async def reserve(self, account_id: str, amount: int) -> Hold:
+        hold = RedisHold(account_id, amount, f"{self._instance}:{next(self._ids)}")
+        state, holds, deadlines, _, _ = self._keys(account_id)
+        try:
+            await self._ensure_started()
+            loaded = account_id not in self._fresh and await self._load(account_id)
+            for _ in range(5):
+                status, value = await self._scripts["reserve"](
+                    keys=[state, holds, deadlines], args=[hold.id, amount, self._ttl_ms])
+                if status == _GRANTED:
+                    self._open[hold.id] = hold
+                    return hold
+                if status == _WAIT:  # Redis restarted: give every instance time to re-assert its holds
+                    await asyncio.sleep(int(value) / 1000)
+                elif status == _SHORT and loaded:
+                    raise insufficient_credit(amount, max(0, int(value)))
+                else:  # not loaded, stale, or short on a balance that a top-up may have raised since
+                    loaded = await self._load(account_id)
+        except RedisError as exc:
+            raise ServiceUnavailable(REDIS_DOWN) from exc
+        raise ServiceUnavailable(_RELOADING)
+
+    def cap_charge(self, hold: Hold, cost: int) -> int:
+        # Other instances may hold the rest of the balance, and this must answer without a
+        # round trip: a call that cost more than its hold is charged its hold.
+        return min(cost, hold.amount)
+
+    def charged(self, hold: Hold, charge: int, ledger_id: int) -> None:
+        self._close(hold, ledger_id, charge)
+
+    def release(self, hold: Hold) -> None:
+        self._close(hold, None, 0)
+
+    def _close(self, hold: Hold, ledger_id: int | None, charge: int) -> None:
+        if not hold.open:
+            return
+        hold.open = False
+        assert isinstance(hold, RedisHold)
+        self._open.pop(hold.id, None)
+        self._closing.append((hold, ledger_id, charge))
+        self._wake.set()
+
+    def invalidate(self, account_id: str | None = None) -> None:
+        if account_id is None:
+            self._fresh.clear()
+        else:
+            self._fresh.discard(account_id)
+
+    async def available(self, account_id: str) -> int:
+        state = self._keys(account_id)[0]
+        try:
+            await self._ensure_started()
+            await self._load(account_id)
+            bal, held, charged = await self._redis.hmget(state, ["bal", "held", "charged"])
+        except RedisError as exc:
+            raise ServiceUnavailable(REDIS_DOWN) from exc
+        return int(bal or 0) - int(held or 0) - int(charged or 0)
+
+    # -- loading from the ledger ----------------------------------------------------------------
+
+    async def _load(self, account_id: str) -> bool:
+        """Load the account's balance from the ledger (one load at a time per account here). True."""
+        pending = self._loading.get(account_id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loading[account_id] = future
+        try:
+            self._fresh.add(account_id)  # before loading: an invalidation during the load wins
+            await self._load_locked(account_id)
+            future.set_result(None)
+        except BaseException as exc:
+            self._fresh.discard(account_id)
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            del self._loading[account_id]
+        return True
+
+    async def _load_locked(self, account_id: str) -> None:
+        state, _, _, charged, lock = self._keys(account_id)
+        boot_ms, now_ms = await self._check_boot()
+        ready = boot_ms + self._grace_ms if now_ms < boot_ms + self._grace_ms else 0
+        for _ in range(3):
+            token = secrets.token_hex(8)
+            deadline = time.monotonic() + 5.0
+            while not await self._redis.set(lock, token, nx=True, px=5000):
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(_RELOADING)
+                await asyncio.sleep(0.005)
+            try:
+                ids = [int(i) for i in await self._redis.hkeys(charged)]
+                total, included = await balance_snapshot(self._ledger.engine, account_id, ids)
+                status, _ = await self._scripts["load"](keys=[state, charged, lock],
+                                                        args=[token, total, ready, *sorted(included)])
+            except BaseException:
+                with contextlib.suppress(RedisError):
+                    await self._scripts["unlock"](keys=[lock], args=[token])
+                raise
+            if status == 0:
+                return
+        raise ServiceUnavailable(_RELOADING)
+
+    def _compact(self, account_id: str) -> None:
+        """Reload an account in the background, folding its charged entries into its balance."""
+        if account_id in self._loading:
+            return
+        task = asyncio.get_running_loop().create_task(self._load(account_id))
+        self._background.add(task)
+        task.add_done_callback(self._compacted)
+
+    def _compacted(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background credit reload failed: %s", task.exception())
+
+    # -- the sync loop: hold closings, renewals, restarts ------------------------------------------
+
+    async def _ensure_started(self) -> None:
+        if self._sync is None:
+            await self._check_boot()
+            self._sync = asyncio.get_running_loop().create_task(self._sync_loop(), name="credit-sync")
+
+    async def _check_boot(self) -> tuple[int, int]:
+        """(ms the Redis data began, Redis's clock). A new marker means Redis lost its data."""
+        marker, now_ms = await self._scripts["boot"](keys=[f"{self._prefix}:credit:boot"],
+                                                     args=[secrets.token_hex(8)])
+        marker = marker.decode() if isinstance(marker, bytes) else str(marker)
+        if marker != self._boot:
+            if self._boot is not None:
+                log.warning("Redis lost its data: re-asserting %d open holds, reloading balances", len(self._open))
+                self._fresh.clear()
+                self._wake.set()
+            self._boot = marker
+        return int(marker.split(":", 1)[0]), int(now_ms)
+
+    async def _sync_loop(self) -> None:
+        delay = 0.05
+        next_beat = next_renewal = time.monotonic()
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            timer = loop.call_later(min(self._heartbeat_s, self._renew_s), self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+            self._wake.clear()
+            try:
+                now = time.monotonic()
+                if now >= next_beat:  # the heartbeat: notice a restarted Redis
+                    await self._check_boot()
+                    next_beat = now + self._heartbeat_s
+                renew = now >= next_renewal
+                await self._flush(renew)
+                if renew:
+                    next_renewal = now + self._renew_s
+                delay = 0.05
+            except RedisError:
+                log.warning("Redis unreachable: %d hold closings queued", len(self._closing))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._heartbeat_s)  # never sleep through a restart's grace period
+                next_beat = 0.0
+                self._wake.set()
+
+    async def _flush(self, renew: bool) -> None:
+        """Send queued hold closings, and re-assert open holds when renewing or after a restart."""
+        closing, self._closing = self._closing, []
+        boot = self._boot
+        reassert = renew or boot != self._reasserted_for
+        by_account: dict[str, list[RedisHold]] = {}
+        if reassert:
+            for hold in self._open.values():
+                by_account.setdefault(hold.account_id, []).append(hold)
+        if not closing and not by_account:
+            self._reasserted_for = boot
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for hold, ledger_id, charge in closing:
+                    await self._scripts["settle"](keys=list(self._keys(hold.account_id)[:4]), client=pipe,
+                                                  args=[hold.id, "" if ledger_id is None else ledger_id, charge])
+                for account_id, holds in by_account.items():
+                    pairs = [x for hold in holds for x in (hold.id, hold.amount)]
+                    await self._scripts["reassert"](keys=list(self._keys(account_id)[:3]), client=pipe,
+                                                    args=[self._ttl_ms, *pairs])
+                results = await pipe.execute()
+        except BaseException:
+            self._closing = closing + self._closing
+            raise
+        if reassert:
+            self._reasserted_for = boot  # if Redis restarted meanwhile, `_boot` has moved on: again next time
+        for (hold, _, _), entries in zip(closing, results, strict=False):
+            if int(entries) >= self._compact_at:
+                self._compact(hold.account_id)
+
+    async def close(self) -> None:
+        """Send what is queued (for up to 5 s), then stop and close the connection pool."""
+        deadline = time.monotonic() + 5.0
+        while self._closing and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        if self._closing:
+            log.warning("gave up sending %d hold closings at shutdown (their deadlines will expire)",
+                        len(self._closing))
+        self._stopping = True
+        self._wake.set()
+        for task in [self._sync, *self._background]:
+            await stop_task(task)
+        await self._redis.aclose()
+
+
+def create_credit_guard(ledger: Ledger, redis_url: str = "") -> CreditGuard:
+    """In-process holds for one process, or Redis-backed ones shared by every instance when `redis_url` is set."""
+    if redis_url:
+        return RedisCreditGuard.from_url(ledger, redis_url)
+    return MemoryCreditGuard(ledger)

@@ -1,0 +1,104 @@
+"""`POST /v1/messages` and `POST /v1/messages/count_tokens` (Anthropic-compatible), as raw ASGI endpoints.
+
+Same key (`x-api-key` or `Authorization: Bearer`), limits, holds and billing as chat
+completions; errors in Anthropic's shape: `{"type": "error", "error": {"type", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from runapi.errors import GatewayError
+from runapi.http.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    bearer_token,
+    check_json_content_type,
+    header_map,
+    read_body,
+    send_bytes,
+)
+from runapi.http.chat import ChatCompletionsEndpoint, _common_headers
+from runapi.http.errors import error_parts
+from runapi.pipeline.gateway import Gateway
+from runapi.pipeline.messages import (
+    complete_messages,
+    count_message_tokens,
+    error_type,
+    open_messages_stream,
+    prepare_messages_call,
+)
+from runapi.providers.anthropic import FORWARDED_HEADERS
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def anthropic_error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) of an error in Anthropic's shape; the status and headers as for chat."""
+    status, headers, payload = error_parts(exc)
+    message = _decode(payload)["error"]["message"]
+    return status, headers, _encode({"type": "error", "error": {"type": error_type(exc), "message": message}})
+
+
+def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
+    return {name: headers[name.encode()].decode("latin-1") for name in FORWARDED_HEADERS if name.encode() in headers}
+
+
+class MessagesEndpoint(ChatCompletionsEndpoint):
+    """`/v1/messages`: parse, authenticate, call the Messages pipeline, relay (the chat endpoint's relay)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = header_map(scope)
+        client_id = headers.get(b"x-client-request-id")
+        client_request_id = client_id.decode("latin-1")[:200] if client_id else None
+        try:
+            body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
+            principal = await self.gw.auth.authenticate(bearer_token(headers))
+            check_json_content_type(headers)
+            call = prepare_messages_call(body, _forwarded(headers))
+            if call.body.get("stream"):
+                stream = await open_messages_stream(self.gw, principal, call, started=started,
+                                                    client_request_id=client_request_id)
+            else:
+                done = await complete_messages(self.gw, principal, call, started=started,
+                                               client_request_id=client_request_id)
+                await send_bytes(send, 200, done.body,
+                                 _common_headers(headers, done.generation_id, done.overhead_ms, done.rate_limit))
+                return
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            status, extra, payload = anthropic_error_parts(exc)
+            if client_id is not None:
+                extra.append((b"x-client-request-id", client_id))
+            await send_bytes(send, status, payload, extra)
+            return
+        await self._relay(stream, headers, receive, send)
+
+
+class CountTokensEndpoint:
+    """`/v1/messages/count_tokens`: free; the upstream's count for Anthropic models, else an estimate."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        try:
+            body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
+            await self.gw.auth.authenticate(bearer_token(headers))
+            check_json_content_type(headers)
+            count = await count_message_tokens(self.gw, body, _forwarded(headers))
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            status, extra, payload = anthropic_error_parts(exc)
+            await send_bytes(send, status, payload, extra)
+            return
+        await send_bytes(send, 200, _encode({"input_tokens": count}), [])

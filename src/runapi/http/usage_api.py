@@ -1,0 +1,99 @@
+"""Usage reporting: the caller's `GET /v1/usage`, and the operator's usage and revenue reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from runapi.accounting.money import nanos_to_usd
+from runapi.accounting.reports import revenue_report, usage_csv, usage_line, usage_total
+from runapi.errors import InvalidRequest
+from runapi.http.account_api import principal_of
+from runapi.http.admin_api import admin_gateway
+from runapi.http.limits_api import key_limits_json, tier_json
+from runapi.http.responses import json_response
+from runapi.pipeline.gateway import Gateway
+from runapi.storage.usage import UsageFilter, usage_by_day_and_model, usage_by_deployment
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+def _date(request: Request, name: str, default: date) -> date:
+    text = request.query_params.get(name)
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"`{name}` must be a date as YYYY-MM-DD, got {text!r}", param=name) from exc
+
+
+def usage_filter(request: Request, **scope: str | None) -> UsageFilter:
+    """The date range (`start`, `end`, inclusive, UTC; default the last 30 days) and filters of a query."""
+    end = _date(request, "end", datetime.now(UTC).date())
+    start = _date(request, "start", end - timedelta(days=DEFAULT_DAYS - 1))
+    if start > end:
+        raise InvalidRequest("`start` must not be after `end`", param="start")
+    if (end - start).days >= MAX_DAYS:
+        raise InvalidRequest(f"a report covers at most {MAX_DAYS} days", param="start")
+    return UsageFilter(start=start, end=end, model=request.query_params.get("model") or None, **scope)
+
+
+async def get_usage(request: Request) -> Response:
+    """The caller's balance, limits and month-to-date spend, and usage by day and model."""
+    gw: Gateway = request.app.state.gateway
+    principal = await principal_of(request)
+    where = usage_filter(request, account_id=principal.account_id, key_id=request.query_params.get("key_id") or None)
+    rows = await usage_by_day_and_model(gw.engine, where)
+    balance, _ = await gw.ledger.balance(principal.account_id)
+    available = await gw.credit.available(principal.account_id)
+    month = gw.limits.spend.month()
+    return json_response({
+        "object": "usage",
+        "account_id": principal.account_id,
+        "tier": principal.tier,
+        "balance": nanos_to_usd(balance),
+        "available": nanos_to_usd(max(0, available)),
+        "currency": "USD",
+        "limits": tier_json(principal.tier, gw.limits.tiers.get(principal.tier)),
+        "key": {"id": principal.key_id, "limits": key_limits_json(principal.limits),
+                "spend": nanos_to_usd(await gw.limits.spend.spent(("key", principal.key_id, None)))},
+        "month": month,
+        "month_spend": nanos_to_usd(await gw.limits.spend.spent(("account", principal.account_id, month))),
+        "start": where.start.isoformat(),
+        "end": where.end.isoformat(),
+        "total": usage_total(rows),
+        "data": [usage_line(r) for r in rows],
+    })
+
+
+async def admin_usage(request: Request) -> Response:
+    """Usage by day and model for any account, key or model; `?format=csv` for a CSV export."""
+    gw = admin_gateway(request)
+    params = request.query_params
+    account = params.get("account_id")
+    account_id = (await gw.accounts.find_account(account)).id if account else None
+    rows = await usage_by_day_and_model(gw.engine, usage_filter(request, account_id=account_id,
+                                                                key_id=params.get("key_id") or None))
+    if params.get("format") == "csv":
+        return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
+    return json_response({"object": "list", "total": usage_total(rows), "data": [usage_line(r) for r in rows]})
+
+
+async def revenue(request: Request) -> Response:
+    """Revenue, upstream cost and margin per model for a date range."""
+    gw = admin_gateway(request)
+    where = usage_filter(request)
+    report = revenue_report(await usage_by_deployment(gw.engine, where), gw.catalog)
+    return json_response({"object": "report", "start": where.start.isoformat(), "end": where.end.isoformat(),
+                          "currency": "USD", **report})
+
+
+routes = [
+    Route("/admin/usage", admin_usage, methods=["GET"]),
+    Route("/admin/reports/revenue", revenue, methods=["GET"]),
+]

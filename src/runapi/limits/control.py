@@ -1,0 +1,180 @@
+"""The admission step of the pipeline, and its "after": rate limits, concurrency and spend caps.
+
+`LimitControl.admit()` runs before the credit hold. It checks the key's model allow-list,
+admits the call against the account tier's and the key's own rate limits (one limiter
+round trip) and counts its most expensive outcome against the spend caps. The returned
+`Admission` is closed exactly once: by the settlement of its generation (the control
+observes every committed settlement; the token estimate is replaced by real usage and
+the concurrency slot freed), or by `Admission.close()` when the call ends without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runapi.errors import PermissionDenied, RateLimited
+from runapi.limits.memory import MemoryRateLimiter
+from runapi.limits.rates import Clock, Quota, RateLimiter, RateLimitStatus, Ticket, go_duration
+from runapi.limits.redis_limiter import RedisRateLimiter
+from runapi.limits.spend import Cap, SpendGuard, SpendHold
+from runapi.limits.tiers import TierSpec, TierTable
+from runapi.storage import KeyLimits, Settlement
+
+log = logging.getLogger("runapi.limits")
+
+# Without max_tokens, a call is admitted to tokens/min as if it asked for this many output
+# tokens (or the model's maximum, if lower); real usage replaces the estimate at settlement.
+UNSET_MAX_TOKENS_ESTIMATE = 4096
+
+
+class Caller(Protocol):
+    """Who is calling (`pipeline.auth.Principal` is one)."""
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def tier(self) -> str: ...
+    @property
+    def limits(self) -> KeyLimits: ...
+
+
+class Admission:
+    """One admitted call. `status` feeds the `x-ratelimit-*` headers. Close it once; later closes do nothing."""
+
+    __slots__ = ("generation_id", "status", "_control", "_ticket", "_spend", "_open")
+
+    def __init__(self, control: LimitControl, generation_id: str, status: RateLimitStatus | None,
+                 ticket: Ticket | None, spend: SpendHold | None) -> None:
+        self.generation_id = generation_id
+        self.status = status
+        self._control = control
+        self._ticket = ticket
+        self._spend = spend
+        self._open = True
+
+    def close(self, actual_tokens: int = 0) -> None:
+        """The call is over (`actual_tokens` processed): free its slot, correct tokens/min, drop the spend hold."""
+        if not self._open:
+            return
+        self._open = False
+        self._control._open.pop(self.generation_id, None)
+        if self._spend is not None:
+            self._control.spend.release(self._spend)
+        if self._ticket is not None:
+            self._control.limiter.release(self._ticket, actual_tokens)
+
+
+def _quotas(tier: TierSpec, account_id: str, key_id: str, limits: KeyLimits) -> list[Quota]:
+    quotas = [Quota(f"acct:{account_id}", tier.requests_per_minute, tier.tokens_per_minute, tier.concurrent_requests)]
+    if limits.requests_per_minute or limits.tokens_per_minute or limits.concurrent_requests:
+        quotas.append(Quota(f"key:{key_id}", limits.requests_per_minute or 0, limits.tokens_per_minute or 0,
+                            limits.concurrent_requests or 0))
+    return quotas
+
+
+class LimitControl:
+    """Tiers, the rate limiter and the spend guard of one gateway process."""
+
+    def __init__(self, tiers: TierTable, limiter: RateLimiter, spend: SpendGuard) -> None:
+        self.tiers = tiers
+        self.limiter = limiter
+        self.spend = spend
+        self._open: dict[str, Admission] = {}
+        self._tier_caps = {name: spec.monthly_spend_cap_nanos for name, spec in tiers.tiers.items()}
+
+    def quotas(self, caller: Caller) -> list[Quota]:
+        return _quotas(self.tiers.get(caller.tier), caller.account_id, caller.key_id, caller.limits)
+
+    def caps(self, caller: Caller) -> list[Cap]:
+        month = self.spend.month()
+        limits = caller.limits
+        tier_cap = self._tier_caps.get(caller.tier)
+        if tier_cap is None:
+            tier_cap = self.tiers.get(caller.tier).monthly_spend_cap_nanos
+        caps = [Cap("tier_monthly_spend_cap", ("account", caller.account_id, month), tier_cap)]
+        if limits.spend_cap_nanos is not None:
+            caps.append(Cap("key_spend_cap", ("key", caller.key_id, None), limits.spend_cap_nanos))
+        if limits.monthly_spend_cap_nanos is not None:
+            caps.append(Cap("key_monthly_spend_cap", ("key", caller.key_id, month), limits.monthly_spend_cap_nanos))
+        return caps
+
+    async def admit(self, caller: Caller, model_id: str, *, generation_id: str, prompt_tokens: int,
+                    output_tokens: int, max_cost_nanos: int) -> Admission:
+        """Admit one call or raise `PermissionDenied` (model not allowed), `RateLimited` or `BudgetExceeded`."""
+        allowed = caller.limits.allowed_models
+        if allowed is not None and model_id not in allowed:
+            raise PermissionDenied(f"This API key may not use the model `{model_id}`; it may use: "
+                                   f"{', '.join(allowed) or 'no model'}.", param="model", code="model_not_allowed")
+        quotas = self.quotas(caller)
+        for quota in quotas:
+            if quota.tokens_per_minute and prompt_tokens > quota.tokens_per_minute:
+                raise RateLimited(
+                    f"Request too large for {model_id} on tokens per min (TPM): Limit {quota.tokens_per_minute}, "
+                    f"Requested {prompt_tokens}. The input must be reduced in order to run successfully.",
+                    retry_after=0, code="request_too_large")
+        decision = await self.limiter.acquire(caller.account_id, quotas, prompt_tokens + output_tokens)
+        status = decision.status
+        if decision.ticket is None:
+            raise self._refusal(caller, decision.denied or "requests", decision.denied_scope,
+                                decision.retry_after_ms, status)
+        spend: SpendHold | None = None
+        try:
+            spend = await self.spend.reserve(self.caps(caller), max_cost_nanos)
+        except BaseException:
+            self.limiter.release(decision.ticket, 0)
+            raise
+        admission = Admission(self, generation_id, status, decision.ticket, spend)
+        self._open[generation_id] = admission
+        return admission
+
+    def _refusal(self, caller: Caller, dimension: str, scope: str, retry_ms: int,
+                 status: RateLimitStatus | None) -> RateLimited:
+        whose = "this API key" if scope.startswith("key:") else f"the account's usage tier `{caller.tier}`"
+        quota = next((q for q in self.quotas(caller) if q.scope == scope), None)
+        if dimension == "concurrency":
+            limit = quota.concurrent_requests if quota else 0
+            message = f"Too many concurrent requests for {whose}: limit {limit}. Retry when a request finishes."
+            code = "concurrency_limit_exceeded"
+        else:
+            unit = "requests per min (RPM)" if dimension == "requests" else "tokens per min (TPM)"
+            limit = (quota.requests_per_minute if dimension == "requests" else quota.tokens_per_minute) if quota else 0
+            message = (f"Rate limit reached for {whose} on {unit}: Limit {limit}. "
+                       f"Please try again in {go_duration(retry_ms)}.")
+            code = "rate_limit_exceeded"
+        return RateLimited(message, retry_after=retry_ms / 1000, code=code,
+                           headers=status.to_headers() if status else None)
+
+    def settled(self, settlement: Settlement) -> None:
+        """Settlement observer: count a committed charge toward spend caps; close the call's admission."""
+        row = settlement.generation
+        if settlement.ledger_id is not None and settlement.charge_nanos:
+            self.spend.charged(row.key_id, row.account_id, settlement.charge_nanos, settlement.ledger_id,
+                               row.created_at)
+        admission = self._open.get(row.id)
+        if admission is not None:
+            admission.close(row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens)
+
+    @property
+    def open_admissions(self) -> int:
+        return len(self._open)
+
+    def invalidate(self) -> None:
+        """Cached facts changed elsewhere (the cache epoch moved): reload spent totals."""
+        self.spend.invalidate()
+
+    async def close(self) -> None:
+        await self.limiter.close()
+
+
+def create_limit_control(tiers: TierTable, engine: AsyncEngine, redis_url: str = "",
+                         clock: Clock = time.time) -> LimitControl:
+    """In-process limits, or Redis-backed ones shared by every instance when `redis_url` is set."""
+    limiter: RateLimiter = (RedisRateLimiter.from_url(redis_url, clock) if redis_url
+                            else MemoryRateLimiter(clock))
+    return LimitControl(tiers, limiter, SpendGuard(engine))

@@ -1,0 +1,215 @@
+"""The Redis rate limiter: the same GCRA buckets as `memory.py`, kept in Redis for many instances.
+
+One admission is one round trip: a Lua script checks every scope's requests, tokens and
+concurrency and charges all of them or none, atomically. Releases (free the concurrency
+slot, replace the token estimate by real usage) are queued and sent in pipelined batches.
+A concurrency slot is a sorted-set member with a lease, so a crashed instance's calls stop
+counting once the lease ends. All of an account's keys share a hash tag (one cluster slot).
+Times come from the limiter's clock; instances are assumed NTP-synchronised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, ScopeStatus, Ticket
+
+log = logging.getLogger("runapi.limits")
+
+_LUA_COMMON = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local period = tonumber(ARGV[3])
+local function drain(level, last, limit)
+  if limit <= 0 then return 0 end
+  local elapsed = now - last
+  if elapsed < 0 then elapsed = 0 end
+  local left = level - elapsed * limit
+  if left < 0 then return 0 end
+  return left
+end
+local function int(x) return string.format('%d', x) end
+"""
+
+# KEYS: per scope, its bucket hash and its concurrency set. ARGV: now_ms, member, period_ms,
+# lease_ms, then per scope: rpm, tpm, concurrency, token cost. Returns
+# {denied (0 ok, 1 requests, 2 tokens, 3 concurrency), denied scope index, retry_ms,
+#  then per scope: remaining requests, reset requests ms, remaining tokens, reset tokens ms}.
+ACQUIRE = _LUA_COMMON + """
+local lease = tonumber(ARGV[4])
+local function check(level, limit, cost)
+  if limit <= 0 then return true, level, 0, 0, 0 end
+  local capacity = limit * period
+  local new = level + cost * period
+  if new <= capacity then
+    return true, new, math.floor((capacity - new) / period), math.ceil(new / limit), 0
+  end
+  local free = capacity - level
+  if free < 0 then free = 0 end
+  return false, level, math.floor(free / period), math.ceil(level / limit), math.ceil((new - capacity) / limit)
+end
+local n = #KEYS / 2
+local out = {0, 0, 0}
+local new_levels = {}
+for i = 1, n do
+  local bucket, inflight = KEYS[2 * i - 1], KEYS[2 * i]
+  local base = 4 + 4 * (i - 1)
+  local rpm, tpm = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local conc, cost = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local h = redis.call('HMGET', bucket, 'rl', 'rt', 'tl', 'tt')
+  local rl = drain(tonumber(h[1]) or 0, tonumber(h[2]) or now, rpm)
+  local tl = drain(tonumber(h[3]) or 0, tonumber(h[4]) or now, tpm)
+  local rok, rnew, rrem, rreset, rretry = check(rl, rpm, 1)
+  local tok, tnew, trem, treset, tretry = check(tl, tpm, cost)
+  if not rok then
+    if out[1] == 0 then out[1] = 1; out[2] = i end
+    if rretry > out[3] then out[3] = rretry end
+  end
+  if not tok then
+    if out[1] == 0 then out[1] = 2; out[2] = i end
+    if tretry > out[3] then out[3] = tretry end
+  end
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+    if redis.call('ZCARD', inflight) >= conc then
+      if out[1] == 0 then out[1] = 3; out[2] = i end
+      if 1000 > out[3] then out[3] = 1000 end
+    end
+  end
+  new_levels[i] = {rnew, tnew, math.max(rreset, treset), rl, tl, rpm, tpm}
+  table.insert(out, rrem); table.insert(out, rreset); table.insert(out, trem); table.insert(out, treset)
+end
+if out[1] ~= 0 then
+  -- refused: report the buckets as they stand, not as they would be after this call
+  for i = 1, n do
+    local l = new_levels[i]
+    local _, _, rrem, rreset = check(l[4], l[6], 0)
+    local _, _, trem, treset = check(l[5], l[7], 0)
+    out[4 + 4 * (i - 1)] = rrem; out[5 + 4 * (i - 1)] = rreset
+    out[6 + 4 * (i - 1)] = trem; out[7 + 4 * (i - 1)] = treset
+  end
+else
+  for i = 1, n do
+    local bucket, inflight = KEYS[2 * i - 1], KEYS[2 * i]
+    local conc = tonumber(ARGV[4 + 4 * (i - 1) + 3])
+    local l = new_levels[i]
+    redis.call('HSET', bucket, 'rl', int(l[1]), 'rt', int(now), 'tl', int(l[2]), 'tt', int(now))
+    redis.call('PEXPIRE', bucket, l[3] + 1000)
+    if conc > 0 then
+      redis.call('ZADD', inflight, now + lease, member)
+      redis.call('PEXPIRE', inflight, lease)
+    end
+  end
+end
+return out
+"""
+
+# KEYS as for ACQUIRE. ARGV: now_ms, member, period_ms, then per scope: tpm, token delta
+# (real − charged). Frees the concurrency slot and corrects the tokens bucket.
+RELEASE = _LUA_COMMON + """
+local n = #KEYS / 2
+for i = 1, n do
+  local bucket, inflight = KEYS[2 * i - 1], KEYS[2 * i]
+  local tpm, delta = tonumber(ARGV[4 + 2 * (i - 1)]), tonumber(ARGV[5 + 2 * (i - 1)])
+  redis.call('ZREM', inflight, member)
+  if tpm > 0 and delta ~= 0 then
+    local h = redis.call('HMGET', bucket, 'tl', 'tt')
+    local tl = drain(tonumber(h[1]) or 0, tonumber(h[2]) or now, tpm) + delta * period
+    if tl < 0 then tl = 0 end
+    redis.call('HSET', bucket, 'tl', int(tl), 'tt', int(now))
+    local ttl = math.max(redis.call('PTTL', bucket), math.ceil(tl / tpm) + 1000)
+    redis.call('PEXPIRE', bucket, ttl)
+  end
+end
+return 1
+"""
+
+_DIMENSIONS: dict[int, Dimension] = {1: "requests", 2: "tokens", 3: "concurrency"}
+
+
+class RedisRateLimiter:
+    """Buckets in Redis, shared by every gateway instance that points at the same server."""
+
+    def __init__(self, client: aioredis.Redis, clock: Clock = time.time, *, prefix: str = "runapi",
+                 lease_s: float = 3600.0) -> None:
+        self.clock = clock
+        self._redis = client
+        self._prefix = prefix
+        self._lease_ms = int(lease_s * 1000)
+        self._acquire = client.register_script(ACQUIRE)
+        self._release = client.register_script(RELEASE)
+        self._pending: list[tuple[Ticket, int]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock = time.time, **options: Any) -> RedisRateLimiter:
+        return cls(aioredis.Redis.from_url(url), clock, **options)
+
+    def _keys(self, group: str, quotas: Sequence[Quota]) -> list[str]:
+        keys: list[str] = []
+        for quota in quotas:
+            keys += [f"{self._prefix}:rl:{{{group}}}:{quota.scope}", f"{self._prefix}:cc:{{{group}}}:{quota.scope}"]
+        return keys
+
+    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int) -> Decision:
+        member = secrets.token_hex(8)
+        args: list[int | str] = [int(self.clock() * 1000), member, PERIOD_MS, self._lease_ms]
+        for quota in quotas:
+            args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests,
+                     quota.token_cost(tokens)]
+        out = [int(x) for x in await self._acquire(keys=self._keys(group, quotas), args=args)]
+        statuses = tuple(ScopeStatus(q, *out[3 + 4 * i: 7 + 4 * i]) for i, q in enumerate(quotas))
+        if out[0]:
+            return Decision(statuses, denied=_DIMENSIONS[out[0]], denied_scope=quotas[out[1] - 1].scope,
+                            retry_after_ms=out[2])
+        ticket = Ticket(id=member, group=group, quotas=tuple(quotas),
+                        charges=tuple(q.token_cost(tokens) for q in quotas))
+        return Decision(statuses, ticket=ticket)
+
+    def release(self, ticket: Ticket, actual_tokens: int) -> None:
+        self._pending.append((ticket, actual_tokens))
+        self._idle.clear()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="ratelimit-release")
+
+    async def _flush_loop(self) -> None:
+        delay = 0.05
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for ticket, actual in batch:
+                        args: list[int | str] = [int(self.clock() * 1000), ticket.id, PERIOD_MS]
+                        for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
+                            args += [quota.tokens_per_minute, actual - charged]
+                        await self._release(keys=self._keys(ticket.group, ticket.quotas), args=args, client=pipe)
+                    await pipe.execute()
+                delay = 0.05
+            except Exception:  # Redis away: keep the releases (leases bound the damage) and retry
+                log.warning("could not release %d rate-limit tickets; retrying", len(batch), exc_info=True)
+                self._pending = batch + self._pending
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._idle.set()
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), timeout=5)
+        except TimeoutError:
+            log.warning("gave up on %d rate-limit releases at shutdown (their leases will expire)",
+                        len(self._pending))
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self._redis.aclose()

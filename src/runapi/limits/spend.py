@@ -1,0 +1,189 @@
+"""Spend caps: a key's lifetime and monthly caps, and its account tier's monthly cap.
+
+A call is admitted only if, for every cap that applies, `spent + held + max cost ≤ cap`:
+what was charged (Σ charges in the ledger), plus the most every call still in flight may
+cost, plus the most this call may cost. Charges never exceed their hold, so a key stops at
+its cap exactly and never passes it. Spent amounts are cached per scope, with the highest
+ledger ID they include, so admission needs no database round trip once warm; settlements
+add their charges, and caches are reloaded on a cache-epoch change and every `RELOAD_S`
+(so charges made by other instances are seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runapi.accounting.money import nanos_to_usd
+from runapi.errors import BudgetExceeded
+from runapi.storage.clock import utcnow
+from runapi.storage.schema import generations, ledger
+
+RELOAD_S = 30.0
+Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)
+CapKind = Literal["key_spend_cap", "key_monthly_spend_cap", "tier_monthly_spend_cap"]
+
+
+def month_of(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[first instant, first instant of the next month) of a `YYYY-MM` month, UTC."""
+    year, number = (int(part) for part in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+class Cap(msgspec.Struct, frozen=True):
+    """One cap that applies to a call. `scope` names what it sums (see `SpendGuard._query`)."""
+
+    kind: CapKind
+    scope: Scope
+    limit_nanos: int
+
+
+class SpendHold:
+    """The most one admitted call may cost, counted against each of its caps until released."""
+
+    __slots__ = ("scopes", "amount", "open")
+
+    def __init__(self, scopes: tuple[Scope, ...], amount: int) -> None:
+        self.scopes = scopes
+        self.amount = amount
+        self.open = True
+
+
+def _add(spent: _Spent, ledger_id: int, charge: int) -> None:
+    if ledger_id > spent.high_id:
+        spent.nanos += charge
+        spent.high_id = ledger_id
+
+
+class _Spent:
+    __slots__ = ("nanos", "high_id", "loaded_at")
+
+    def __init__(self, nanos: int, high_id: int, loaded_at: float) -> None:
+        self.nanos = nanos
+        self.high_id = high_id  # highest ledger entry reflected in `nanos`
+        self.loaded_at = loaded_at
+
+
+_MESSAGES: dict[CapKind, str] = {
+    "key_spend_cap": "this API key's spend cap",
+    "key_monthly_spend_cap": "this API key's monthly spend cap",
+    "tier_monthly_spend_cap": "the account's usage-tier monthly spend cap",
+}
+
+
+class SpendGuard:
+    """Spend caps for one process; correct for a single gateway process (see the module doc)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._spent: dict[Scope, _Spent] = {}
+        self._held: defaultdict[Scope, int] = defaultdict(int)
+        self._loading: dict[Scope, asyncio.Future[_Spent]] = {}
+        self._late: dict[Scope, list[tuple[int, int]]] = {}  # charges committed while a scope loads
+
+    @staticmethod
+    def month() -> str:
+        """The current month, on the clock generation rows are stamped with."""
+        return month_of(utcnow())
+
+    async def reserve(self, caps: list[Cap], amount: int) -> SpendHold:
+        """Count `amount` against every cap, or raise `BudgetExceeded` naming the first one it would pass."""
+        spent = {cap.scope: await self._current(cap.scope) for cap in caps}
+        for cap in caps:  # no await from here on: check and count atomically
+            used = spent[cap.scope].nanos + self._held[cap.scope]
+            if used + amount > cap.limit_nanos:
+                left = max(0, cap.limit_nanos - used)
+                raise BudgetExceeded(
+                    f"This call may cost up to ${nanos_to_usd(amount)}, but {_MESSAGES[cap.kind]} of "
+                    f"${nanos_to_usd(cap.limit_nanos)} has ${nanos_to_usd(left)} left "
+                    f"(${nanos_to_usd(spent[cap.scope].nanos)} spent, ${nanos_to_usd(self._held[cap.scope])} held "
+                    "by calls in flight). Lower max_tokens, or ask the operator to raise the cap.",
+                    code=f"{cap.kind}_exceeded",
+                )
+        scopes = tuple(cap.scope for cap in caps)
+        for scope in scopes:
+            self._held[scope] += amount
+        return SpendHold(scopes, amount)
+
+    def release(self, hold: SpendHold) -> None:
+        if hold.open:
+            hold.open = False
+            for scope in hold.scopes:
+                self._held[scope] -= hold.amount
+                if not self._held[scope]:
+                    del self._held[scope]
+
+    def charged(self, key_id: str, account_id: str, charge: int, ledger_id: int, moment: datetime) -> None:
+        """A charge was committed: add it to every cached total it belongs to."""
+        month = month_of(moment)
+        for scope in (("key", key_id, None), ("key", key_id, month), ("account", account_id, month)):
+            spent = self._spent.get(scope)
+            if spent is not None:
+                _add(spent, ledger_id, charge)
+            if scope in self._late:
+                self._late[scope].append((ledger_id, charge))
+
+    def invalidate(self) -> None:
+        self._spent.clear()
+
+    async def spent(self, scope: Scope) -> int:
+        return (await self._current(scope)).nanos
+
+    async def _current(self, scope: Scope) -> _Spent:
+        cached = self._spent.get(scope)
+        if cached is not None and time.monotonic() - cached.loaded_at < RELOAD_S:
+            return cached
+        pending = self._loading.get(scope)
+        if pending is not None:  # one query at a time per scope
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Spent] = asyncio.get_running_loop().create_future()
+        self._loading[scope] = future
+        self._late[scope] = []
+        try:
+            nanos, high_id = await self._query(scope)
+            current = self._spent.get(scope)
+            if current is None or high_id >= current.high_id:
+                current = self._spent[scope] = _Spent(nanos, high_id, time.monotonic())
+            else:
+                current.loaded_at = time.monotonic()
+            for ledger_id, charge in self._late[scope]:  # committed after the query's snapshot, perhaps
+                _add(current, ledger_id, charge)
+            future.set_result(current)
+            return current
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            del self._loading[scope]
+            del self._late[scope]
+
+    async def _query(self, scope: Scope) -> tuple[int, int]:
+        kind, owner, month = scope
+        query = sa.select(sa.func.coalesce(sa.func.sum(-ledger.c.amount_nanos), 0),
+                          sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.kind == "charge")
+        if kind == "key":
+            query = query.select_from(ledger.join(generations, generations.c.id == ledger.c.generation_id)) \
+                .where(generations.c.key_id == owner)
+        else:
+            query = query.where(ledger.c.account_id == owner)
+        if month is not None:
+            start, end = month_bounds(month)
+            query = query.where(ledger.c.created_at >= start, ledger.c.created_at < end)
+        async with self._engine.connect() as conn:
+            total, high = (await conn.execute(query)).one()
+        return int(total), int(high)

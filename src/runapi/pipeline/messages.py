@@ -1,0 +1,210 @@
+"""`POST /v1/messages` (Anthropic Messages) for every catalog model, on the chat pipeline.
+
+The same steps as chat completions — resolve, admit, hold, fail over, settle — reused from
+`pipeline.chat`. Per attempt, an upstream that takes Messages bodies (`NativeMessages`: the
+Anthropic adapter) gets the client's body as is, with `anthropic-version` / `anthropic-beta`;
+any other upstream gets its chat-completions translation, and the answer is translated back.
+Usage is reported in Anthropic's semantics (`input_tokens` exclude cache reads and writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from runapi.accounting.credit import Hold
+from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
+from runapi.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
+from runapi.pipeline.auth import Principal
+from runapi.pipeline.chat import ChatStream, Completed, _begin, _fail
+from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
+from runapi.pipeline.failover import first_answer
+from runapi.pipeline.gateway import Gateway
+from runapi.pipeline.metering import CallRecord
+from runapi.pipeline.messages_translate import (
+    ChatToMessagesEvents,
+    CountTokensRequest,
+    MessagesRequest,
+    decode_messages_request,
+    error_event,
+    messages_usage_json,
+    to_chat_request,
+    to_message,
+)
+from runapi.pipeline.routing import attempt_order
+from runapi.providers import Deployment, NativeMessages, UpstreamChunk, UpstreamReply
+from runapi.providers.anthropic import FORWARDED_HEADERS
+from runapi.providers.sse import frame, parse_sse_event
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+_decode = msgspec.json.Decoder().decode
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               503: "overloaded_error", 529: "overloaded_error"}
+"""HTTP status → Anthropic error `type` (anything else: `api_error`)."""
+
+MESSAGE_STOP = frame(b'{"type":"message_stop"}', "message_stop")
+
+
+class MessagesCall:
+    """One `/v1/messages` request: the client's body, its chat translation and the typed view for the hold.
+
+    `chat` is None when the body uses blocks only Anthropic upstreams understand; such a call
+    fails with `translation_error` if it reaches any other upstream.
+    """
+
+    __slots__ = ("body", "chat", "request", "headers", "translation_error")
+
+    def __init__(self, body: dict[str, Any], headers: Mapping[str, str]) -> None:
+        self.body = body
+        self.headers = {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
+        self.translation_error: InvalidRequest | None = None
+        try:
+            self.chat: dict[str, Any] | None = to_chat_request(body)
+            self.request = msgspec.convert(self.chat, ChatRequest)
+        except (InvalidRequest, msgspec.ValidationError) as exc:
+            self.translation_error = exc if isinstance(exc, InvalidRequest) else InvalidRequest(str(exc))
+            self.chat = None
+            # For the hold: the whole body's JSON stands in for the prompt (an overestimate).
+            stand_in = Message(role="user", content=_encode(body.get("messages", [])).decode())
+            self.request = ChatRequest(model=str(body.get("model")), messages=[stand_in],
+                                       max_tokens=body.get("max_tokens"), stream=bool(body.get("stream")))
+
+    def chat_body(self) -> dict[str, Any]:
+        if self.chat is None:
+            assert self.translation_error is not None
+            raise self.translation_error
+        return self.chat
+
+
+def prepare_messages_call(body: bytes, headers: Mapping[str, str]) -> MessagesCall:
+    """Validate a `/v1/messages` body; raises `InvalidRequest` naming the bad field."""
+    _, raw = decode_messages_request(body, MessagesRequest)
+    return MessagesCall(raw, headers)
+
+
+def error_type(error: BaseException) -> str:
+    return ERROR_TYPES.get(error.status, "api_error") if isinstance(error, GatewayError) else "api_error"
+
+
+def _message_parts(message: dict[str, Any]) -> int:
+    """Estimated output tokens of a message without usage: its text bytes / 3."""
+    size = sum(len(str(block.get("text") or block.get("thinking") or "").encode())
+               for block in message.get("content") or () if isinstance(block, dict))
+    return estimate_tokens(size)
+
+
+async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
+                            client_request_id: str | None = None, generation_id: str | None = None) -> Completed:
+    """One non-streaming Messages call, settled (durably) before it is returned."""
+    record, hold, order = await _begin(gw, principal, call.request, started, client_request_id, generation_id)
+
+    async def attempt(deployment: Deployment) -> tuple[UpstreamReply, bool]:
+        provider = gw.provider_for(deployment)
+        if isinstance(provider, NativeMessages):
+            return await provider.complete_native(call.body, deployment, call.headers), True
+        return await provider.complete(call.chat_body(), deployment), False
+
+    try:
+        reply, native = await first_answer(gw, record, order, attempt)
+    except BaseException as exc:  # nothing answered, nothing charged
+        await _fail(gw, record, hold, exc)
+        raise
+    message = reply.body if native else to_message(reply.body)
+    usage = reply.usage or record.estimated_usage(_message_parts(message))
+    cost = nanos_to_usd(cost_nanos(usage, record.entry.pricing))
+    message.update(id=record.generation_id, model=record.entry.id, usage=messages_usage_json(usage, cost))
+    settlement = record.settlement("succeeded", usage, estimated=reply.usage is None,
+                                   cap=lambda c: gw.credit.cap_charge(hold, c))
+    await gw.settlements.submit(settlement, hold)
+    return Completed(_encode(message), record.generation_id, record.overhead_ms(), record.rate_limit)
+
+
+class MessagesStream(ChatStream):
+    """A streaming Messages call: `ChatStream`'s failover, relay and settlement, Anthropic's events.
+
+    From a native upstream the events are relayed with the message's id and model replaced and
+    `cost` added to the final usage; from any other, chat chunks become Messages events. The
+    closing `message_stop` is sent only once the call is settled.
+    """
+
+    def __init__(self, gw: Gateway, record: CallRecord, hold: Hold, order: list[Deployment],
+                 call: MessagesCall) -> None:
+        super().__init__(gw, record, hold, order, call.request, {})
+        self.call = call
+        self.native = False
+        self._writer: ChatToMessagesEvents | None = None
+
+    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+        provider = self.gw.provider_for(deployment)
+        self.native = isinstance(provider, NativeMessages)  # the last attempt is the one that answers
+        if isinstance(provider, NativeMessages):
+            return provider.stream_native(self.call.body, deployment, self.call.headers)
+        return provider.stream(self.call.chat_body(), deployment)
+
+    def _events_writer(self) -> ChatToMessagesEvents:
+        if self._writer is None:
+            self._writer = ChatToMessagesEvents(self.generation_id, self.record.entry.id)
+        return self._writer
+
+    def _cost(self, usage: Usage) -> Decimal:
+        return nanos_to_usd(cost_nanos(usage, self.record.entry.pricing))
+
+    def _relay(self, chunk: UpstreamChunk) -> bytes | None:
+        self._track(chunk)
+        if not self.native:
+            return self._events_writer().feed(_decode(chunk.payload)) or None
+        if not chunk.payload.startswith((b"event: message_start", b"event: message_delta", b"event: message_stop")):
+            return chunk.payload
+        event = parse_sse_event(chunk.payload.strip())
+        if event is None or event.event == "message_stop":
+            return None  # sent by `_final_frames`, after the settlement
+        data = _decode(event.data)
+        if event.event == "message_start" and isinstance(data.get("message"), dict):
+            data["message"].update(id=self.generation_id, model=self.record.entry.id)
+        elif event.event == "message_delta" and chunk.usage is not None:
+            data["usage"] = messages_usage_json(chunk.usage, self._cost(chunk.usage))
+        return frame(_encode(data), event.event)
+
+    def _error_frame(self, error: UpstreamError) -> bytes:
+        return error_event(error_type(error), error.message)
+
+    def _final_frames(self) -> bytes:
+        if self.native:
+            return MESSAGE_STOP
+        usage = self.usage or self.record.estimated_usage(self.output_parts)
+        return self._events_writer().finish(usage, self._cost(usage))
+
+
+async def open_messages_stream(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
+                               client_request_id: str | None = None) -> MessagesStream:
+    """Start a streaming Messages call; raises before any byte is sent if no deployment answers."""
+    record, hold, order = await _begin(gw, principal, call.request, started, client_request_id)
+    stream = MessagesStream(gw, record, hold, order, call)
+    await stream.open()
+    return stream
+
+
+async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, str]) -> int:
+    """`/v1/messages/count_tokens`: the upstream's count from a native deployment, else the gateway's
+    estimate (prompt bytes / 3, as for holds). Free, and no generation is recorded."""
+    request, raw = decode_messages_request(body, CountTokensRequest)
+    entry = gw.model(request.model)
+    if entry is None:
+        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
+                       param="model", code="model_not_found")
+    call = MessagesCall({**raw, "max_tokens": 1}, headers)
+    for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
+        provider = gw.provider_for(deployment)
+        if isinstance(provider, NativeMessages):
+            try:
+                return await provider.count_tokens(raw, deployment, call.headers)
+            except UpstreamRejected:
+                raise
+            except UpstreamError:
+                continue
+    return estimate_tokens(prompt_bytes(call.request))

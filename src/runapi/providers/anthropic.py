@@ -1,0 +1,190 @@
+"""Anthropic Messages upstreams (`POST {base_url}/v1/messages`), over a pooled aiohttp session.
+
+`complete` and `stream` speak OpenAI chat completions to the pipeline and translate with
+`anthropic_translate`. The `NativeMessages` ability (`complete_native`, `stream_native`,
+`count_tokens`) relays a client's own Messages body, so `/v1/messages` reaches Anthropic
+without a round trip through the OpenAI shape. Headers sent: `x-api-key`, `anthropic-version`
+(the client's when given, else 2023-06-01) and the client's `anthropic-beta`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import msgspec
+
+from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from runapi.providers.anthropic_stream import MessagesToChatStream, NativeStreamMeter, upstream_error_message
+from runapi.providers.anthropic_translate import (
+    ANTHROPIC_VERSION,
+    from_messages_reply,
+    messages_usage,
+    to_messages_request,
+)
+from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
+from runapi.providers.openai_compat import raise_for_status
+from runapi.providers.sse import frame, iter_sse_events
+
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+"""Client headers relayed to Anthropic upstreams."""
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+@runtime_checkable
+class NativeMessages(Protocol):
+    """An upstream that takes Anthropic Messages bodies as they are (optional provider ability)."""
+
+    async def complete_native(self, body: dict[str, Any], deployment: Deployment,
+                              headers: Mapping[str, str]) -> UpstreamReply:
+        """One complete answer; `body` of the reply is the upstream's Messages JSON."""
+
+    def stream_native(self, body: dict[str, Any], deployment: Deployment,
+                      headers: Mapping[str, str]) -> AsyncIterator[UpstreamChunk]:
+        """Messages SSE events, each chunk's payload one framed event; usage on `message_delta`."""
+
+    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
+        """The upstream's `input_tokens` count for a Messages body."""
+
+
+class AnthropicProvider:
+    """The Anthropic Messages protocol; `deployment.provider.base_url` is the host, e.g. https://api.anthropic.com."""
+
+    def __init__(self, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+        self._session = session
+        self._timeouts = timeouts
+
+    def _headers(self, deployment: Deployment, client: Mapping[str, str]) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
+                   **deployment.provider.headers}
+        for name in FORWARDED_HEADERS:
+            if client.get(name):
+                headers[name] = client[name]
+        if deployment.api_key:
+            headers["x-api-key"] = deployment.api_key
+        return headers
+
+    def _url(self, deployment: Deployment, path: str = "/v1/messages") -> str:
+        return deployment.provider.base_url.rstrip("/") + path
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.idle)
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"could not reach the upstream: {type(exc).__name__}") from exc
+        if response.status >= 400:
+            try:
+                error_body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                error_body = b""
+            finally:
+                response.release()
+            raise_for_status(response.status, error_body, response.headers)
+        return response
+
+    async def _read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self._timeouts.idle):
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"the upstream connection failed: {type(exc).__name__}") from exc
+        finally:
+            response.release()
+        try:
+            data = _decode(raw)
+        except msgspec.DecodeError as exc:
+            raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
+        if not isinstance(data, dict) or data.get("type") != "message":
+            raise UpstreamUnavailable("the upstream answer is not a message")
+        return data
+
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncGenerator[tuple[str, bytes], None]:
+        """(event name, data) until `message_stop`; transport failures become `UpstreamError`s."""
+        try:
+            async for event in iter_sse_events(response.content.iter_any()):
+                name = event.event or "message"
+                if name == "error":
+                    message = upstream_error_message(event.data) or "unknown error"
+                    raise UpstreamError(f"the upstream reported an error mid-stream: {message}")
+                yield name, event.data
+                if name == "message_stop":
+                    return
+            raise UpstreamError("the upstream stream ended before message_stop")
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the upstream stream stalled") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
+        finally:
+            response.close()
+
+    # -- the Provider protocol: OpenAI chat completions in and out -------------------------------
+
+    async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
+        body = to_messages_request(request, deployment.upstream_model, deployment.max_output)
+        body.pop("stream", None)
+        response = await self._post(self._url(deployment), self._headers(deployment, {}), _encode(body))
+        message = await self._read_json(response)
+        reply, usage = from_messages_reply(message, int(time.time()))
+        return UpstreamReply(body=reply, usage=usage, upstream_id=str(message.get("id", "")))
+
+    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+        body = to_messages_request(request, deployment.upstream_model, deployment.max_output)
+        body["stream"] = True
+        response = await self._post(self._url(deployment), self._headers(deployment, {}), _encode(body))
+        translator = MessagesToChatStream(created=int(time.time()))
+        async with contextlib.aclosing(self._events(response)) as events:
+            async for name, data in events:
+                for chunk in translator.feed(name, data):
+                    yield chunk
+
+    # -- NativeMessages: Anthropic bodies relayed as they are -------------------------------------
+
+    async def complete_native(self, body: dict[str, Any], deployment: Deployment,
+                              headers: Mapping[str, str]) -> UpstreamReply:
+        sent = {**body, "model": deployment.upstream_model}
+        sent.pop("stream", None)
+        response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
+        message = await self._read_json(response)
+        return UpstreamReply(body=message, usage=messages_usage(message.get("usage")),
+                             upstream_id=str(message.get("id", "")))
+
+    async def stream_native(self, body: dict[str, Any], deployment: Deployment,
+                            headers: Mapping[str, str]) -> AsyncIterator[UpstreamChunk]:
+        sent = {**body, "model": deployment.upstream_model, "stream": True}
+        response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
+        meter = NativeStreamMeter()
+        async with contextlib.aclosing(self._events(response)) as events:
+            async for name, data in events:
+                usage, parts = meter.feed(name, data)
+                yield UpstreamChunk(payload=frame(data, name), usage=usage, content_parts=parts)
+
+    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
+        sent = {**body, "model": deployment.upstream_model}
+        url = self._url(deployment, "/v1/messages/count_tokens")
+        response = await self._post(url, self._headers(deployment, headers), _encode(sent))
+        try:
+            async with asyncio.timeout(self._timeouts.idle):
+                raw = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamUnavailable("the upstream failed while counting tokens") from exc
+        finally:
+            response.release()
+        try:
+            count = _decode(raw).get("input_tokens")
+        except (msgspec.DecodeError, AttributeError) as exc:
+            raise UpstreamUnavailable("the upstream sent a malformed token count") from exc
+        if not isinstance(count, int):
+            raise UpstreamUnavailable("the upstream sent no token count")
+        return count

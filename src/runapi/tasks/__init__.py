@@ -1,0 +1,28 @@
+"""Asynchronous tasks: a durable queue in the database, workers on the synchronous pipeline,
+signed webhooks with retries, signed expiring output URLs, and `Idempotency-Key` replays."""
+
+from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused
+from runapi.tasks.idempotency import IdempotencyStore, Reply, run_idempotent
+from runapi.tasks.output_urls import OutputExpired, OutputSigner
+from runapi.tasks.records import DeliveryAttempt, Task, TaskOutput, WebhookEvent
+from runapi.tasks.runtime import TaskRuntime
+from runapi.tasks.store import TaskStore, run_generation_id
+from runapi.tasks.webhook_store import WebhookStore
+
+__all__ = [
+    "CallbackGuard",
+    "CallbackRefused",
+    "DeliveryAttempt",
+    "IdempotencyStore",
+    "OutputExpired",
+    "OutputSigner",
+    "Reply",
+    "Task",
+    "TaskOutput",
+    "TaskRuntime",
+    "TaskStore",
+    "WebhookEvent",
+    "WebhookStore",
+    "run_generation_id",
+    "run_idempotent",
+]

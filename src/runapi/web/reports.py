@@ -1,0 +1,103 @@
+"""Dashboard figures: spend and tokens per day and per model, balances and spend per account.
+
+Per-day and per-model figures come from `runapi.storage.usage` (the same aggregates as
+`GET /v1/usage`, so the dashboard and the API always agree); `summarise` reshapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runapi.storage.schema import generations, ledger
+from runapi.storage.usage import UsageFilter, UsageRow, usage_by_day_and_model
+
+DASHBOARD_DAYS = 30
+
+
+class DayUsage(msgspec.Struct, frozen=True):
+    day: date
+    cost_nanos: int = 0
+    tokens: int = 0
+    calls: int = 0
+
+
+class ModelUsage(msgspec.Struct, frozen=True):
+    model: str
+    cost_nanos: int
+    tokens: int
+    calls: int
+    failed: int
+
+
+class UsageSummary(msgspec.Struct, frozen=True):
+    days: list[DayUsage]  # every day of the period, zeros where idle
+    models: list[ModelUsage]  # highest spend first
+
+    @property
+    def cost_nanos(self) -> int:
+        return sum(d.cost_nanos for d in self.days)
+
+    @property
+    def tokens(self) -> int:
+        return sum(d.tokens for d in self.days)
+
+    @property
+    def calls(self) -> int:
+        return sum(d.calls for d in self.days)
+
+
+def period(days: int, today: date | None = None) -> tuple[date, date]:
+    """The last `days` UTC days, today included: (first, last)."""
+    last = today or datetime.now(UTC).date()
+    return last - timedelta(days=days - 1), last
+
+
+def summarise(rows: Iterable[UsageRow], first: date, last: date) -> UsageSummary:
+    """Per-(day, model) rows → a zero-filled day series and per-model totals. Pure."""
+    by_day: dict[str, list[int]] = {}
+    by_model: dict[str, list[int]] = {}
+    for row in rows:
+        day = by_day.setdefault(row.day, [0, 0, 0])
+        day[0] += row.cost_nanos
+        day[1] += row.total_tokens
+        day[2] += row.requests
+        model = by_model.setdefault(row.model, [0, 0, 0, 0])
+        model[0] += row.cost_nanos
+        model[1] += row.total_tokens
+        model[2] += row.requests
+        model[3] += row.failed
+    days = []
+    current = first
+    while current <= last:
+        cost, tokens, calls = by_day.get(current.isoformat(), [0, 0, 0])
+        days.append(DayUsage(current, cost, tokens, calls))
+        current += timedelta(days=1)
+    models = [ModelUsage(name, *totals) for name, totals in by_model.items()]
+    return UsageSummary(days, sorted(models, key=lambda m: (-m.cost_nanos, -m.calls, m.model)))
+
+
+async def account_usage(engine: AsyncEngine, account_id: str, days: int = DASHBOARD_DAYS,
+                        today: date | None = None) -> UsageSummary:
+    first, last = period(days, today)
+    rows = await usage_by_day_and_model(engine, UsageFilter(start=first, end=last, account_id=account_id))
+    return summarise(rows, first, last)
+
+
+async def balances(engine: AsyncEngine) -> dict[str, int]:
+    """Every account's balance (Σ ledger) in nano-dollars; accounts without entries are absent."""
+    query = sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos)).group_by(ledger.c.account_id)
+    async with engine.connect() as conn:
+        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}
+
+
+async def spend_by_account(engine: AsyncEngine) -> dict[str, int]:
+    """Every account's lifetime spend (Σ generation costs) in nano-dollars."""
+    query = sa.select(generations.c.account_id, sa.func.sum(generations.c.cost_nanos)).group_by(
+        generations.c.account_id)
+    async with engine.connect() as conn:
+        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}

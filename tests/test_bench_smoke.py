@@ -1,0 +1,75 @@
+"""The benchmark harness (bench/) still works: its servers start, its clients measure, its rows are sane.
+
+Runs the real building blocks on loopback for a few seconds: the simulator and `runapi serve`
+as child processes, nginx in front of the simulator, 50 requests through the harness's
+own aiohttp client (JSON and SSE), one short wrk run, and the /proc readings.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.cells import Row, add_baselines, measure_cell
+from bench.loads import run_async_client
+from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
+from bench.report import markdown_table, target_checks
+from bench.scenarios import SCENARIOS
+from bench.servers import Target, start_gateway, start_nginx, start_upstream
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() or shutil.which("wrk") is None,
+    reason="the benchmark needs Debian's nginx and wrk (apt-get install -y nginx wrk)",
+)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Target, Target, Target]]:
+    workdir = tmp_path_factory.mktemp("bench")
+    upstream = start_upstream(workdir)
+    started: list[Target] = []
+    try:
+        started.append(start_nginx(workdir, upstream))
+        started.append(start_gateway(workdir, upstream))
+        yield upstream, started[0], started[1]
+    finally:
+        for target in started:
+            target.stop()
+        upstream.stop()
+
+
+def test_async_client_through_the_gateway_counts_requests_and_ttft(servers: tuple[Target, Target, Target]) -> None:
+    _, _, gateway = servers
+    cpu_before = tree_cpu_seconds(gateway.pid or 0)
+    json_result = run_async_client(gateway.url, SCENARIOS["json"].body, gateway.api_key, 4, stream=False, requests=25)
+    sse_result = run_async_client(gateway.url, SCENARIOS["stream20"].body, gateway.api_key, 4, stream=True,
+                                  requests=25)
+    assert (json_result.requests, json_result.errors) == (25, 0)
+    assert (sse_result.requests, sse_result.errors) == (25, 0)
+    assert 0 < json_result.p50_ms <= json_result.p90_ms <= json_result.p99_ms < 5000
+    assert sse_result.ttft_p50_ms is not None and 0 < sse_result.ttft_p50_ms <= sse_result.p50_ms
+    assert json_result.overhead_hdr_p50_ms is not None  # the gateway's x-runapi-overhead-ms header
+    assert tree_cpu_seconds(gateway.pid or 0) > cpu_before
+    assert 20 < tree_peak_rss_mib(gateway.pid or 0) < 1024
+
+
+def test_cells_side_by_side_give_sane_rows(servers: tuple[Target, Target, Target], tmp_path: Path) -> None:
+    upstream, nginx, gateway = servers
+    rows: list[Row] = []
+    for target in (upstream, nginx, gateway):
+        rows.append(measure_cell(target, upstream, SCENARIOS["json"], 1, duration_s=1, warmup_s=0,
+                                 workdir=tmp_path))
+    add_baselines(rows)
+    direct, proxied, gw = rows
+    for row in rows:
+        assert row.load.client == "wrk" and row.load.errors == 0 and row.load.requests > 20
+        assert row.load.rps > 0 and 0 < row.load.p50_ms <= row.load.p99_ms
+        assert row.upstream_cpu_ms > 0
+    assert direct.gateway_cpu_ms is None and direct.added_p50_ms is None
+    assert proxied.gateway_cpu_ms is not None and proxied.peak_rss_mib and proxied.added_p50_ms is not None
+    assert gw.gateway_cpu_ms is not None and gw.gateway_cpu_ms > 0 and gw.peak_rss_mib and gw.peak_rss_mib > 20
+    assert "runapi-sqlite" in markdown_table(rows)
+    assert any(value != "not measured in this run" for _, value, _ in target_checks(rows))

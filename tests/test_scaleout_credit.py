@@ -1,0 +1,294 @@
+"""The Redis credit guard as several instances see it: real Redis (a private server), real PostgreSQL.
+
+Each "instance" is a `RedisCreditGuard` with its own settlement writer, as a gateway process has;
+a crashed instance is a real process killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runapi.accounting.credit import Hold
+from runapi.accounting.credit_redis import RedisCreditGuard
+from runapi.accounting.settlement import SettlementWriter
+from runapi.errors import InsufficientCredit, ServiceUnavailable
+from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, upgrade
+from runapi.storage.balance_snapshot import balance_snapshot
+from runapi.storage.clock import utcnow
+from runapi.storage.invalidation import Change, ChangeBus
+from runapi.storage.redis_client import redis_client
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.tcp_proxy import tcp_proxy
+
+USD = 1_000_000_000
+HOLD = USD // 10
+
+
+@pytest.fixture(scope="module")
+def redis_srv() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pg(postgres_url: str) -> str:
+    upgrade(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture()
+async def engine(pg: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(pg)
+    yield engine
+    await engine.dispose()
+
+
+class Instance:
+    """One gateway process's share of the accounting: a credit guard and a settlement writer."""
+
+    def __init__(self, engine: AsyncEngine, redis_url: str, **options: Any) -> None:
+        self.ledger = Ledger(engine)
+        self.guard = RedisCreditGuard(self.ledger, redis_client(redis_url), **options)
+        self.writer = SettlementWriter(self.ledger, self.guard)
+        self.writer.start()
+
+    async def settle(self, hold: Hold, charge: int) -> int | None:
+        settlement = Settlement(generation(hold.account_id, "succeeded" if charge else "failed", charge), charge)
+        await self.writer.submit(settlement, hold)
+        return settlement.ledger_id
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.guard.close()
+
+
+@pytest.fixture()
+async def instances(engine: AsyncEngine, redis_srv: RedisServer) -> AsyncIterator[list[Instance]]:
+    started = [Instance(engine, redis_srv.url), Instance(engine, redis_srv.url)]
+    yield started
+    for instance in started:
+        await instance.close()
+
+
+def generation(account_id: str, status: str, cost: int) -> Generation:
+    return Generation(
+        id="gen-" + os.urandom(12).hex(), account_id=account_id, key_id="key_test", model="glm-4.5-air",
+        provider="zai", upstream_model="glm-4.5-air", status=status, stream=False, input_tokens=10, output_tokens=10,
+        cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0, price_input="0.10", price_output="0.55",
+        price_cache_read="0.02", price_cache_write="0", cost_nanos=cost, estimated=False, latency_ms=1.0,
+        created_at=utcnow())
+
+
+async def new_account(engine: AsyncEngine, usd: int = 1) -> str:
+    account = await AccountStore(engine).create_account(f"acct-{os.urandom(6).hex()}")
+    await Ledger(engine).add_entry(account.id, "topup", usd * USD)
+    return account.id
+
+
+async def settled_available(instance: Instance, account_id: str, expected: int) -> int:
+    """Available credit once every instance's queued hold closings reached Redis (a charge that lands
+    after a reload that already counted it is counted twice, conservatively, until the next reload)."""
+    deadline = time.monotonic() + 3
+    while (available := await instance.guard.available(account_id)) != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return available
+
+
+async def try_reserve(instance: Instance, account_id: str, amount: int = HOLD) -> Hold | None:
+    try:
+        return await instance.guard.reserve(account_id, amount)
+    except InsufficientCredit:
+        return None
+
+
+async def test_instances_share_one_balance_and_never_overdraw(engine: AsyncEngine, instances: list[Instance]) -> None:
+    account = await new_account(engine)  # $1: room for exactly ten $0.10 holds
+    a, b = instances
+    holds = await asyncio.gather(*(try_reserve(instances[i % 2], account) for i in range(30)))
+    granted = [h for h in holds if h is not None]
+    assert len(granted) == 10
+
+    # Settle at $0.05 each, on whichever instance took the hold; release the rest of each.
+    await asyncio.gather(*(instances[i % 2].settle(h, HOLD // 2) for i, h in enumerate(granted)))
+    balance, _ = await a.ledger.balance(account)
+    assert balance == USD // 2
+    assert await settled_available(a, account, balance) == await b.guard.available(account) == balance
+    assert len([h for h in await asyncio.gather(*(try_reserve(b, account) for _ in range(8))) if h]) == 5
+
+
+async def test_a_top_up_is_seen_after_invalidation(engine: AsyncEngine, instances: list[Instance]) -> None:
+    account = await new_account(engine)
+    a, b = instances
+    held = [await a.guard.reserve(account, HOLD) for _ in range(10)]
+    with pytest.raises(InsufficientCredit):
+        await b.guard.reserve(account, HOLD)
+    await a.ledger.add_entry(account, "topup", USD)
+    b.guard.invalidate(account)
+    assert await try_reserve(b, account) is not None
+    for hold in held:
+        await a.settle(hold, 0)
+    assert await settled_available(a, account, 2 * USD - HOLD) == 2 * USD - HOLD
+
+
+async def test_charged_entries_are_folded_into_the_balance(engine: AsyncEngine, redis_srv: RedisServer) -> None:
+    account = await new_account(engine)
+    instance = Instance(engine, redis_srv.url, compact_at=5)
+    client = aioredis.Redis(port=redis_srv.port)
+    charged = f"runapi:credit:{{{account}}}:charged"
+    try:
+        most = 0
+        for _ in range(30):
+            await instance.settle(await instance.guard.reserve(account, HOLD), 1_000_000)
+            most = max(most, await client.hlen(charged))
+        assert most < 20  # reloads folded charged entries into the balance along the way
+        expected = USD - 30_000_000
+        assert await settled_available(instance, account, expected) == expected == (await instance.ledger.balance(account))[0]
+        instance.guard.invalidate(account)
+        assert await instance.guard.available(account) == expected and await client.hlen(charged) == 0
+    finally:
+        await client.aclose()
+        await instance.close()
+
+
+async def test_a_live_instance_keeps_its_holds_past_their_ttl(engine: AsyncEngine, redis_srv: RedisServer,
+                                                             instances: list[Instance]) -> None:
+    account = await new_account(engine)
+    busy = Instance(engine, redis_srv.url, hold_ttl_s=0.4)  # renewed every 0.1 s while its calls run
+    try:
+        holds = [await busy.guard.reserve(account, HOLD) for _ in range(10)]
+        await asyncio.sleep(1.0)
+        assert await try_reserve(instances[0], account) is None
+        for hold in holds:
+            await busy.settle(hold, 0)
+        assert await try_reserve(instances[0], account) is not None
+    finally:
+        await busy.close()
+
+
+CRASHING_INSTANCE = textwrap.dedent("""
+    import asyncio, sys
+    from runapi.accounting.credit_redis import RedisCreditGuard
+    from runapi.storage import Ledger, create_engine
+    from runapi.storage.redis_client import redis_client
+
+    async def main() -> None:
+        db, redis_url, account = sys.argv[1:]
+        guard = RedisCreditGuard(Ledger(create_engine(db)), redis_client(redis_url), hold_ttl_s=0.5)
+        for _ in range(10):
+            await guard.reserve(account, 100_000_000)
+        print("held", flush=True)
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+""")
+
+
+async def test_a_crashed_instance_holds_expire_and_its_charges_count(engine: AsyncEngine, pg: str,
+                                                                     instances: list[Instance],
+                                                                     redis_srv: RedisServer) -> None:
+    account = await new_account(engine)
+    crashed = subprocess.Popen([sys.executable, "-c", CRASHING_INSTANCE, pg, redis_srv.url, account],
+                               stdout=subprocess.PIPE)
+    try:
+        assert crashed.stdout is not None and crashed.stdout.readline() == b"held\n"
+        a, _ = instances
+        with pytest.raises(InsufficientCredit):
+            await a.guard.reserve(account, HOLD)
+        # It committed one $0.30 charge before dying, and never told Redis.
+        await a.ledger.record([Settlement(generation(account, "succeeded", 3 * HOLD), 3 * HOLD)])
+    finally:
+        crashed.kill()
+        crashed.communicate()
+    await asyncio.sleep(0.6)  # its holds' deadlines pass: nobody renews them
+    holds = [await try_reserve(a, account) for _ in range(10)]
+    assert len([h for h in holds if h]) == 7
+
+
+async def test_redis_restarted_empty_keeps_calls_in_flight_covered(engine: AsyncEngine) -> None:
+    with redis_server() as server:
+        a, b = Instance(engine, server.url), Instance(engine, server.url)
+        try:
+            account = await new_account(engine)
+            in_flight = [await a.guard.reserve(account, HOLD) for _ in range(10)]  # all the credit
+            assert await try_reserve(b, account) is None
+            server.restart()  # every key is gone, holds included
+            started = time.monotonic()
+            with pytest.raises(InsufficientCredit):  # a's holds were re-asserted before b could take any
+                await b.guard.reserve(account, HOLD)
+            assert time.monotonic() - started < 3
+            for hold in in_flight[:4]:
+                assert await a.settle(hold, HOLD // 2) is not None
+            assert await settled_available(b, account, USD - 4 * HOLD // 2 - 6 * HOLD) == USD - 4 * HOLD // 2 - 6 * HOLD
+            assert len([h for h in [await try_reserve(b, account) for _ in range(3)] if h]) == 2
+        finally:
+            await a.close()
+            await b.close()
+
+
+async def test_redis_unreachable_fails_closed_and_catches_up(engine: AsyncEngine, redis_srv: RedisServer) -> None:
+    account = await new_account(engine)
+    with tcp_proxy(redis_srv.port) as proxy:
+        instance = Instance(engine, f"redis://127.0.0.1:{proxy.port}/0")
+        try:
+            hold = await instance.guard.reserve(account, HOLD)
+            proxy.cut()
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match="Redis"):
+                await instance.guard.reserve(account, HOLD)
+            assert time.monotonic() - started < 2.5
+            ledger_id = await instance.settle(hold, HOLD // 2)  # the database still takes the charge
+            assert ledger_id is not None
+            proxy.restore()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the queued closing reaches Redis
+                try:
+                    if await instance.guard.available(account) == USD - HOLD // 2:
+                        break
+                except ServiceUnavailable:
+                    pass
+                await asyncio.sleep(0.05)
+            assert await instance.guard.available(account) == USD - HOLD // 2
+        finally:
+            await instance.close()
+
+
+async def test_balance_snapshot_says_which_entries_it_includes(database_url: str) -> None:
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        account = await new_account(engine)
+        ledger = Ledger(engine)
+        ids = await ledger.record([Settlement(generation(account, "succeeded", 5), 5) for _ in range(3)])
+        total, included = await balance_snapshot(engine, account, [*ids.values(), 10**12])
+        assert total == USD - 15 and included == set(ids.values())
+        assert await balance_snapshot(engine, account, []) == (USD - 15, set())
+    finally:
+        await engine.dispose()
+
+
+async def test_changes_reach_every_subscriber(redis_srv: RedisServer) -> None:
+    received: list[Change] = []
+    sender = ChangeBus(redis_client(redis_srv.url), lambda change: None)
+    listener = ChangeBus(redis_client(redis_srv.url), received.append)
+    listener.start()
+    try:
+        assert await listener.wait_subscribed(5)
+        assert await sender.publish(Change("key", "key_1"))
+        deadline = time.monotonic() + 1
+        while not received and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert received == [Change("key", "key_1")]
+    finally:
+        await listener.close()
+        await sender.close()
