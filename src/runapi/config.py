@@ -34,6 +34,8 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after_cap: float = 5.0  # honour an upstream's retry-after up to this; longer skips the deployment
     circuit_failures: int = 5  # consecutive failures that open a deployment's circuit (0: never)
     circuit_cooldown: float = 30.0  # seconds an open circuit waits before one trial call (half-open)
+    auth_failures_per_minute: int = 100  # unknown keys from one client address before a lockout (0: off)
+    auth_lockout: float = 60.0  # seconds a locked-out address gets 429 for keys not already cached
 
 
 class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

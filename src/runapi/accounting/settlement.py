@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from runapi.accounting.credit import CreditGuard, Hold
-from runapi.storage import Ledger, Settlement
+from runapi.storage import Settlement, SettlementSink
 
 log = logging.getLogger("runapi.settlement")
 
@@ -28,9 +28,9 @@ class _Item:
 
 
 class SettlementWriter:
-    def __init__(self, ledger: Ledger, guard: CreditGuard, observers: list[Callable[[Settlement], None]] | None = None,
-                 max_batch: int = 500) -> None:
-        self._ledger = ledger
+    def __init__(self, sink: SettlementSink, guard: CreditGuard,
+                 observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500) -> None:
+        self._sink = sink
         self._observers = observers or []
         self._guard = guard
         self._max_batch = max_batch
@@ -71,7 +71,7 @@ class SettlementWriter:
         delay = 0.05
         while True:
             try:
-                ledger_ids = await self._ledger.record([item.settlement for item in batch])
+                ledger_ids = await self._sink.record([item.settlement for item in batch])
                 break
             except Exception:  # the database is away: keep the charges and try again
                 log.exception("settlement write failed for %d generations; retrying in %.2fs", len(batch), delay)

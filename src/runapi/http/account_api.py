@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runapi.accounting.money import nanos_to_usd
-from runapi.http.asgi import bearer_token
+from runapi.http.asgi import bearer_token, client_address
 from runapi.http.responses import json_response
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
@@ -18,7 +18,7 @@ from runapi.storage import Generation
 async def principal_of(request: Request) -> Principal:
     gw: Gateway = request.app.state.gateway
     headers = {k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()}
-    return await gw.auth.authenticate(bearer_token(headers))
+    return await gw.auth.authenticate(bearer_token(headers), client_address(request.scope))
 
 
 def generation_json(row: Generation) -> dict[str, Any]:

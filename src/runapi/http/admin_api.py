@@ -143,7 +143,10 @@ async def list_ledger(request: Request) -> Response:
 async def list_generations(request: Request) -> Response:
     gw = _gateway(request)
     account_id = request.query_params.get("account_id")
-    rows = await gw.ledger.generations(account_id, limit=min(int(request.query_params.get("limit", "100")), 1000))
+    limit = request.query_params.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise InvalidRequest("`limit` must be an integer from 1 to 1000.", param="limit")
+    rows = await gw.ledger.generations(account_id, limit=int(limit))
     return json_response({"object": "list", "data": [generation_json(r) for r in rows]})
 
 

@@ -18,6 +18,7 @@ from runapi.http import account_api, admin_api, limits_api, models_api, usage_ap
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.openapi import openapi_json
 from runapi.http.responses import json_response
 from runapi.http import tasks_api
 from runapi.limits import Clock
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         Route("/v1/usage", usage_api.get_usage, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         *admin_api.routes,
         *tasks_api.routes,
         *limits_api.routes,

@@ -45,6 +45,12 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
             return b"".join(chunks)
 
 
+def client_address(scope: Scope) -> str | None:
+    """The client's IP address (uvicorn puts a trusted proxy's X-Forwarded-For there), for the auth guard."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 def bearer_token(headers: dict[bytes, bytes]) -> str:
     """The API key from `Authorization: Bearer` or (Anthropic style) `x-api-key`."""
     value = headers.get(b"authorization")

@@ -14,6 +14,7 @@ from runapi.http.asgi import (
     Scope,
     Send,
     bearer_token,
+    client_address,
     check_json_content_type,
     header_map,
     read_body,
@@ -54,7 +55,7 @@ class ChatCompletionsEndpoint:
         client_request_id = client_id.decode("latin-1")[:200] if client_id else None
         try:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
-            principal = await self.gw.auth.authenticate(bearer_token(headers))
+            principal = await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
             request, raw = decode_chat_request(body)
             if request.stream:
@@ -76,7 +77,7 @@ class ChatCompletionsEndpoint:
             return
         except GatewayError as exc:
             status, extra, payload = error_parts(exc)
-            if client_id is not None:
+            if client_id is not None and len(client_id) <= 512:
                 extra.append((b"x-client-request-id", client_id))
             await send_bytes(send, status, payload, extra)
             return

@@ -17,6 +17,7 @@ from runapi.http.asgi import (
     Scope,
     Send,
     bearer_token,
+    client_address,
     check_json_content_type,
     header_map,
     read_body,
@@ -59,7 +60,7 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
         client_request_id = client_id.decode("latin-1")[:200] if client_id else None
         try:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
-            principal = await self.gw.auth.authenticate(bearer_token(headers))
+            principal = await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
             call = prepare_messages_call(body, _forwarded(headers))
             if call.body.get("stream"):
@@ -75,7 +76,7 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
             return
         except GatewayError as exc:
             status, extra, payload = anthropic_error_parts(exc)
-            if client_id is not None:
+            if client_id is not None and len(client_id) <= 512:
                 extra.append((b"x-client-request-id", client_id))
             await send_bytes(send, status, payload, extra)
             return
@@ -92,7 +93,7 @@ class CountTokensEndpoint:
         headers = header_map(scope)
         try:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
-            await self.gw.auth.authenticate(bearer_token(headers))
+            await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
             count = await count_message_tokens(self.gw, body, _forwarded(headers))
         except ClientGone:

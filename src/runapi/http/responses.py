@@ -24,5 +24,5 @@ async def read_json(request: Request, type_: Any) -> Any:
         return msgspec.json.decode(body or b"{}", type=type_)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid request body: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nesting too deep
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc

@@ -11,6 +11,7 @@ import time
 import msgspec
 
 from runapi.errors import AuthError
+from runapi.pipeline.auth_guard import FailedAuthGuard
 from runapi.storage import AccountStore, KeyLimits, hash_key
 from runapi.storage.clock import utcnow
 
@@ -27,12 +28,14 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 class Authenticator:
-    def __init__(self, accounts: AccountStore) -> None:
+    def __init__(self, accounts: AccountStore, guard: FailedAuthGuard | None = None) -> None:
         self._accounts = accounts
+        self.guard = guard or FailedAuthGuard(0, 0.0)
         self._cache: dict[str, tuple[Principal, float, float | None]] = {}
 
-    async def authenticate(self, secret: str) -> Principal:
-        """The principal for an API key, or `AuthError` (never echoing the key)."""
+    async def authenticate(self, secret: str, client: str | None = None) -> Principal:
+        """The principal for an API key, or `AuthError` (never echoing the key). `client` (an address)
+        is counted by the brute-force guard: while it is locked out, keys not cached get `RateLimited`."""
         if not secret:
             raise AuthError("Missing API key. Send it as `Authorization: Bearer <key>`.")
         digest = hash_key(secret)
@@ -43,8 +46,10 @@ class Authenticator:
             if now < expires and (key_expiry is None or time.time() < key_expiry):
                 return principal
             del self._cache[digest]
+        self.guard.check(client)
         key = await self._accounts.key_by_hash(digest)
         if key is None or not key.usable(utcnow()):
+            self.guard.failed(client)
             raise AuthError("Incorrect, expired or revoked API key.")
         account = await self._accounts.get_account(key.account_id)
         principal = Principal(key_id=key.id, account_id=account.id, tier=account.tier, limits=key.limits)

@@ -99,7 +99,7 @@ def decode_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         message = str(exc)
         path = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else None
         raise InvalidRequest(f"Invalid request body: {message}", param=path) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nesting too deep
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
     return request, raw
 

@@ -26,7 +26,9 @@ from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Pr
 from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deployment_status, model_status
 from runapi.limits import Clock, LimitControl, create_limit_control
 from runapi.metrics import Metrics
-from runapi.storage import AccountStore, Ledger, Settlement, check_schema, create_engine, read_epoch
+from runapi.pipeline.auth_guard import FailedAuthGuard
+from runapi.storage import (AccountStore, Ledger, Settlement, check_schema, create_engine, create_settlement_sink,
+                            read_epoch)
 from runapi.storage.background import stop_task
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
@@ -44,7 +46,8 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         self.accounts = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
-        self.auth = Authenticator(self.accounts)
+        self.auth = Authenticator(self.accounts, FailedAuthGuard(settings.server.auth_failures_per_minute,
+                                                                 settings.server.auth_lockout))
         self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
@@ -52,7 +55,9 @@ class Gateway:
         self.circuits = CircuitBreakers(settings.server.circuit_failures, settings.server.circuit_cooldown,
                                         health_clock)
         self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
-        self.settlements = SettlementWriter(self.ledger, self.credit, observers=[self.limits.settled, self._observe])
+        self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
+        self.settlements = SettlementWriter(self.settlement_sink, self.credit,
+                                            observers=[self.limits.settled, self._observe])
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
@@ -86,6 +91,7 @@ class Gateway:
         """Write every pending settlement, then close pools."""
         await stop_task(self._poller)
         await self.settlements.close()
+        await self.settlement_sink.close()
         await self.credit.close()
         if self.changes is not None:
             await self.changes.close()

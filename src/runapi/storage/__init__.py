@@ -5,6 +5,7 @@ from runapi.storage.database import SchemaMismatch, check_schema, create_engine,
 from runapi.storage.epoch import bump_epoch, read_epoch
 from runapi.storage.ledger import Ledger, Settlement
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
+from runapi.storage.settlement_sink import SettlementSink, SqliteSettlementSink, create_settlement_sink
 
 __all__ = [
     "KEY_PREFIX",
@@ -17,9 +18,12 @@ __all__ = [
     "LedgerEntry",
     "SchemaMismatch",
     "Settlement",
+    "SettlementSink",
+    "SqliteSettlementSink",
     "bump_epoch",
     "check_schema",
     "create_engine",
+    "create_settlement_sink",
     "hash_key",
     "is_sqlite",
     "new_id",

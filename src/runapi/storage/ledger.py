@@ -43,6 +43,18 @@ class Settlement:
         self.ledger_id: int | None = None  # the charge's ledger entry, once committed
 
 
+def generation_row(settlement: Settlement) -> dict[str, Any]:
+    """The `generations` row of a settlement, by column name."""
+    return {f: getattr(settlement.generation, f) for f in Generation.__struct_fields__}
+
+
+def charge_row(settlement: Settlement) -> dict[str, Any]:
+    """The `ledger` charge row of a settlement, by column name (all but the generated `id`)."""
+    row = settlement.generation
+    return {"account_id": row.account_id, "kind": "charge", "amount_nanos": -settlement.charge_nanos,
+            "generation_id": row.id, "note": "", "created_at": row.created_at}
+
+
 class Ledger:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -79,6 +91,9 @@ class Ledger:
         async with self.engine.connect() as conn:
             return [_entry(r) for r in (await conn.execute(query)).all()]
 
+    async def close(self) -> None:
+        """Nothing to release: the engine is its owner's to dispose (this makes a Ledger a settlement sink)."""
+
     async def record(self, batch: list[Settlement]) -> dict[str, int]:
         """Write generation rows and their charges in one transaction.
 
@@ -100,19 +115,14 @@ class Ledger:
 
     @staticmethod
     async def _insert(conn: AsyncConnection, batch: list[Settlement]) -> dict[str, int]:
-        await conn.execute(generations.insert(), [
-            {f: getattr(s.generation, f) for f in Generation.__struct_fields__} for s in batch
-        ])
+        await conn.execute(generations.insert(), [generation_row(s) for s in batch])
         charges = [s for s in batch if s.charge_nanos > 0]
         if not charges:
             return {}
         # Rows are matched by the generation ID they return, so their order does not matter; asking
         # for it makes SQLAlchemy send one INSERT per row on SQLite (2 more driver round trips each).
-        rows = (await conn.execute(ledger.insert().returning(ledger.c.generation_id, ledger.c.id), [
-            {"account_id": s.generation.account_id, "kind": "charge", "amount_nanos": -s.charge_nanos,
-             "generation_id": s.generation.id, "note": "", "created_at": s.generation.created_at}
-            for s in charges
-        ])).all()
+        rows = (await conn.execute(ledger.insert().returning(ledger.c.generation_id, ledger.c.id),
+                                   [charge_row(s) for s in charges])).all()
         return {r.generation_id: r.id for r in rows}
 
     async def generation(self, generation_id: str, account_id: str | None = None) -> Generation:

@@ -86,7 +86,8 @@ class CustomerDashboard:
         check_csrf(form, self.session(request))
         gw: Gateway = request.app.state.gateway
         try:
-            principal = await gw.auth.authenticate(form.get("api_key", "").strip())
+            principal = await gw.auth.authenticate(form.get("api_key", "").strip(),
+                                                   request.client.host if request.client else None)
         except AuthError:
             return self._login_page(request, error="invalid_key", status_code=401)
         session = {"account": principal.account_id, "key": principal.key_id, "csrf": new_csrf_token()}

@@ -1,0 +1,198 @@
+"""The OpenAPI 3.1 document served at `/openapi.json`: every route of the gateway.
+
+Request bodies are the msgspec Structs the edge decodes with (`msgspec.json.schema_components`), so
+the document cannot drift from validation; responses are described by their stable fields only
+(extra fields may appear). `tests/test_security_openapi.py` checks every route is documented and
+fuzzes every operation with Schemathesis against a live gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runapi.http.admin_api import Credit, NewAccount, NewKey
+from runapi.http.limits_api import KeyLimitsPatch, TierPin
+from runapi.pipeline.chat_request import ChatRequest
+from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
+from runapi.tasks.submission import NewTask
+
+_BODIES: dict[str, Any] = {
+    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
+    "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
+    "KeyLimitsPatch": KeyLimitsPatch,
+}
+
+_ERROR = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"},
+        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+}
+_ANTHROPIC_ERROR = {
+    "type": "object", "required": ["type", "error"],
+    "properties": {"type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"]}},
+}
+_OBJECT = {"type": "object"}
+_SSE_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+_LIST = {"type": "object", "required": ["data"], "properties": {"data": {"type": "array"}}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary: str, *, auth: str | None = "apiKey", body: str | None = None, ok: int = 200,
+        ok_schema: dict[str, Any] | None = None, ok_content: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None, params: list[dict[str, Any]] | None = None,
+        html: bool = False) -> dict[str, Any]:
+    """One operation: its success response, and every error as `default` (OpenAI-shaped JSON, or HTML pages)."""
+    if html:
+        content = {"text/html": {"schema": {"type": "string"}}}
+        responses: dict[str, Any] = {str(ok): {"description": "OK", "content": content},
+                                     "303": {"description": "Redirect"},
+                                     "default": {"description": "Error page", "content": content}}
+    else:
+        success = ok_content or _json(ok_schema or _OBJECT)
+        responses = {str(ok): {"description": "OK", "content": success},
+                     "default": {"description": "Error", "content": _json(error or _ERROR)}}
+    op: dict[str, Any] = {"summary": summary, "responses": responses, "parameters": params or []}
+    if auth is not None:
+        op["security"] = [{auth: []}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(_ref(body))}
+    return op
+
+
+def _path(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}} for n in names]
+
+
+def _query(**names: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "required": False, "schema": s} for n, s in names.items()]
+
+
+_DAY = {"type": "string", "format": "date"}
+_STR = {"type": "string"}
+_FORM = {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}}
+
+
+def _form(op: dict[str, Any]) -> dict[str, Any]:
+    op["requestBody"] = {"required": False, "content": _FORM}
+    return op
+
+
+def build_openapi() -> dict[str, Any]:
+    """The whole document, as a plain dict (JSON-ready)."""
+    _, components = msgspec.json.schema_components(list(_BODIES.values()),
+                                                   ref_template="#/components/schemas/{name}")
+    for name, type_ in _BODIES.items():  # expose each body under its own, stable name
+        if type_.__name__ != name:
+            components[name] = components.pop(type_.__name__)
+    chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
+               "text/event-stream": {"schema": _SSE_EVENT}}
+    messages_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "type"]}},
+                   "text/event-stream": {"schema": _SSE_EVENT}}
+    paths: dict[str, dict[str, Any]] = {
+        "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
+                                             ok_content=chat_ok)},
+        "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
+                                     ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
+        "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",
+                                                  ok_schema={"type": "object", "required": ["input_tokens"]},
+                                                  error=_ANTHROPIC_ERROR)},
+        "/v1/models": {"get": _op("List models", auth=None, ok_schema=_LIST)},
+        "/v1/models/{model_id}": {"get": _op("One model", auth=None, params=_path("model_id"))},
+        "/v1/models/{model_id}/skill": {"get": _op("The model family's SKILL.md", auth=None, params=_path("model_id"),
+                                                   ok_content={"text/markdown": {"schema": {"type": "string"}}})},
+        "/v1/generations/{generation_id}": {"get": _op("One of your generations", params=_path("generation_id"))},
+        "/v1/usage": {"get": _op("Your usage and balance", params=_query(start=_DAY, end=_DAY, model=_STR,
+                                                                         key_id=_STR))},
+        "/v1/tasks": {"post": _op("Submit a task", body="NewTask", ok=202),
+                      "get": _op("List your tasks", ok_schema=_LIST,
+                                 params=_query(limit=_STR, after=_STR, status=_STR))},
+        "/v1/tasks/{task_id}": {"get": _op("One of your tasks", params=_path("task_id"))},
+        "/v1/tasks/{task_id}/cancel": {"post": _op("Cancel a task", params=_path("task_id"))},
+        "/v1/tasks/{task_id}/deliveries": {"get": _op("A task's webhook deliveries", ok_schema=_LIST,
+                                                      params=_path("task_id"))},
+        "/v1/outputs/{task_id}": {"get": _op("A task's output, by signed URL", auth=None,
+                                             params=_path("task_id") + _query(expires=_STR, signature=_STR))},
+        "/v1/webhooks/secret": {"get": _op("Your webhook signing secret")},
+        "/v1/webhooks/secret/rotate": {"post": _op("Rotate your webhook signing secret")},
+        "/health": {"get": _op("Liveness", auth=None)},
+        "/metrics": {"get": _op("Prometheus metrics", auth=None,
+                                ok_content={"text/plain": {"schema": {"type": "string"}}})},
+        "/openapi.json": {"get": _op("This document", auth=None)},
+        "/admin/accounts": {"post": _op("Create an account", auth="adminToken", body="NewAccount", ok=201),
+                            "get": _op("List accounts", auth="adminToken", ok_schema=_LIST)},
+        "/admin/accounts/{account_id}": {"get": _op("One account", auth="adminToken", params=_path("account_id"))},
+        "/admin/accounts/{account_id}/keys": {
+            "post": _op("Create a key", auth="adminToken", body="NewKey", ok=201, params=_path("account_id")),
+            "get": _op("List an account's keys", auth="adminToken", ok_schema=_LIST, params=_path("account_id"))},
+        "/admin/accounts/{account_id}/credits": {"post": _op("Add a ledger entry", auth="adminToken", body="Credit",
+                                                             ok=201, params=_path("account_id"))},
+        "/admin/accounts/{account_id}/ledger": {"get": _op("An account's ledger", auth="adminToken", ok_schema=_LIST,
+                                                           params=_path("account_id"))},
+        "/admin/accounts/{account_id}/tier": {"put": _op("Pin or unpin a tier", auth="adminToken", body="TierPin",
+                                                         params=_path("account_id"))},
+        "/admin/accounts/{account_id}/webhook-secret/rotate": {
+            "post": _op("Rotate an account's webhook secret", auth="adminToken", params=_path("account_id"))},
+        "/admin/keys/{key_id}": {"delete": _op("Revoke a key", auth="adminToken", params=_path("key_id"))},
+        "/admin/keys/{key_id}/limits": {
+            "get": _op("A key's limits", auth="adminToken", params=_path("key_id")),
+            "patch": _op("Change a key's limits", auth="adminToken", body="KeyLimitsPatch", params=_path("key_id"))},
+        "/admin/generations": {"get": _op("Generations", auth="adminToken", ok_schema=_LIST,
+                                         params=_query(account_id=_STR, limit=_STR))},
+        "/admin/tiers": {"get": _op("Usage tiers", auth="adminToken")},
+        "/admin/tasks": {"get": _op("Tasks", auth="adminToken", ok_schema=_LIST,
+                                    params=_query(account_id=_STR, status=_STR, limit=_STR, after=_STR))},
+        "/admin/tasks/{task_id}/deliveries": {"get": _op("A task's deliveries", auth="adminToken", ok_schema=_LIST,
+                                                         params=_path("task_id"))},
+        "/admin/usage": {"get": _op("Usage per account, key or model", auth="adminToken",
+                                    params=_query(start=_DAY, end=_DAY, account_id=_STR, key_id=_STR, model=_STR))},
+        "/admin/reports/revenue": {"get": _op("Revenue, upstream cost and margin", auth="adminToken",
+                                              params=_query(start=_DAY, end=_DAY))},
+        "/": {"get": _op("Home page", auth=None, html=True)},
+        "/models": {"get": _op("Model catalog page", auth=None, html=True,
+                               params=_query(provider=_STR, mode=_STR, q=_STR, lang=_STR))},
+        "/models/{model_id}": {"get": _op("Model page", auth=None, html=True, params=_path("model_id"))},
+        "/dashboard": {"get": _op("Customer dashboard", auth=None, html=True)},
+        "/dashboard/login": {"get": _op("Customer sign-in form", auth=None, html=True),
+                             "post": _form(_op("Sign in with an API key", auth=None, html=True))},
+        "/dashboard/logout": {"post": _form(_op("Sign out", auth=None, html=True))},
+        "/dashboard/keys": {"post": _form(_op("Create a key (CSRF token required)", auth=None, html=True))},
+        "/dashboard/keys/{key_id}/revoke": {"post": _form(_op("Revoke a key (CSRF token required)", auth=None,
+                                                              html=True, params=_path("key_id")))},
+        "/admin/dashboard": {"get": _op("Operator dashboard", auth=None, html=True)},
+        "/admin/dashboard/login": {"get": _op("Operator sign-in form", auth=None, html=True),
+                                   "post": _form(_op("Sign in with the admin token", auth=None, html=True))},
+        "/admin/dashboard/logout": {"post": _form(_op("Sign out", auth=None, html=True))},
+        "/admin/dashboard/topup": {"post": _form(_op("Top up an account (CSRF token required)", auth=None,
+                                                     html=True))},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "RunAPI", "version": "1", "description": "OpenAI- and Anthropic-compatible LLM gateway. "
+                 "Money is USD as decimal strings or numbers; errors are `{\"error\": {message, type, param, code}}`."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key `rk-...`"},
+            "adminToken": {"type": "http", "scheme": "bearer", "description": "RUNAPI_ADMIN_TOKEN"}}},
+    }
+
+
+@functools.cache
+def _encoded() -> bytes:  # built once per process: the routes never change at run time
+    return msgspec.json.encode(build_openapi())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(_encoded(), media_type="application/json")

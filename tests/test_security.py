@@ -1,0 +1,211 @@
+"""Security promises (SECURITY.md): keys stored hashed, the admin surface behind its token, tenants
+isolated from each other, brute-force protection on authentication, secrets never in logs or errors."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runapi.http import admin_api
+from runapi.http.openapi import build_openapi
+from runapi.pipeline.auth import Authenticator
+from runapi.storage import upgrade
+from runapi.web import admin_dashboard
+from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway, sqlite_url
+from tests.support.instances import ServeProcess, write_config
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def chat(gw: RunningGateway, key: str, **extra: object) -> httpx.Response:
+    return httpx.post(f"{gw.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                      json={"model": "glm-4.5-air", "messages": MESSAGES, **extra}, timeout=30)
+
+
+def test_keys_are_stored_only_as_sha256_hashes(gateway: RunningGateway) -> None:
+    account_id, key = gateway.create_account("1")
+    assert chat(gateway, key).status_code == 200
+    path = gateway.settings.database_url.split("///", 1)[1]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT * FROM api_keys WHERE account_id = ?", (account_id,)).fetchall()
+        hashes = [r[0] for r in db.execute("SELECT key_hash FROM api_keys WHERE account_id = ?", (account_id,))]
+    assert rows and hashes == [hashlib.sha256(key.encode()).hexdigest()]
+    assert all(key not in str(value) for row in rows for value in row)
+    for file in Path(path).parent.glob(Path(path).name + "*"):  # the database and its WAL
+        assert key.encode() not in file.read_bytes()
+    listed = gateway.admin.get(f"/admin/accounts/{account_id}/keys").raise_for_status().text
+    assert key not in listed  # shown once at creation, never again
+
+
+def test_secrets_are_compared_in_constant_time() -> None:
+    """API keys are looked up by their SHA-256 (the attacker controls no byte of what is compared);
+    the admin token is compared with `hmac.compare_digest`, in the API and the operator sign-in."""
+    assert "hash_key(secret)" in inspect.getsource(Authenticator.authenticate)
+    assert "hmac.compare_digest" in inspect.getsource(admin_api._gateway)
+    assert "hmac.compare_digest" in inspect.getsource(admin_dashboard)
+
+
+ADMIN_OPERATIONS = [(path, method) for path, item in build_openapi()["paths"].items() for method in item
+                    if path.startswith("/admin/") and not path.startswith("/admin/dashboard")]
+
+
+@pytest.mark.parametrize(("path", "method"), ADMIN_OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in ADMIN_OPERATIONS])
+def test_every_admin_endpoint_needs_the_admin_token(gateway: RunningGateway, path: str, method: str) -> None:
+    _, customer_key = gateway.create_account("1") if method == "get" and path == "/admin/tiers" else ("", "rk-x")
+    url = gateway.base_url + re.sub(r"\{[^}]+\}", "acct_x", path)
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {ADMIN_TOKEN}x"},
+                    {"authorization": f"Bearer {customer_key}"}, {"authorization": f"Basic {ADMIN_TOKEN}"}):
+        response = httpx.request(method.upper(), url, headers=headers, json={})
+        assert response.status_code == 401, (path, headers, response.text)
+        assert response.json()["error"]["type"] == "authentication_error"
+        assert ADMIN_TOKEN not in response.text
+
+
+def test_operator_pages_need_the_admin_token(gateway: RunningGateway) -> None:
+    with httpx.Client(base_url=gateway.base_url, follow_redirects=False) as web:
+        page = web.get("/admin/dashboard")
+        assert page.status_code in (303, 401) and "acct_" not in page.text
+        if page.status_code == 303:
+            assert page.headers["location"].endswith("/admin/dashboard/login")
+        account_id, _ = gateway.create_account("1")
+        topup = web.post("/admin/dashboard/topup", data={"account": account_id, "amount": "100"})
+        assert topup.status_code in (303, 401, 403)
+        if topup.status_code == 303:
+            assert topup.headers["location"].endswith("/admin/dashboard/login")
+        assert gateway.balance(account_id) == 1
+        wrong = web.post("/admin/dashboard/login", data={"token": "wrong"})
+        assert wrong.status_code in (401, 403) and "runapi_admin" not in wrong.headers.get("set-cookie", "")
+
+
+def test_tenants_cannot_see_each_other(gateway: RunningGateway) -> None:
+    """Account B, with its own valid key, tries every endpoint that could show A's data.
+    (Tasks and their deliveries are also covered by tests/test_tasks.py::test_tasks_are_private_to_their_account.)"""
+    account_a, key_a = gateway.create_account("1")
+    _, key_b = gateway.create_account("1")
+    generation = chat(gateway, key_a).raise_for_status().json()["id"]
+    key_a_id = gateway.admin.get(f"/admin/accounts/{account_a}/keys").json()["data"][0]["id"]
+    b = httpx.Client(base_url=gateway.base_url, headers={"authorization": f"Bearer {key_b}"}, timeout=30)
+    a = httpx.Client(base_url=gateway.base_url, headers={"authorization": f"Bearer {key_a}"}, timeout=30)
+    with a, b:
+        assert a.get(f"/v1/generations/{generation}").status_code == 200
+        assert b.get(f"/v1/generations/{generation}").status_code == 404
+        usage_b = b.get("/v1/usage", params={"key_id": key_a_id}).raise_for_status().json()  # A's key as a filter
+        assert usage_b["data"] == [] and usage_b["account_id"] != account_a and usage_b["key"]["id"] != key_a_id
+        assert a.get("/v1/usage").json()["data"] != []
+        assert a.get("/v1/webhooks/secret").json() != b.get("/v1/webhooks/secret").json()
+        task = a.post("/v1/tasks", json={"model": "glm-4.5-air", "input": {"messages": MESSAGES}})
+        assert task.status_code == 202, task.text
+        task_id = task.json()["id"]
+        for path in (f"/v1/tasks/{task_id}", f"/v1/tasks/{task_id}/deliveries"):
+            assert b.get(path).status_code == 404
+        assert b.post(f"/v1/tasks/{task_id}/cancel").status_code == 404
+        assert task_id not in b.get("/v1/tasks").text
+        # An output URL is a bearer capability: without its signature it is refused, key or not.
+        assert b.get(f"/v1/outputs/{task_id}").status_code == 403
+        assert b.get(f"/v1/outputs/{task_id}", params={"expires": "9999999999", "signature": "AAAA"}).status_code == 403
+        # B's key opens no admin endpoint.
+        assert b.get(f"/admin/accounts/{account_a}").status_code == 401
+    # B's dashboard session cannot revoke A's key.
+    with httpx.Client(base_url=gateway.base_url, follow_redirects=False, timeout=30) as web:
+        form = web.get("/dashboard/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        assert web.post("/dashboard/login", data={"api_key": key_b, "csrf_token": csrf.group(1)}).status_code == 303
+        page = web.get("/dashboard").text
+        assert key_a_id not in page and generation not in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None
+        web.post(f"/dashboard/keys/{key_a_id}/revoke", data={"csrf_token": token.group(1)})
+    assert chat(gateway, key_a).status_code == 200  # A's key still works
+
+
+def test_repeated_bad_keys_lock_the_client_out_but_not_known_keys(sim_url: str, tmp_path: Path) -> None:
+    with run_gateway(sqlite_url(tmp_path), sim_url, auth_failures_per_minute=5, auth_lockout=1.5) as gw:
+        _, warm = gw.create_account("1")
+        _, cold = gw.create_account("1")
+        time.sleep(1.0)  # let the cache-epoch poll see the new accounts (it empties the key cache)
+        assert chat(gw, warm).status_code == 200  # proven and cached before the attack
+        statuses = [chat(gw, f"rk-guess-{i}").status_code for i in range(7)]
+        assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+        locked = chat(gw, "rk-guess-x")
+        assert locked.json()["error"]["code"] == "too_many_failed_authentications"
+        assert 1 <= int(locked.headers["retry-after"]) <= 2
+        assert chat(gw, cold).status_code == 429  # not yet proven: refused without a lookup
+        still = chat(gw, warm)
+        assert still.status_code == 200, still.text  # a key already proven keeps working
+        time.sleep(1.6)
+        assert chat(gw, cold).status_code == 200
+        assert chat(gw, "rk-guess-y").status_code == 401
+
+
+@pytest.fixture()
+def logged_instance(sim_url: str, tmp_path: Path) -> Iterator[tuple[ServeProcess, str]]:
+    """`runapi serve` with a provider key in its environment (the simulator ignores it), logging to a file."""
+    provider_key = "sk-provider-SECRET-" + "9f8e7d6c5b4a" * 3
+    database_url = sqlite_url(tmp_path)
+    upgrade(database_url)
+    config = write_config(tmp_path / "runapi.toml", sim_url)
+    config.write_text(config.read_text().replace(
+        f'[providers."zai"]\nbase_url = "{sim_url}/v1"\napi_key_env = ""',
+        f'[providers."zai"]\nbase_url = "{sim_url}/v1"\napi_key_env = "RUNAPI_TEST_ZAI_KEY"'))
+    assert "RUNAPI_TEST_ZAI_KEY" in config.read_text()
+    env = {**os.environ, "RUNAPI_DATABASE_URL": database_url, "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN,
+           "RUNAPI_CONFIG": str(config), "RUNAPI_TEST_ZAI_KEY": provider_key}
+    env.pop("RUNAPI_REDIS_URL", None)
+    instance = ServeProcess(env, tmp_path / "serve.log")
+    try:
+        instance.wait_ready()
+        yield instance, provider_key
+    finally:
+        instance.stop()
+
+
+def test_no_secret_reaches_logs_or_error_messages(logged_instance: tuple[ServeProcess, str]) -> None:
+    instance, provider_key = logged_instance
+    admin = httpx.Client(base_url=instance.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    keys: list[str] = []
+    bodies: list[str] = []
+    with admin:
+        account = admin.post("/admin/accounts", json={"name": "logs"}).raise_for_status().json()["id"]
+        admin.post(f"/admin/accounts/{account}/credits", json={"amount_usd": "5"}).raise_for_status()
+        for _ in range(2):
+            keys.append(admin.post(f"/admin/accounts/{account}/keys", json={}).raise_for_status().json()["key"])
+        revoked_id = admin.get(f"/admin/accounts/{account}/keys").json()["data"][-1]["id"]
+        with httpx.Client(base_url=instance.base_url, timeout=30) as c:
+            def send(key: str, **body: object) -> None:
+                response = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                                  json={"model": "glm-4.5-air", "messages": MESSAGES, **body})
+                bodies.append(response.text + str(response.headers))
+
+            send(keys[0])
+            send(keys[0], stream=True)
+            for fault in ("500", "429", "cut", "bad_json", "error_event"):
+                send(keys[0], x_sim={"fault": fault})
+            send(keys[0], stream=True, x_sim={"fault": "cut"})
+            send(keys[0], model="no-such-model")
+            send(keys[0], messages="not a list")
+            admin.delete(f"/admin/keys/{revoked_id}")
+            send(keys[1])  # revoked
+            send("rk-" + "wrong" * 8)
+            c.post("/v1/chat/completions", content=b"{bad", headers={"authorization": f"Bearer {keys[0]}"})
+            m = c.post("/v1/messages", headers={"x-api-key": keys[0]},
+                       json={"model": "glm-4.5-air", "max_tokens": 10, "messages": MESSAGES, "x_sim": {"fault": "500"}})
+            bodies.append(m.text)
+            t = c.post("/v1/tasks", headers={"authorization": f"Bearer {keys[0]}"},
+                       json={"model": "glm-4.5-air", "input": {"messages": MESSAGES},
+                             "callback_url": "http://169.254.169.254/latest"})
+            bodies.append(t.text)
+    instance.stop()
+    log = instance.log_path.read_text(errors="replace")
+    for secret in (provider_key, ADMIN_TOKEN, *keys):
+        assert secret not in log
+        assert all(secret not in body for body in bodies)
