@@ -33,7 +33,7 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
                (b"x-accel-buffering", b"no")]
 
 
-def _common_headers(headers: dict[bytes, bytes], generation_id: str, overhead_ms: float,
+def response_headers(headers: dict[bytes, bytes], generation_id: str, overhead_ms: float,
                     rate_limit: RateLimitStatus | None = None) -> list[tuple[bytes, bytes]]:
     out = [(b"x-runapi-generation-id", generation_id.encode()), (b"x-runapi-overhead-ms", f"{overhead_ms:.3f}".encode())]
     if rate_limit is not None:  # OpenAI's x-ratelimit-* headers
@@ -65,7 +65,7 @@ class ChatCompletionsEndpoint:
                 async def call(generation_id: str | None) -> Reply:
                     done = await complete_chat(self.gw, principal, request, raw, started=started,
                                                client_request_id=client_request_id, generation_id=generation_id)
-                    return Reply(200, done.body, _common_headers(headers, done.generation_id, done.overhead_ms,
+                    return Reply(200, done.body, response_headers(headers, done.generation_id, done.overhead_ms,
                                                                  done.rate_limit))
 
                 # With an Idempotency-Key, a retry gets the first reply back and is not charged again.
@@ -85,7 +85,7 @@ class ChatCompletionsEndpoint:
 
     async def _relay(self, stream: ChatStream, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
         """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle."""
-        start_headers = SSE_HEADERS + _common_headers(headers, stream.generation_id, stream.record.overhead_ms(),
+        start_headers = SSE_HEADERS + response_headers(headers, stream.generation_id, stream.record.overhead_ms(),
                                                       stream.record.rate_limit)
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
 

@@ -23,7 +23,7 @@ from runapi.http.asgi import (
     read_body,
     send_bytes,
 )
-from runapi.http.chat import ChatCompletionsEndpoint, _common_headers
+from runapi.http.chat import ChatCompletionsEndpoint, response_headers
 from runapi.http.errors import error_parts
 from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.messages import (
@@ -70,7 +70,7 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
                 done = await complete_messages(self.gw, principal, call, started=started,
                                                client_request_id=client_request_id)
                 await send_bytes(send, 200, done.body,
-                                 _common_headers(headers, done.generation_id, done.overhead_ms, done.rate_limit))
+                                 response_headers(headers, done.generation_id, done.overhead_ms, done.rate_limit))
                 return
         except ClientGone:
             return

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from runapi.errors import InvalidRequest, PayloadTooLarge
 from runapi.http.account_api import principal_of
-from runapi.http.admin_api import _gateway as admin_gateway
+from runapi.http.admin_api import admin_gateway
 from runapi.http.responses import json_response
 from runapi.storage.clock import utcnow
 from runapi.tasks import DeliveryAttempt, OutputExpired, TaskRuntime, WebhookEvent

@@ -57,7 +57,7 @@ def _ceiling_cost(request: ChatRequest, input_tokens: int, models: Iterable[Mode
                           model.pricing) for model in models)
 
 
-async def _begin(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
+async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
                  client_request_id: str | None, generation_id: str | None = None,
                  ) -> tuple[CallRecord, Hold, list[Deployment]]:
     """Resolve the model and reserve the most this call can cost."""
@@ -91,7 +91,7 @@ async def _begin(gw: Gateway, principal: Principal, request: ChatRequest, starte
     return record, hold, order
 
 
-async def _fail(gw: Gateway, record: CallRecord, hold: Hold, error: BaseException) -> None:
+async def fail_call(gw: Gateway, record: CallRecord, hold: Hold, error: BaseException) -> None:
     await gw.settlements.submit(record.settlement("failed", Usage(), error=str(error)), hold)
 
 
@@ -106,11 +106,11 @@ async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest,
                         started: float, client_request_id: str | None = None,
                         generation_id: str | None = None) -> Completed:
     """One non-streaming completion, settled (durably) before it is returned."""
-    record, hold, order = await _begin(gw, principal, request, started, client_request_id, generation_id)
+    record, hold, order = await begin_call(gw, principal, request, started, client_request_id, generation_id)
     try:
         reply = await first_answer(gw, record, order, lambda d: gw.provider_for(d).complete(raw, d))
     except BaseException as exc:  # every deployment failed, or cancelled: nothing answered, nothing charged
-        await _fail(gw, record, hold, exc)
+        await fail_call(gw, record, hold, exc)
         raise
 
     estimated = reply.usage is None
@@ -295,7 +295,7 @@ class ChatStream:
 async def open_chat_stream(gw: Gateway, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
                            started: float, client_request_id: str | None = None) -> ChatStream:
     """Start a streaming completion; raises before any byte is sent if no deployment answers."""
-    record, hold, order = await _begin(gw, principal, request, started, client_request_id)
+    record, hold, order = await begin_call(gw, principal, request, started, client_request_id)
     stream = ChatStream(gw, record, hold, order, request, raw)
     await stream.open()
     return stream

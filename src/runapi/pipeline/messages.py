@@ -19,7 +19,7 @@ from runapi.accounting.credit import Hold
 from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.chat import ChatStream, Completed, _begin, _fail
+from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.gateway import Gateway
@@ -101,7 +101,7 @@ def _message_parts(message: dict[str, Any]) -> int:
 async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
                             client_request_id: str | None = None, generation_id: str | None = None) -> Completed:
     """One non-streaming Messages call, settled (durably) before it is returned."""
-    record, hold, order = await _begin(gw, principal, call.request, started, client_request_id, generation_id)
+    record, hold, order = await begin_call(gw, principal, call.request, started, client_request_id, generation_id)
 
     async def attempt(deployment: Deployment) -> tuple[UpstreamReply, bool]:
         provider = gw.provider_for(deployment)
@@ -112,7 +112,7 @@ async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCal
     try:
         reply, native = await first_answer(gw, record, order, attempt)
     except BaseException as exc:  # nothing answered, nothing charged
-        await _fail(gw, record, hold, exc)
+        await fail_call(gw, record, hold, exc)
         raise
     message = reply.body if native else to_message(reply.body)
     usage = reply.usage or record.estimated_usage(_message_parts(message))
@@ -183,7 +183,7 @@ class MessagesStream(ChatStream):
 async def open_messages_stream(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
                                client_request_id: str | None = None) -> MessagesStream:
     """Start a streaming Messages call; raises before any byte is sent if no deployment answers."""
-    record, hold, order = await _begin(gw, principal, call.request, started, client_request_id)
+    record, hold, order = await begin_call(gw, principal, call.request, started, client_request_id)
     stream = MessagesStream(gw, record, hold, order, call)
     await stream.open()
     return stream

@@ -9,7 +9,6 @@ without a round trip through the OpenAI shape. Headers sent: `x-api-key`, `anthr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -27,7 +26,7 @@ from runapi.providers.anthropic_translate import (
     to_messages_request,
 )
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
-from runapi.providers.openai_compat import raise_for_status
+from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 from runapi.providers.sse import frame, iter_sse_events
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -74,34 +73,10 @@ class AnthropicProvider:
         return deployment.provider.base_url.rstrip("/") + path
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.idle)
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"could not reach the upstream: {type(exc).__name__}") from exc
-        if response.status >= 400:
-            try:
-                error_body = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                error_body = b""
-            finally:
-                response.release()
-            raise_for_status(response.status, error_body, response.headers)
-        return response
+        return await post_to_upstream(self._session, self._timeouts, url, headers, body)
 
     async def _read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self._timeouts.idle):
-                raw = await response.read()
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"the upstream connection failed: {type(exc).__name__}") from exc
-        finally:
-            response.release()
+        raw = await read_upstream_body(response, self._timeouts)
         try:
             data = _decode(raw)
         except msgspec.DecodeError as exc:
@@ -174,13 +149,7 @@ class AnthropicProvider:
         sent = {**body, "model": deployment.upstream_model}
         url = self._url(deployment, "/v1/messages/count_tokens")
         response = await self._post(url, self._headers(deployment, headers), _encode(sent))
-        try:
-            async with asyncio.timeout(self._timeouts.idle):
-                raw = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UpstreamUnavailable("the upstream failed while counting tokens") from exc
-        finally:
-            response.release()
+        raw = await read_upstream_body(response, self._timeouts)
         try:
             count = _decode(raw).get("input_tokens")
         except (msgspec.DecodeError, AttributeError) as exc:

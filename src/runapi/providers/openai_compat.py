@@ -8,7 +8,6 @@ GLM streams reasoning in `delta.reasoning_content`; it is relayed and billed as 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,9 +15,10 @@ import aiohttp
 import msgspec
 
 from runapi.accounting.money import Usage
-from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
 from runapi.providers.sse import iter_sse_events
+from runapi.providers.upstream_http import error_message, post_to_upstream, read_upstream_body
 
 _encode = msgspec.json.Encoder().encode
 
@@ -112,34 +112,6 @@ def parse_chunk(data: bytes) -> UpstreamChunk:
     )
 
 
-def error_message(body: bytes) -> str:
-    """The provider's own error message from an error body (OpenAI or Anthropic shape), if any."""
-    try:
-        data = _decode_any(body)
-    except msgspec.DecodeError:
-        return ""
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:500]
-    return ""
-
-
-def raise_for_status(status: int, body: bytes, headers: Any) -> None:
-    """Translate an upstream HTTP failure into the error tree (pure)."""
-    message = error_message(body)
-    if status == 429:
-        retry_after = headers.get("retry-after")
-        try:
-            seconds = float(retry_after) if retry_after else None
-        except ValueError:
-            seconds = None
-        raise UpstreamUnavailable(f"the upstream is rate limiting: {message or 'HTTP 429'}", retry_after=seconds)
-    if status >= 500 or status in (401, 403, 404, 408):
-        # 401/403: our provider key is wrong; 404: the deployment's model is gone. Not the client's fault.
-        raise UpstreamUnavailable(f"the upstream failed with HTTP {status}" + (f": {message}" if message else ""))
-    raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
-
-
 class OpenAICompatible:
     """The OpenAI chat-completions protocol over a pooled aiohttp session."""
 
@@ -156,39 +128,12 @@ class OpenAICompatible:
         body["model"] = deployment.upstream_model
         return url, headers, body
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.idle)
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"could not reach the upstream: {type(exc).__name__}") from exc
-        if response.status >= 400:
-            try:
-                error_body = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                error_body = b""
-            finally:
-                response.release()
-            raise_for_status(response.status, error_body, response.headers)
-        return response
-
     async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
         url, headers, body = self._target(request, deployment)
         body.pop("stream_options", None)
         body["stream"] = False
-        response = await self._post(url, headers, _encode(body))
-        try:
-            async with asyncio.timeout(self._timeouts.idle):
-                raw = await response.read()
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"the upstream connection failed: {type(exc).__name__}") from exc
-        finally:
-            response.release()
+        response = await post_to_upstream(self._session, self._timeouts, url, headers, _encode(body))
+        raw = await read_upstream_body(response, self._timeouts)
         try:
             meta = _decode_reply_meta(raw)
             data = _decode_any(raw)
@@ -204,7 +149,7 @@ class OpenAICompatible:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-        response = await self._post(url, headers, _encode(body))
+        response = await post_to_upstream(self._session, self._timeouts, url, headers, _encode(body))
         try:
             async for event in iter_sse_events(response.content.iter_any()):
                 if event.data == b"[DONE]":
