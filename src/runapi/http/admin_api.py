@@ -16,7 +16,6 @@ from runapi.accounting.money import nanos_to_usd, usd_to_nanos
 from runapi.http.account_api import generation_json
 from runapi.errors import AuthError, InvalidRequest, PermissionDenied
 from runapi.http.responses import json_response, read_json
-from runapi.limits import promote_by_topups
 from runapi.pipeline.gateway import Gateway
 from runapi.storage import Account, ApiKey, LedgerEntry
 from runapi.storage.invalidation import Change
@@ -126,10 +125,7 @@ async def add_credit(request: Request) -> Response:
     except (InvalidOperation, ValueError) as exc:
         raise InvalidRequest(f"amount_usd must be a decimal number of USD, got {body.amount_usd!r}",
                              param="amount_usd") from exc
-    entry = await gw.ledger.add_entry(account.id, body.kind, amount, body.note)
-    if body.kind == "topup":
-        await promote_by_topups(gw.engine, gw.limits.tiers, account.id)
-    await gw.announce(Change("account", account.id))  # the new credit (and tier) on every instance at once
+    entry = await gw.add_credit(account.id, body.kind, amount, body.note)
     balance, _ = await gw.ledger.balance(account.id)
     return json_response({"entry": entry_json(entry), "balance": nanos_to_usd(balance)}, status_code=201)
 

@@ -24,11 +24,11 @@ from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
 from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider, Timeouts
 from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deployment_status, model_status
-from runapi.limits import Clock, LimitControl, create_limit_control
+from runapi.limits import Clock, LimitControl, create_limit_control, promote_by_topups
 from runapi.metrics import Metrics
 from runapi.pipeline.auth_guard import FailedAuthGuard
-from runapi.storage import (AccountStore, Ledger, Settlement, check_schema, create_engine, create_settlement_sink,
-                            read_epoch)
+from runapi.storage import (AccountStore, Ledger, LedgerEntry, Settlement, check_schema, create_engine,
+                            create_settlement_sink, read_epoch)
 from runapi.storage.background import stop_task
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
@@ -123,6 +123,15 @@ class Gateway:
 
     def model(self, name: str) -> ModelEntry | None:
         return self.catalog.resolve(name)
+
+    async def add_credit(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
+        """Append a top-up, refund or adjustment; a top-up may earn a higher tier. Every instance
+        sees the new balance (and tier) at once."""
+        entry = await self.ledger.add_entry(account_id, kind, amount_nanos, note)
+        if kind == "topup":
+            await promote_by_topups(self.engine, self.limits.tiers, account_id)
+        await self.announce(Change("account", account_id))
+        return entry
 
     async def announce(self, change: Change) -> None:
         """Apply a change to this process's caches now, and tell every other instance (Redis pub/sub).

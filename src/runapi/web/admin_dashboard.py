@@ -19,7 +19,6 @@ from runapi.accounting.money import usd_to_nanos
 from runapi.accounting.reports import revenue_report
 from runapi.errors import InvalidRequest, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
-from runapi.limits.promotion import promote_by_topups
 from runapi.pipeline.gateway import Gateway
 from runapi.storage.usage import UsageFilter, usage_by_deployment
 from runapi.web import reports
@@ -124,11 +123,7 @@ class AdminDashboard:
         gw: Gateway = request.app.state.gateway
         account = await gw.accounts.get_account(form.get("account_id", ""))
         nanos = parse_usd(form.get("amount_usd", ""))
-        await gw.ledger.add_entry(account.id, "topup", nanos, form.get("note", "").strip()[:500])
-        gw.credit.invalidate(account.id)
-        # As `POST /admin/accounts/{id}/credits` does: a top-up may earn a higher tier.
-        if await promote_by_topups(gw.engine, gw.limits.tiers, account.id):
-            gw.auth.forget_account(account.id)
+        await gw.add_credit(account.id, "topup", nanos, form.get("note", "").strip()[:500])
         return see_other(f"/admin/dashboard?topped_up={account.id}#accounts")
 
     async def index(self, request: Request) -> Response:
