@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
     parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
                         help="comma-separated targets (direct,nginx,runapi-sqlite); --postgres adds runapi-postgres")
+    parser.add_argument("--baseline", metavar="GIT_REF", default="",
+                        help="add a row for RunAPI at another commit (SQLite), measured in the same run, for A/B")
     parser.add_argument("--output", type=Path, help="results file (default bench/RESULTS.md; quick: a temp file)")
     return parser.parse_args(argv)
 
@@ -65,7 +68,22 @@ def _gateway_targets(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _checkout(ref: str, workdir: Path) -> Path:
+    """The project's files at git `ref`, exported into `workdir` (no worktree is registered)."""
+    root = HERE.parent
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref, "src"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
 def _start(name: str, workdir: Path, upstream: Target) -> Target:
+    if name.startswith("runapi-sqlite@"):
+        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline")
     if name == "nginx":
         return start_nginx(workdir, upstream)
     if name == "runapi-sqlite":
@@ -90,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]wrk is not installed (apt-get install -y wrk): JSON cells use the aiohttp client, "
                       "whose own CPU limits requests/s[/yellow]")
     names = _gateway_targets(args)
+    if args.baseline:
+        names.append(f"runapi-sqlite@{args.baseline}")
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []
@@ -97,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     sections: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="runapi-bench-") as tmp:
         workdir = Path(tmp)
+        if args.baseline:
+            _checkout(args.baseline, workdir)
         upstream = start_upstream(workdir)
         try:
             for name in names:

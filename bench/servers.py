@@ -172,17 +172,22 @@ def _bench_tier_toml() -> str:
 
 
 def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite", postgres: bool = False,
-                  command: list[str] | None = None) -> Target:
+                  command: list[str] | None = None, source: Path | None = None) -> Target:
     """`runapi serve` (full pipeline) in front of `upstream`, with a funded account and its key.
 
     `command` replaces `python -m runapi.cli.main serve` (for A/B experiments); it gets
-    `--host 127.0.0.1 --port N` appended and the same environment."""
+    `--host 127.0.0.1 --port N` appended and the same environment. `source` runs another checkout's
+    `src` folder instead of the installed package (`--baseline`)."""
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
     config.write_text(f'[providers.zai]\nbase_url = "{upstream.base_url}/v1"\n' + _bench_tier_toml())
     env = {**os.environ, "RUNAPI_CONFIG": str(config), "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "ZAI_API_KEY": "sk-bench"}
     env.pop("RUNAPI_REDIS_URL", None)
+    runapi = RUNAPI
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+        runapi = [PYTHON, "-m", "runapi.cli.main"]
     drop = ""
     if postgres:
         drop, env["RUNAPI_DATABASE_URL"] = create_pg_database()
@@ -191,12 +196,12 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
         env["RUNAPI_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'runapi.db'}"
     target = Target(name, "", drop_database=drop)
     try:
-        upgrade = subprocess.run([*RUNAPI, "db", "upgrade"], env=env, capture_output=True,
+        upgrade = subprocess.run([*runapi, "db", "upgrade"], env=env, capture_output=True,
                                  timeout=120)
         if upgrade.returncode != 0:
             raise RuntimeError(f"runapi db upgrade failed:\n{upgrade.stdout.decode()}{upgrade.stderr.decode()}")
         port = free_port()
-        serve = command or [*RUNAPI, "serve"]
+        serve = command or [*runapi, "serve"]
         target.child = Child(name, [*serve, "--host", "127.0.0.1", "--port", str(port)], directory / "serve.log",
                              env=env)
         try:

@@ -1,6 +1,6 @@
 """Chat completions to an Anthropic-protocol model: the adapter's round trips, with the official openai SDK.
 
-claude-sonnet-4-5 is deployed on the simulator's Anthropic Messages endpoint; the gateway
+claude-sonnet-5-5 is deployed on the simulator's Anthropic Messages endpoint; the gateway
 translates OpenAI requests to Messages and the answers (JSON and SSE) back.
 """
 
@@ -19,9 +19,10 @@ from runapi.simulator import prompt_tokens, reply_words
 from tests.support.gateway import RunningGateway
 from tests.support.sse import decode
 
-MODEL = "claude-sonnet-4-5"
-IN, OUT, CACHE_READ, CACHE_WRITE = Decimal("3.00"), Decimal("15.00"), Decimal("0.30"), Decimal("3.75")
+MODEL = "claude-sonnet-5-5"
+IN, OUT, CACHE_READ, CACHE_WRITE = Decimal("2.00"), Decimal("10.00"), Decimal("0.20"), Decimal("2.50")
 M = Decimal(1_000_000)
+CREDIT = Decimal(2)  # a call without max_tokens holds 128K output tokens: $1.28
 SYSTEM = "You are terse."
 QUESTION = "Say hello world"
 WEATHER = {"type": "function", "function": {
@@ -66,7 +67,7 @@ def reassemble(chunks: list[Any]) -> dict[str, Any]:
 
 
 def test_text_with_system_prompt_and_exact_cache_billing(gateway: RunningGateway, sim: httpx.Client, client: Client) -> None:
-    account, key = gateway.create_account("1")
+    account, key = gateway.create_account(CREDIT)
     raw = client(gateway, key).chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
         extra_body={"x_sim": {"cached_tokens": 4, "cache_creation_tokens": 5}})
@@ -75,8 +76,8 @@ def test_text_with_system_prompt_and_exact_cache_billing(gateway: RunningGateway
     sent = sim.get("/_sim/stats").json()
     assert sent["last_request"]["system"] == SYSTEM
     assert sent["last_request"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}]
-    assert sent["last_request"]["model"] == "claude-sonnet-4-5-20250929"
-    assert sent["last_request"]["max_tokens"] == 64000  # the model's max output when the client sets none
+    assert sent["last_request"]["model"] == "claude-sonnet-5-5"
+    assert sent["last_request"]["max_tokens"] == 128000  # the model's max output when the client sets none
     assert sent["last_headers"]["anthropic-version"] == "2023-06-01"
 
     assert completion.choices[0].message.content == " ".join(reply_words(12))
@@ -88,18 +89,18 @@ def test_text_with_system_prompt_and_exact_cache_billing(gateway: RunningGateway
     assert completion.usage.prompt_tokens_details.cached_tokens == 4
     assert body["usage"]["prompt_tokens_details"]["cache_write_tokens"] == 5
     expected = cost(prompt - 4 - 5, 12, read=4, write=5)
-    assert body["usage"]["cost"] == expected == Decimal("0.00020895")
-    assert gateway.balance(account) == Decimal(1) - expected == gateway.ledger_sum(account)
+    assert body["usage"]["cost"] == expected == Decimal("0.0001393")
+    assert gateway.balance(account) == CREDIT - expected == gateway.ledger_sum(account)
 
     row = decode(httpx.get(f"{gateway.base_url}/v1/generations/{completion.id}",
                            headers={"authorization": f"Bearer {key}"}).content)
     assert row["usage"]["input_tokens"] == 3 and row["usage"]["cache_read_tokens"] == 4
-    assert row["usage"]["cache_write_tokens"] == 5 and row["pricing"]["cache_write"] == "3.75"
+    assert row["usage"]["cache_write_tokens"] == 5 and row["pricing"]["cache_write"] == "2.50"
     assert row["provider"] == "anthropic" and row["cost"] == expected
 
 
 def test_tool_call_then_tool_result(gateway: RunningGateway, sim: httpx.Client, client: Client) -> None:
-    _, key = gateway.create_account("1")
+    _, key = gateway.create_account(CREDIT)
     ask = [{"role": "user", "content": "Weather in Oslo?"}]
     first = client(gateway, key).chat.completions.create(model=MODEL, messages=ask, tools=[WEATHER])
     choice = first.choices[0]
@@ -123,7 +124,7 @@ def test_tool_call_then_tool_result(gateway: RunningGateway, sim: httpx.Client, 
 
 
 def test_streaming_reassembles_to_the_same_message(gateway: RunningGateway, client: Client) -> None:
-    account, key = gateway.create_account("1")
+    account, key = gateway.create_account(CREDIT)
     sdk = client(gateway, key)
     for tools in (None, [WEATHER]):
         kwargs: dict[str, Any] = {"tools": tools} if tools else {}
@@ -145,11 +146,11 @@ def test_streaming_reassembles_to_the_same_message(gateway: RunningGateway, clie
         assert {c.id for c in chunks} == {chunks[0].id} and chunks[0].id.startswith("gen-")
         assert {c.model for c in chunks} == {MODEL}
     # four calls, each 6 prompt tokens and 12 output tokens, charged exactly
-    assert gateway.balance(account) == Decimal(1) - 4 * cost(6, 12)
+    assert gateway.balance(account) == CREDIT - 4 * cost(6, 12)
 
 
 def test_images_travel_as_content_blocks(gateway: RunningGateway, sim: httpx.Client, client: Client) -> None:
-    account, key = gateway.create_account("1")
+    account, key = gateway.create_account(CREDIT)
     completion = client(gateway, key).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
@@ -159,11 +160,11 @@ def test_images_travel_as_content_blocks(gateway: RunningGateway, sim: httpx.Cli
                                                      "data": "iVBORw0KGgo="}}
     assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
     assert completion.usage.prompt_tokens == 3 + 3 + 2 * 85  # the simulator counts 85 per image
-    assert gateway.balance(account) == Decimal(1) - cost(176, 12)
+    assert gateway.balance(account) == CREDIT - cost(176, 12)
 
 
 def test_stop_and_max_tokens_map_to_stop_reasons(gateway: RunningGateway, sim: httpx.Client, client: Client) -> None:
-    _, key = gateway.create_account("1")
+    _, key = gateway.create_account(CREDIT)
     completion = client(gateway, key).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=5, stop=["END"], temperature=1.5)
     sent = sim.get("/_sim/stats").json()["last_request"]
@@ -172,16 +173,16 @@ def test_stop_and_max_tokens_map_to_stop_reasons(gateway: RunningGateway, sim: h
 
 
 def test_untranslatable_request_is_400_and_free(gateway: RunningGateway) -> None:
-    account, key = gateway.create_account("1")
+    account, key = gateway.create_account(CREDIT)
     response = httpx.post(f"{gateway.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                           json={"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "n": 2,
                                 "max_tokens": 10})
     assert response.status_code == 400 and response.json()["error"]["param"] == "n"
-    assert gateway.balance(account) == Decimal(1)
+    assert gateway.balance(account) == CREDIT
 
 
 def test_mid_stream_error_event_from_anthropic_is_not_charged(gateway: RunningGateway) -> None:
-    account, key = gateway.create_account("1")
+    account, key = gateway.create_account(CREDIT)
     response = httpx.post(f"{gateway.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                           json={"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "stream": True,
                                 "x_sim": {"fault": "error_event"}}, timeout=10)
@@ -189,4 +190,4 @@ def test_mid_stream_error_event_from_anthropic_is_not_charged(gateway: RunningGa
     assert '"content":"lorem"' in response.text and "[DONE]" not in events
     error = decode(events[-1])["error"]
     assert error["type"] == "upstream_error" and "Overloaded" in error["message"]
-    assert gateway.balance(account) == Decimal(1) == gateway.ledger_sum(account)
+    assert gateway.balance(account) == CREDIT == gateway.ledger_sum(account)

@@ -23,7 +23,6 @@ from tests.support.sse import decode, sse_data
 from tests.support.upstreams import FIRST, LAST, Upstream, custom_gateway, deployments, refused_url, routed_config, \
     simulators
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-haiku-4-5' is deprecated:DeprecationWarning")
 
 HELLO = [{"role": "user", "content": "hello there"}]
 M = Decimal(1_000_000)

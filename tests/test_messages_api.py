@@ -1,5 +1,5 @@
 """`/v1/messages` with the official anthropic SDK, for an OpenAI-protocol model (glm-4.5-air, translated)
-and an Anthropic-protocol model (claude-sonnet-4-5, relayed natively)."""
+and an Anthropic-protocol model (claude-sonnet-5-5, relayed natively)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,10 @@ from runapi.simulator import prompt_tokens, reply_words
 from tests.support.gateway import RunningGateway
 from tests.support.sse import decode
 
-# The SDK warns that claude-sonnet-4-5 is deprecated upstream; the catalog still sells it.
-pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated:DeprecationWarning")
-
 M = Decimal(1_000_000)
 PRICES = {  # input, output, cache read, cache write (USD per 1M tokens)
     "glm-4.5-air": (Decimal("0.10"), Decimal("0.55"), Decimal("0.02"), Decimal("0")),
-    "claude-sonnet-4-5": (Decimal("3.00"), Decimal("15.00"), Decimal("0.30"), Decimal("3.75")),
+    "claude-sonnet-5-5": (Decimal("2.00"), Decimal("10.00"), Decimal("0.20"), Decimal("2.50")),
 }
 MODELS = list(PRICES)
 SYSTEM = "You are terse."
@@ -78,7 +75,7 @@ def test_text_with_anthropic_usage_semantics(gateway: RunningGateway, model: str
 
     prompt = prompt_of(model)
     # OpenAI upstreams report cached reads only (inside prompt_tokens); Anthropic ones report writes too.
-    write = 5 if model == "claude-sonnet-4-5" else 0
+    write = 5 if model == "claude-sonnet-5-5" else 0
     usage = message.usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (
         prompt - 4 - write, 4, write)  # Anthropic semantics: input_tokens exclude cache reads and writes
@@ -140,13 +137,13 @@ def test_native_relay_keeps_the_body_and_forwards_anthropic_headers(gateway: Run
     _, key = gateway.create_account("1")
     system = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
     client(gateway, key).messages.create(
-        model="claude-sonnet-4-5", max_tokens=50, system=system, messages=HELLO,  # type: ignore[arg-type]
+        model="claude-sonnet-5-5", max_tokens=50, system=system, messages=HELLO,  # type: ignore[arg-type]
         extra_body={"top_k": 3},
         extra_headers={"anthropic-beta": "context-1m-2025-08-07", "anthropic-version": "2023-06-01"})
     stats = sim.get("/_sim/stats").json()
     sent = stats["last_request"]
     assert sent["system"] == system and sent["top_k"] == 3 and sent["messages"] == HELLO
-    assert sent["model"] == "claude-sonnet-4-5-20250929"  # the deployment's upstream name
+    assert sent["model"] == "claude-sonnet-5-5"  # the deployment's upstream name
     assert stats["last_headers"]["anthropic-beta"] == "context-1m-2025-08-07"
     assert stats["last_headers"]["anthropic-version"] == "2023-06-01"  # the client's, not the SDK default
     assert "authorization" not in stats["last_headers"]  # the client's key never travels upstream
@@ -167,7 +164,7 @@ def test_translated_request_reaches_openai_upstreams(gateway: RunningGateway, si
 def test_count_tokens_is_free(gateway: RunningGateway, model: str, client: Client) -> None:
     account, key = gateway.create_account("1")
     count = client(gateway, key).messages.count_tokens(model=model, system=SYSTEM, messages=HELLO)
-    if model == "claude-sonnet-4-5":
+    if model == "claude-sonnet-5-5":
         assert count.input_tokens == prompt_tokens(HELLO, SYSTEM)  # the upstream's own count
     else:  # the gateway's documented estimate: prompt bytes / 3, rounded up
         assert count.input_tokens == -(-(len(SYSTEM) + len("hello there") + 2 * 12) // 3)
@@ -223,7 +220,7 @@ def test_blocks_only_anthropic_understands_pass_natively_and_are_400_elsewhere(g
         {"type": "search_result", "source": "https://example.com", "title": "Doc",
          "content": [{"type": "text", "text": "some facts"}]},
         {"type": "text", "text": "summarise"}]}]
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 20, "messages": messages}
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 20, "messages": messages}
     response = httpx.post(f"{gateway.base_url}/v1/messages", headers={"x-api-key": key}, json=body)
     assert response.status_code == 200, response.text
     assert sim.get("/_sim/stats").json()["last_request"]["messages"] == messages

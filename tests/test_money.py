@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runapi.accounting import Pricing, Usage, cost_nanos, cost_usd, nanos_to_usd, usd_to_nanos
 
@@ -47,3 +49,21 @@ def test_nanos_render_as_plain_decimals(nanos: int, text: str) -> None:
 def test_amounts_that_cannot_be_a_ledger_entry_are_refused(amount: str) -> None:
     with pytest.raises(ValueError):
         usd_to_nanos(Decimal(amount))
+
+
+_tokens = st.integers(min_value=0, max_value=10**9)
+_prices = st.decimals(min_value=0, max_value=1000, places=9, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(usage=st.builds(Usage, _tokens, _tokens, _tokens, _tokens),
+       pricing=st.builds(Pricing, _prices, _prices, _prices, _prices))
+def test_integer_cost_equals_the_decimal_reference(usage: Usage, pricing: Pricing) -> None:
+    """`cost_nanos` computes in integers on the hot path; it must equal the Decimal definition."""
+    assert cost_nanos(usage, pricing) == usd_to_nanos(cost_usd(usage, pricing))
+
+
+def test_prices_finer_than_a_nano_dollar_per_million_take_the_decimal_path() -> None:
+    fine = Pricing(input=Decimal("0.0000000001"), output=Decimal("0.1234567891"))
+    usage = Usage(input_tokens=7_000_000, output_tokens=3_000_001)
+    assert cost_nanos(usage, fine) == usd_to_nanos(cost_usd(usage, fine))

@@ -13,22 +13,29 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.accounting.credit import Hold
 from runapi.accounting.credit_redis import RedisCreditGuard
+from runapi.accounting.money import Usage, cost_nanos, estimate_tokens
 from runapi.accounting.settlement import SettlementWriter
+from runapi.catalog import build_catalog, builtin_catalog_data
 from runapi.errors import InsufficientCredit, ServiceUnavailable
+from runapi.simulator import prompt_tokens
 from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, upgrade
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.clock import utcnow
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
+from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server
+from tests.support.sse import decode
 from tests.support.tcp_proxy import tcp_proxy
 
 USD = 1_000_000_000
@@ -292,3 +299,130 @@ async def test_changes_reach_every_subscriber(redis_srv: RedisServer) -> None:
     finally:
         await listener.close()
         await sender.close()
+
+
+# -- calls that cost more than their hold, under the Redis guard ---------------------------------------
+# The gateway holds prompt bytes / 3 tokens; the simulator counts one token a word, so a prompt of
+# one-letter words ("a a a …") uses ~1.5× the input tokens the hold covered.
+
+WORDY = [{"role": "user", "content": " ".join(["a"] * 3000)}]
+WORDY_BODY = {"model": "glm-4.5-air", "messages": WORDY, "max_tokens": 12}  # the simulator answers 12 tokens
+_PRICING = build_catalog(builtin_catalog_data(), {}, {}).models["glm-4.5-air"].pricing
+OVERRUN_HOLD = cost_nanos(Usage(input_tokens=estimate_tokens(len(WORDY[0]["content"]) + 12), output_tokens=12),
+                          _PRICING)  # + 12: the gateway's role and framing bytes per message
+OVERRUN_COST = cost_nanos(Usage(input_tokens=prompt_tokens(WORDY), output_tokens=12), _PRICING)
+NANO = Decimal("0.000000001")
+
+
+@pytest.fixture(scope="module")
+def redis_gateways(pg: str, redis_srv: RedisServer, sim_url: str) -> Iterator[list[RunningGateway]]:
+    """Two gateways (two credit guards) sharing PostgreSQL and Redis."""
+    env = {"RUNAPI_REDIS_URL": redis_srv.url}
+    with run_gateway(pg, sim_url, env=env) as first, run_gateway(pg, sim_url, env=env) as second:
+        yield [first, second]
+
+
+def charges(gateway: RunningGateway, account_id: str) -> dict[str, Decimal]:
+    """{generation ID: charged USD} from the account's ledger."""
+    return {e["generation_id"]: -Decimal(str(e["amount"])) for e in gateway.ledger(account_id) if e["kind"] == "charge"}
+
+
+def generation_cost(gateway: RunningGateway, key: str, generation_id: str) -> Decimal:
+    row = decode(httpx.get(f"{gateway.base_url}/v1/generations/{generation_id}",
+                           headers={"authorization": f"Bearer {key}"}).raise_for_status().content)
+    return Decimal(str(row["cost"]))
+
+
+def test_the_overrun_fixture_really_overruns() -> None:
+    assert OVERRUN_HOLD == 207_000 and OVERRUN_COST == 306_900  # 2004 vs 3003 input tokens
+
+
+def test_an_overrun_is_charged_in_full_when_the_account_has_credit(redis_gateways: list[RunningGateway]) -> None:
+    gateway = redis_gateways[0]
+    account, key = gateway.create_account("10")
+    response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=WORDY_BODY,
+                          headers={"authorization": f"Bearer {key}"}, timeout=30).raise_for_status()
+    answer = decode(response.content)
+    cost = OVERRUN_COST * NANO
+    assert answer["usage"]["prompt_tokens"] == prompt_tokens(WORDY) and answer["usage"]["cost"] == cost
+    assert charges(gateway, account) == {answer["id"]: cost}  # not just the hold
+    assert generation_cost(gateway, key, answer["id"]) == cost
+    assert gateway.balance(account) == Decimal(10) - cost == gateway.ledger_sum(account)
+
+
+def test_an_overrun_takes_only_the_free_balance(redis_gateways: list[RunningGateway]) -> None:
+    gateway = redis_gateways[1]
+    credit = (OVERRUN_HOLD + 50_000) * NANO  # the hold, and a part of the overrun
+    account, key = gateway.create_account(credit)
+    response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=WORDY_BODY,
+                          headers={"authorization": f"Bearer {key}"}, timeout=30).raise_for_status()
+    answer = decode(response.content)
+    assert charges(gateway, account) == {answer["id"]: credit}  # hold + free, never more
+    assert generation_cost(gateway, key, answer["id"]) == OVERRUN_COST * NANO  # the row keeps the true cost
+    assert gateway.balance(account) == 0 == gateway.ledger_sum(account)
+    refused = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=WORDY_BODY,
+                         headers={"authorization": f"Bearer {key}"}, timeout=30)
+    assert refused.status_code == 402
+
+
+def test_concurrent_overruns_on_two_gateways_never_overdraw(redis_gateways: list[RunningGateway]) -> None:
+    credit = (OVERRUN_COST * 10 + 123_456) * NANO  # ten calls in full, then a partial one
+    first = redis_gateways[0]
+    account, key = first.create_account(credit)
+    body = {**WORDY_BODY, "x_sim": {"latency_ms": 200}}  # calls overlap: holds are taken before any settles
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60, headers={"authorization": f"Bearer {key}"}) as client:
+            return list(await asyncio.gather(*(client.post(f"{redis_gateways[i % 2].base_url}/v1/chat/completions",
+                                                           json=body) for i in range(40))))
+
+    for _ in range(3):  # rounds: later ones start while earlier charges are still being folded in
+        statuses = [r.status_code for r in asyncio.run(send_all())]
+        assert set(statuses) <= {200, 402}, statuses
+    charged = charges(first, account)
+    cost = OVERRUN_COST * NANO
+    assert all(OVERRUN_HOLD * NANO <= c <= cost for c in charged.values())  # at least the hold, never above cost
+    short = [c for c in charged.values() if c < cost]
+    balance = first.balance(account)
+    assert balance == first.ledger_sum(account) == credit - sum(charged.values()) >= 0
+    assert len(charged) >= 10
+    # A call is charged less than its cost only when nothing was left: then the account is empty.
+    assert not short or balance == 0
+    assert balance < OVERRUN_HOLD * NANO  # the last calls were refused (402) for want of credit, not lost
+
+
+async def test_an_overrun_keeps_its_capped_charge_when_redis_is_away(engine: AsyncEngine,
+                                                                    redis_srv: RedisServer) -> None:
+    account = await new_account(engine)
+    with tcp_proxy(redis_srv.port) as proxy:
+        instance = Instance(engine, f"redis://127.0.0.1:{proxy.port}/0")
+        try:
+            hold = await instance.guard.reserve(account, HOLD)
+            proxy.cut()
+            # As the pipeline settles a call that cost 3× its hold: the guard capped the charge at the hold.
+            settlement = Settlement(generation(account, "succeeded", 3 * HOLD), instance.guard.cap_charge(hold, 3 * HOLD))
+            started = time.monotonic()
+            await instance.writer.submit(settlement, hold)
+            assert time.monotonic() - started < 3  # not blocked on Redis
+            assert settlement.charge_nanos == HOLD and settlement.ledger_id is not None  # written, not dropped
+            assert (await instance.ledger.balance(account))[0] == USD - HOLD
+            assert (await instance.ledger.generation(settlement.generation.id)).cost_nanos == 3 * HOLD
+        finally:
+            proxy.restore()
+            await instance.close()
+
+
+async def test_an_overrun_grows_the_hold_it_settles(engine: AsyncEngine, instances: list[Instance]) -> None:
+    """The guard level: the extra comes from the credit no instance holds, and the hold closes cleanly."""
+    account = await new_account(engine)  # $1
+    a, b = instances
+    others = [await b.guard.reserve(account, HOLD) for _ in range(7)]  # $0.70 held elsewhere
+    hold = await a.guard.reserve(account, HOLD)  # $0.10: $0.20 stays free
+    settlement = Settlement(generation(account, "succeeded", 5 * HOLD), a.guard.cap_charge(hold, 5 * HOLD))
+    await a.writer.submit(settlement, hold)
+    assert settlement.charge_nanos == 3 * HOLD  # the hold + all that was free, not the $0.50 cost
+    assert (await a.ledger.balance(account))[0] == USD - 3 * HOLD
+    assert await settled_available(a, account, 0) == 0  # b's holds are intact
+    for other in others:
+        await b.settle(other, HOLD)
+    assert await settled_available(b, account, 0) == 0 == (await b.ledger.balance(account))[0]

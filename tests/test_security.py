@@ -4,7 +4,7 @@ isolated from each other, brute-force protection on authentication, secrets neve
 from __future__ import annotations
 
 import hashlib
-import inspect
+import hmac
 import os
 import re
 import sqlite3
@@ -14,12 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
-from runapi.http import admin_api
 from runapi.http.openapi import build_openapi
-from runapi.pipeline.auth import Authenticator
 from runapi.storage import upgrade
-from runapi.web import admin_dashboard
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway, sqlite_url
 from tests.support.instances import ServeProcess, write_config
 
@@ -40,18 +38,87 @@ def test_keys_are_stored_only_as_sha256_hashes(gateway: RunningGateway) -> None:
         hashes = [r[0] for r in db.execute("SELECT key_hash FROM api_keys WHERE account_id = ?", (account_id,))]
     assert rows and hashes == [hashlib.sha256(key.encode()).hexdigest()]
     assert all(key not in str(value) for row in rows for value in row)
-    for file in Path(path).parent.glob(Path(path).name + "*"):  # the database and its WAL
+    stored = [f for f in Path(path).parent.glob(Path(path).name + "*") if f.is_file()]  # the database, its WAL
+    stored += Path(path + "-journal.d").glob("*")  # and the settlement journal
+    for file in stored:
         assert key.encode() not in file.read_bytes()
     listed = gateway.admin.get(f"/admin/accounts/{account_id}/keys").raise_for_status().text
     assert key not in listed  # shown once at creation, never again
 
 
-def test_secrets_are_compared_in_constant_time() -> None:
-    """API keys are looked up by their SHA-256 (the attacker controls no byte of what is compared);
-    the admin token is compared with `hmac.compare_digest`, in the API and the operator sign-in."""
-    assert "hash_key(secret)" in inspect.getsource(Authenticator.authenticate)
-    assert "hmac.compare_digest" in inspect.getsource(admin_api._gateway)
-    assert "hmac.compare_digest" in inspect.getsource(admin_dashboard)
+def near_miss(key: str) -> str:
+    """`key` with only its last character changed."""
+    return key[:-1] + ("A" if key[-1] != "A" else "B")
+
+
+@pytest.fixture()
+def sql_parameters(gateway: RunningGateway) -> Iterator[list[str]]:
+    """Every SQL statement parameter the gateway's database engine sends while the test runs."""
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object, context: object,
+               executemany: bool) -> None:
+        sent.append(repr(parameters))
+
+    engine = gateway.gateway.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture()
+def compare_digest_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes | str, bytes | str]]:
+    """A spy on the standard library's `hmac.compare_digest` (the real one still answers)."""
+    calls: list[tuple[bytes | str, bytes | str]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes | str, b: bytes | str) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    return calls
+
+
+def test_a_key_differing_only_in_its_last_character_is_refused(gateway: RunningGateway) -> None:
+    _, key = gateway.create_account("1")
+    assert chat(gateway, key).status_code == 200
+    refused = chat(gateway, near_miss(key))
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+    assert chat(gateway, key + "x").status_code == 401 and chat(gateway, key[:-1]).status_code == 401
+
+
+def test_keys_are_looked_up_by_digest_never_by_their_text(gateway: RunningGateway, sql_parameters: list[str]) -> None:
+    """The database is asked for SHA-256(presented key), never the key: what it compares carries no
+    attacker-chosen prefix, so how long a lookup takes can't tell how many leading characters were right."""
+    _, key = gateway.create_account("1")
+    guess = near_miss(key)
+    assert chat(gateway, guess).status_code == 401  # neither is cached yet: both go to the database
+    assert chat(gateway, key).status_code == 200
+    sent = "\n".join(sql_parameters)
+    assert hashlib.sha256(guess.encode()).hexdigest() in sent and hashlib.sha256(key.encode()).hexdigest() in sent
+    assert key[10:] not in sent and guess[10:] not in sent  # not the secret part of either (10: the shown prefix)
+
+
+def test_the_admin_token_is_compared_with_hmac_compare_digest(
+        gateway: RunningGateway, compare_digest_calls: list[tuple[bytes | str, bytes | str]]) -> None:
+    """The operator's token, in the admin API and the operator sign-in, is checked by the standard
+    library's constant-time comparison, and only by it."""
+    wrong = ADMIN_TOKEN[:-1] + "x"  # right but for the last character
+    response = httpx.get(f"{gateway.base_url}/admin/accounts", headers={"authorization": f"Bearer {wrong}"})
+    assert response.status_code == 401
+    assert (wrong.encode(), ADMIN_TOKEN.encode()) in compare_digest_calls
+    compare_digest_calls.clear()
+    assert gateway.admin.get("/admin/accounts").status_code == 200
+    assert (ADMIN_TOKEN.encode(), ADMIN_TOKEN.encode()) in compare_digest_calls
+
+    with httpx.Client(base_url=gateway.base_url) as web:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/admin/dashboard/login").text)
+        assert csrf is not None
+        compare_digest_calls.clear()
+        signed = web.post("/admin/dashboard/login", data={"csrf_token": csrf.group(1), "token": wrong})
+        assert signed.status_code == 401
+    assert (wrong.encode(), ADMIN_TOKEN.encode()) in compare_digest_calls
 
 
 ADMIN_OPERATIONS = [(path, method) for path, item in build_openapi()["paths"].items() for method in item

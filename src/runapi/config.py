@@ -36,6 +36,12 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     circuit_cooldown: float = 30.0  # seconds an open circuit waits before one trial call (half-open)
     auth_failures_per_minute: int = 100  # unknown keys from one client address before a lockout (0: off)
     auth_lockout: float = 60.0  # seconds a locked-out address gets 429 for keys not already cached
+    # Where settlements are journaled so answers need not wait for the commit: "auto" (beside a SQLite
+    # file; none for PostgreSQL), "off" (every answer waits for its commit), or a directory per host.
+    settlement_journal: str = "auto"
+    header_timeout: float = 10.0  # seconds a client has to send a request's line and headers (then 408, closed)
+    body_timeout: float = 30.0  # longest silence while a request body is being received (then closed)
+    max_response_bytes: int = 32 * 1024 * 1024  # largest upstream answer, or single stream event (then 502)
 
 
 class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

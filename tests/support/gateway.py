@@ -14,6 +14,7 @@ import httpx
 
 from runapi.config import ConfigFile, Settings, load_settings
 from runapi.http import create_app
+from runapi.http.server_protocol import guarded_protocol
 from runapi.storage import upgrade
 from tests.support.servers import serve_asgi
 
@@ -40,6 +41,11 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
                  for name, spec in builtin_catalog_data()["providers"].items()}
     return msgspec.convert({"providers": providers, "server": server, "models": models or {},
                             "tiers": GENEROUS_TIERS if tiers is None else tiers}, ConfigFile)
+
+
+def gateway_protocol(settings: Settings) -> Any:
+    """uvicorn's `http=` for a gateway: the slow-client deadlines, as `runapi serve` runs it."""
+    return guarded_protocol(settings.server.header_timeout, settings.server.body_timeout)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
@@ -87,7 +93,7 @@ def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, A
     upgrade(database_url)
     settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, **server), **(env or {}))
     app = create_app(settings, clock=clock)
-    with serve_asgi(app) as base_url:
+    with serve_asgi(app, http=gateway_protocol(settings)) as base_url:
         running = RunningGateway(base_url, settings, app)
         try:
             yield running

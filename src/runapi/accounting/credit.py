@@ -16,11 +16,12 @@ from typing import Protocol
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.errors import InsufficientCredit
-from runapi.storage import Ledger
+from runapi.storage import Ledger, Settlement
 
 
 class Hold:
-    """Credit reserved for one call. `amount` may grow once, at settlement (see `cap_charge`)."""
+    """Credit reserved for one call. `amount` may grow once, at settlement (see `cap_charge`
+    and `CreditGuard.cover_overrun`)."""
 
     __slots__ = ("account_id", "amount", "open")
 
@@ -36,6 +37,15 @@ class CreditGuard(Protocol):
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         """The charge to write for `cost`: at most the hold plus the free balance."""
+
+    async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
+        """Raise a charge that `cap_charge` capped below its generation's cost, before it is written.
+
+        Called by the settlement writer only when `settlement.charge_nanos` is below
+        `settlement.generation.cost_nanos`; grows `hold` (and the charge) by at most the account's
+        free balance, so the balance still never goes below zero. Never raises: when the extra
+        credit can't be had, the capped charge stands.
+        """
 
     def charged(self, hold: Hold, charge: int, ledger_id: int) -> None:
         """The charge is committed in the ledger (as entry `ledger_id`): close the hold."""
@@ -114,6 +124,9 @@ class MemoryCreditGuard:
         self._held[hold.account_id] += charge - hold.amount
         hold.amount = charge
         return charge
+
+    async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
+        """Nothing to do: `cap_charge` already charged min(cost, hold + free balance), exactly."""
 
     def charged(self, hold: Hold, charge: int, ledger_id: int) -> None:
         self._close(hold)

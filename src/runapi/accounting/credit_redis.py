@@ -12,7 +12,10 @@ Per account, under one hash tag (one cluster slot):
 
 Available credit is `bal − held − charged`; a hold is checked and taken by one Lua script,
 so calls landing on different instances at once can't overdraw the account. Settling
-turns the hold into a `charged` entry keyed by its ledger ID (idempotent). Loading from
+turns the hold into a `charged` entry keyed by its ledger ID (idempotent). A call that cost
+more than its hold is charged its hold at first (`cap_charge` answers without a round trip);
+before the charge is written, `cover_overrun` grows the hold, and the charge, by as much of the
+overrun as the account's free credit covers (one script, sent only for such calls). Loading from
 the database reads the balance and which `charged` entries it already includes in one
 snapshot, and drops exactly those; loads of one account are serialised by a lock, so
 each starts from a newer snapshot than the last. Amounts are exact up to 2**53 nano-dollars
@@ -24,7 +27,8 @@ Faults:
   charge that instance committed.
 - Redis unreachable: `reserve` raises `ServiceUnavailable` (503, fail closed). Calls in
   flight finish and are charged in the database; their hold closings are queued and sent
-  when Redis is back.
+  when Redis is back. A call that cost more than its hold is then charged its hold: the
+  charge is written, never dropped, after at most `_OVERRUN_TIMEOUT_S` (see `cover_overrun`).
 - Redis restarted empty: noticed by its boot marker. Every instance re-asserts its open
   holds within `heartbeat_s`, and no new hold is granted until `grace_s` after the restart,
   so calls in flight across the restart stay covered.
@@ -45,7 +49,7 @@ from redis.exceptions import RedisError
 from runapi.accounting import credit_scripts as scripts
 from runapi.accounting.credit import CreditGuard, Hold, MemoryCreditGuard, insufficient_credit
 from runapi.errors import ServiceUnavailable
-from runapi.storage import Ledger
+from runapi.storage import Ledger, Settlement
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.outage import REDIS_DOWN
@@ -54,6 +58,7 @@ from runapi.storage.redis_client import redis_client
 log = logging.getLogger("runapi.credit")
 
 _GRANTED, _NOT_LOADED, _STALE, _WAIT, _SHORT = range(5)
+_OVERRUN_TIMEOUT_S = 2.0  # the most `cover_overrun` delays a settlement batch
 _RELOADING = "Credit for this account is being reloaded from the ledger; retry shortly."
 
 
@@ -80,7 +85,8 @@ class RedisCreditGuard:
         self._compact_at = compact_at
         self._scripts = {name: client.register_script(lua) for name, lua in (
             ("reserve", scripts.RESERVE), ("settle", scripts.SETTLE), ("reassert", scripts.REASSERT),
-            ("load", scripts.LOAD), ("boot", scripts.BOOT), ("unlock", scripts.UNLOCK))}
+            ("load", scripts.LOAD), ("boot", scripts.BOOT), ("unlock", scripts.UNLOCK),
+            ("extend", scripts.EXTEND))}
         self._instance = secrets.token_hex(6)
         self._ids = itertools.count()
         self._open: dict[str, RedisHold] = {}  # this instance's open holds
@@ -128,8 +134,50 @@ class RedisCreditGuard:
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         # Other instances may hold the rest of the balance, and this must answer without a
-        # round trip: a call that cost more than its hold is charged its hold.
+        # round trip: a call that cost more than its hold is charged its hold here, and the
+        # settlement writer then asks `cover_overrun` for the rest.
         return min(cost, hold.amount)
+
+    async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
+        """Grow the hold, and the capped charge with it, by min(cost − charge, free credit).
+
+        One Lua script takes the extra from the free credit of every instance (`bal − held −
+        charged`) atomically, so concurrent overruns can't overdraw the account; it runs only
+        for a call that cost more than its hold, never on the common path. If the hold's account
+        needs reloading first (an expired hold was dropped), it is reloaded once.
+
+        Rule when the extra can't be had (Redis unreachable or slow, the hold lost with Redis's
+        data, the grace period after a Redis restart): the capped charge (the hold) stands and is
+        written as usual; this logs a warning and never raises, so a charge is never blocked
+        (beyond `_OVERRUN_TIMEOUT_S`) or dropped. The generation row keeps the true cost either way.
+        """
+        extra = settlement.generation.cost_nanos - settlement.charge_nanos
+        if extra <= 0 or not hold.open:
+            return
+        assert isinstance(hold, RedisHold)
+        try:
+            status, granted = await asyncio.wait_for(self._extend(hold, extra), _OVERRUN_TIMEOUT_S)
+        except (RedisError, ServiceUnavailable, TimeoutError) as exc:
+            log.warning("could not cover a %d nano-dollar overrun of generation %s (%s): charging its hold",
+                        extra, settlement.generation.id, exc or type(exc).__name__)
+            return
+        if status != _GRANTED:
+            reason = {_NOT_LOADED: "hold not in Redis", _STALE: "account pending a reload",
+                      _WAIT: "Redis restarted moments ago"}.get(status, status)
+            log.warning("could not cover a %d nano-dollar overrun of generation %s (%s): charging its hold",
+                        extra, settlement.generation.id, reason)
+            return
+        hold.amount += granted  # what `release`/`charged` close, and what the renewals re-assert
+        settlement.charge_nanos += granted
+
+    async def _extend(self, hold: RedisHold, extra: int) -> tuple[int, int]:
+        state, holds, deadlines, _, _ = self._keys(hold.account_id)
+        for attempt in range(2):
+            status, granted = await self._scripts["extend"](keys=[state, holds, deadlines], args=[hold.id, extra])
+            if status != _STALE or attempt:
+                break
+            await self._load(hold.account_id)
+        return int(status), int(granted)
 
     def charged(self, hold: Hold, charge: int, ledger_id: int) -> None:
         self._close(hold, ledger_id, charge)

@@ -55,6 +55,24 @@ end
 return redis.call('HLEN', c)
 """
 
+# KEYS: state, holds, deadlines. ARGV: hold ID, extra. Grows an open hold by min(extra, free credit)
+# for a call that cost more than its hold. Returns {0 grown | 1 no such hold (expired, or Redis lost it)
+# or not loaded | 2 stale | 3 wait (Redis restarted: others' holds may be missing), amount granted}.
+EXTEND = HEAD + """
+local s, h, d = KEYS[1], KEYS[2], KEYS[3]
+local amount = redis.call('HGET', h, ARGV[1])
+if not amount or redis.call('HEXISTS', s, 'bal') == 0 then return {1, 0} end
+local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready')
+if st[4] == '1' then return {2, 0} end
+if now < tonumber(st[5] or '0') then return {3, 0} end
+local free = tonumber(st[1]) - tonumber(st[2] or '0') - tonumber(st[3] or '0')
+local grant = math.min(tonumber(ARGV[2]), free)
+if grant <= 0 then return {0, 0} end
+redis.call('HSET', h, ARGV[1], int(tonumber(amount) + grant))
+redis.call('HINCRBY', s, 'held', int(grant))
+return {0, grant}
+"""
+
 # KEYS: state, holds, deadlines. ARGV: ttl ms, then hold ID and amount pairs. Renews the
 # deadlines of this instance's open holds, and adds back any that Redis lost.
 REASSERT = HEAD + """

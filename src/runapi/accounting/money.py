@@ -8,6 +8,7 @@ rounding never changes anything. Pure functions: no I/O, no clock, no floats.
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
@@ -66,8 +67,28 @@ def cost_usd(usage: Usage, pricing: Pricing) -> Decimal:
 
 
 def cost_nanos(usage: Usage, pricing: Pricing) -> int:
-    """`cost_usd` in integer nano-dollars."""
-    return usd_to_nanos(cost_usd(usage, pricing))
+    """`cost_usd` in integer nano-dollars, computed in integers on the hot path (the same result:
+    prices with at most 9 decimals are whole nano-dollars per 1M tokens; others take `cost_usd`)."""
+    rates = _nano_rates(pricing)
+    if rates is None:
+        return usd_to_nanos(cost_usd(usage, pricing))
+    total = (usage.input_tokens * rates[0] + usage.output_tokens * rates[1]
+             + usage.cache_read_tokens * rates[2] + usage.cache_write_tokens * rates[3])
+    if total < 0:  # token counts are never negative; keep the reference rounding for any odd input
+        return usd_to_nanos(cost_usd(usage, pricing))
+    return (total + 500_000) // 1_000_000  # ROUND_HALF_UP of total / 1e6
+
+
+@functools.lru_cache(maxsize=4096)
+def _nano_rates(pricing: Pricing) -> tuple[int, int, int, int] | None:
+    """Each price as whole nano-dollars per 1M tokens, or None if one has more than 9 decimals."""
+    rates = []
+    for price in (pricing.input, pricing.output, pricing.cache_read, pricing.cache_write):
+        scaled = price * NANOS_PER_USD
+        if not scaled.is_finite() or scaled != scaled.to_integral_value():
+            return None
+        rates.append(int(scaled))
+    return rates[0], rates[1], rates[2], rates[3]
 
 
 MAX_ENTRY_USD = Decimal(1_000_000_000)  # one ledger entry; keeps every sum inside a 64-bit column

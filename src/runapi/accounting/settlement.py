@@ -1,9 +1,12 @@
 """Group commit of settlements: many calls' generation rows and charges in one transaction.
 
-A caller awaits `submit()`, which returns once its row and charge are durable; the
+A caller awaits `submit()`, which returns once its row and charge are durable: appended to
+the crash-safe journal (`accounting/journal.py`) when there is one, else committed. The
 writer loop batches whatever is queued meanwhile, so concurrent calls share a commit.
 A batch that fails to write is retried with backoff until it succeeds: a charge is
-never dropped. Holds are closed only after the write committed.
+never dropped. Holds are closed only after the write committed. Before the write, a charge
+the credit guard capped below its generation's cost (the call cost more than its hold) is
+raised as far as the account's free balance allows (`CreditGuard.cover_overrun`).
 """
 
 from __future__ import annotations
@@ -13,38 +16,72 @@ import logging
 from collections.abc import Callable
 
 from runapi.accounting.credit import CreditGuard, Hold
+from runapi.accounting.journal import Segment, SettlementJournal
 from runapi.storage import Settlement, SettlementSink
 
 log = logging.getLogger("runapi.settlement")
 
 
 class _Item:
-    __slots__ = ("settlement", "hold", "done")
+    """A settlement to write (or, with `settlement` None, a marker that `flush` waits for)."""
 
-    def __init__(self, settlement: Settlement, hold: Hold | None, done: asyncio.Future[None]) -> None:
+    __slots__ = ("settlement", "hold", "done", "segment")
+
+    def __init__(self, settlement: Settlement | None, hold: Hold | None, done: asyncio.Future[None] | None,
+                 segment: Segment | None = None) -> None:
         self.settlement = settlement
         self.hold = hold
         self.done = done
+        self.segment = segment
 
 
 class SettlementWriter:
     def __init__(self, sink: SettlementSink, guard: CreditGuard,
-                 observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500) -> None:
+                 observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500,
+                 journal: SettlementJournal | None = None,
+                 on_durable: list[Callable[[Settlement], None]] | None = None) -> None:
+        """`observers` see each settlement once committed (with its ledger ID); `on_durable` as soon as
+        it is durable (journaled, or else committed): what must follow traffic at once, like health."""
         self._sink = sink
+        self.journal = journal
         self._observers = observers or []
+        self._on_durable = on_durable or []
         self._guard = guard
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._outstanding = 0  # items queued or being written
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="settlement-writer")
 
     async def submit(self, settlement: Settlement, hold: Hold | None) -> None:
-        """Queue a settlement and wait until it is committed (the hold is closed by then)."""
+        """Queue a settlement and wait until it is durable: journaled (committed later, the hold
+        closed then), or without a journal committed (the hold is closed by then)."""
+        if self.journal is not None:
+            try:
+                segment = self.journal.append(settlement)
+            except OSError:  # the journal's disk refuses: wait for the commit instead
+                log.exception("could not journal generation %s; waiting for its commit", settlement.generation.id)
+            else:
+                self._put(_Item(settlement, hold, None, segment))
+                self._notify(self._on_durable, settlement)
+                return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(settlement, hold, done))
+        self._put(_Item(settlement, hold, done))
         # Shielded: a caller that is cancelled (client gone) still gets its charge written.
+        await asyncio.shield(done)
+
+    def _put(self, item: _Item) -> None:
+        self._outstanding += 1
+        self._queue.put_nowait(item)
+
+    async def flush(self) -> None:
+        """Wait until every settlement submitted so far is committed (read-your-writes for reports)."""
+        if self._task is None or self._outstanding == 0:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put(_Item(None, None, done))
         await asyncio.shield(done)
 
     async def close(self) -> None:
@@ -64,30 +101,65 @@ class SettlementWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
+            self._outstanding -= len(batch)
             for _ in batch:
                 self._queue.task_done()
 
+    @staticmethod
+    def _notify(observers: list[Callable[[Settlement], None]], settlement: Settlement) -> None:
+        for observe in observers:
+            try:
+                observe(settlement)
+            except Exception:  # metrics must never block a settlement
+                log.exception("settlement observer failed")
+
+    async def _cover_overruns(self, batch: list[_Item]) -> None:
+        """Let the guard raise charges capped below their cost (rare: only calls that cost more than
+        their hold), concurrently. On any failure the capped charge stands: it is never dropped."""
+        overruns = [(item.hold, item.settlement) for item in batch if item.hold is not None
+                    and item.settlement.charge_nanos < item.settlement.generation.cost_nanos]
+        if not overruns:
+            return
+        results = await asyncio.gather(*(self._guard.cover_overrun(hold, settlement) for hold, settlement in overruns),
+                                       return_exceptions=True)
+        for (_, settlement), result in zip(overruns, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("covering the overrun of generation %s failed; charging %d nano-dollars",
+                          settlement.generation.id, settlement.charge_nanos, exc_info=result)
+
     async def _write(self, batch: list[_Item]) -> None:
+        markers = [item for item in batch if item.settlement is None]
+        if markers:
+            batch = [item for item in batch if item.settlement is not None]
+        if batch:
+            await self._commit(batch)
+        for marker in markers:
+            assert marker.done is not None
+            if not marker.done.done():
+                marker.done.set_result(None)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        await self._cover_overruns(batch)
         delay = 0.05
         while True:
             try:
-                ledger_ids = await self._sink.record([item.settlement for item in batch])
+                ledger_ids = await self._sink.record([item.settlement for item in batch])  # type: ignore[misc]
                 break
             except Exception:  # the database is away: keep the charges and try again
                 log.exception("settlement write failed for %d generations; retrying in %.2fs", len(batch), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         for item in batch:
+            assert item.settlement is not None
+            if item.segment is not None:
+                self.journal.committed(item.segment)  # type: ignore[union-attr]
             ledger_id = item.settlement.ledger_id = ledger_ids.get(item.settlement.generation.id)
             if item.hold is not None:
                 if ledger_id is None:
                     self._guard.release(item.hold)
                 else:
                     self._guard.charged(item.hold, item.settlement.charge_nanos, ledger_id)
-            for observe in self._observers:
-                try:
-                    observe(item.settlement)
-                except Exception:  # metrics must never block a settlement
-                    log.exception("settlement observer failed")
-            if not item.done.done():
+            self._notify(self._observers if item.segment is not None else self._observers + self._on_durable,
+                         item.settlement)
+            if item.done is not None and not item.done.done():
                 item.done.set_result(None)

@@ -60,6 +60,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
           port: int = typer.Option(8787, help="TCP port"),
           workers: int = typer.Option(1, help="Worker processes (more than one needs RUNAPI_REDIS_URL)")) -> None:
     """Serve the gateway (settings from RUNAPI_* variables and RUNAPI_CONFIG)."""
+    from runapi.http.server_protocol import guarded_protocol
+
     settings = settings_or_exit()
     if workers > 1 and not settings.redis_url:
         errors.print("[red]Several workers must share holds and limits: set RUNAPI_REDIS_URL "
@@ -68,7 +70,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     _check_schema(settings.database_url)
     console.print(f"RunAPI gateway on http://{host}:{port}/v1 ({workers} worker{'s' if workers > 1 else ''})")
     uvicorn.run("runapi.http.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False)
+                loop="uvloop", http=guarded_protocol(settings.server.header_timeout, settings.server.body_timeout),
+                log_level="warning", access_log=False)
 
 
 @app.command()
@@ -118,6 +121,7 @@ def dev(port: int = typer.Option(8787, help="Gateway port"),
     from runapi.catalog import builtin_catalog_data
     from runapi.config import ConfigFile, load_settings
     from runapi.http import create_app
+    from runapi.http.server_protocol import guarded_protocol
     from runapi.simulator import create_simulator_app
 
     database_url = os.environ.get("RUNAPI_DATABASE_URL") or f"sqlite+aiosqlite:///{os.path.abspath(database)}"
@@ -156,7 +160,8 @@ Python (openai SDK):
   print(client.chat.completions.create(model="glm-4.5-air",
         messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)
 """, soft_wrap=True)
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, loop="uvloop",
+                http=guarded_protocol(settings.server.header_timeout, settings.server.body_timeout),
                 log_level="warning")
 
 

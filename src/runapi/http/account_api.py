@@ -54,6 +54,7 @@ def generation_json(row: Generation) -> dict[str, Any]:
 
 async def get_generation(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
     row = await gw.ledger.generation(request.path_params["generation_id"], account_id=principal.account_id)
     return json_response(generation_json(row))

@@ -81,6 +81,7 @@ async def create_account(request: Request) -> Response:
 
 async def list_accounts(request: Request) -> Response:
     gw = _gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     rows = []
     for account in await gw.accounts.list_accounts():
         balance, _ = await gw.ledger.balance(account.id)
@@ -90,6 +91,7 @@ async def list_accounts(request: Request) -> Response:
 
 async def get_account(request: Request) -> Response:
     gw = _gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account = await gw.accounts.find_account(request.path_params["account_id"])
     balance, _ = await gw.ledger.balance(account.id)
     return json_response(account_json(account, balance))
@@ -118,6 +120,7 @@ async def revoke_key(request: Request) -> Response:
 
 async def add_credit(request: Request) -> Response:
     gw = _gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     body: Credit = await read_json(request, Credit)
     account = await gw.accounts.find_account(request.path_params["account_id"])
     try:
@@ -132,12 +135,14 @@ async def add_credit(request: Request) -> Response:
 
 async def list_ledger(request: Request) -> Response:
     gw = _gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account = await gw.accounts.find_account(request.path_params["account_id"])
     return json_response({"object": "list", "data": [entry_json(e) for e in await gw.ledger.entries(account.id)]})
 
 
 async def list_generations(request: Request) -> Response:
     gw = _gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account_id = request.query_params.get("account_id")
     limit = request.query_params.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:

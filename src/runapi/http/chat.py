@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 
-from runapi.errors import GatewayError
 from runapi.http.asgi import (
     ClientGone,
     Receive,
@@ -75,7 +74,7 @@ class ChatCompletionsEndpoint:
                 return
         except ClientGone:
             return
-        except GatewayError as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-shaped error (500s are logged)
             status, extra, payload = error_parts(exc)
             if client_id is not None and len(client_id) <= 512:
                 extra.append((b"x-client-request-id", client_id))
@@ -90,9 +89,10 @@ class ChatCompletionsEndpoint:
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
 
         async def pump() -> None:
-            async for data in stream.events():
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async for data in stream.events():  # the last frames come once the stream is finished (settled)
+                await send({"type": "http.response.body", "body": data, "more_body": not stream.finished})
+            if not stream.finished:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -74,7 +74,7 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
                 return
         except ClientGone:
             return
-        except GatewayError as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an Anthropic-shaped error (500s are logged)
             status, extra, payload = anthropic_error_parts(exc)
             if client_id is not None and len(client_id) <= 512:
                 extra.append((b"x-client-request-id", client_id))

@@ -46,6 +46,7 @@ def usage_filter(request: Request, **scope: str | None) -> UsageFilter:
 async def get_usage(request: Request) -> Response:
     """The caller's balance, limits and month-to-date spend, and usage by day and model."""
     gw: Gateway = request.app.state.gateway
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
     where = usage_filter(request, account_id=principal.account_id, key_id=request.query_params.get("key_id") or None)
     rows = await usage_by_day_and_model(gw.engine, where)
@@ -74,6 +75,7 @@ async def get_usage(request: Request) -> Response:
 async def admin_usage(request: Request) -> Response:
     """Usage by day and model for any account, key or model; `?format=csv` for a CSV export."""
     gw = admin_gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     params = request.query_params
     account = params.get("account_id")
     account_id = (await gw.accounts.find_account(account)).id if account else None
@@ -87,6 +89,7 @@ async def admin_usage(request: Request) -> Response:
 async def revenue(request: Request) -> Response:
     """Revenue, upstream cost and margin per model for a date range."""
     gw = admin_gateway(request)
+    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     where = usage_filter(request)
     report = revenue_report(await usage_by_deployment(gw.engine, where), gw.catalog)
     return json_response({"object": "report", "start": where.start.isoformat(), "end": where.end.isoformat(),

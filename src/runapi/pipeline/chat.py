@@ -244,24 +244,35 @@ class ChatStream:
 
     async def events(self) -> AsyncIterator[bytes]:
         """SSE bytes for the client. Upstream failures end the stream with an error event (not retried:
-        the client already has bytes)."""
+        the client already has bytes). Events that arrived together from the upstream leave together,
+        in one write; an event is never held back waiting for one that has not arrived yet."""
         assert self._upstream is not None
+        pending: list[bytes] = []
         try:
             for chunk in self._held:
                 out = self._relay(chunk)
                 if out is not None:
-                    yield out
+                    pending.append(out)
             self._held = []
+            if pending:
+                yield b"".join(pending)
+                pending = []
             async for chunk in self._upstream:
                 out = self._relay(chunk)
                 if out is not None:
-                    yield out
+                    pending.append(out)
+                if pending and not chunk.more:
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending = []
         except UpstreamError as exc:
             self.error = exc
             if self.record.deployment is not None:
                 self.gw.circuits.failed(deployment_key(self.record.deployment))
-            yield self._error_frame(exc)
+            pending.append(self._error_frame(exc))
+            yield b"".join(pending)
             return
+        if pending:
+            yield b"".join(pending)
         self.finished = True
         await self.close(disconnected=False)  # durable before the client sees the end
         yield self._final_frames()

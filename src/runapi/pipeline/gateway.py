@@ -15,6 +15,7 @@ import aiohttp
 
 from runapi.accounting.credit import CreditGuard
 from runapi.accounting.credit_redis import create_credit_guard
+from runapi.accounting.journal import SettlementJournal, journal_directory
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import ModelEntry
 from runapi.config import Settings
@@ -56,8 +57,10 @@ class Gateway:
                                         health_clock)
         self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
+        directory = journal_directory(settings.server.settlement_journal, settings.database_url)
         self.settlements = SettlementWriter(self.settlement_sink, self.credit,
-                                            observers=[self.limits.settled, self._observe])
+                                            observers=[self.limits.settled], on_durable=[self._observe],
+                                            journal=SettlementJournal(directory) if directory else None)
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
@@ -70,7 +73,7 @@ class Gateway:
             raise ConfigError(f"catalog: {exc}") from exc
         server = settings.server
         self.timeouts = Timeouts(connect=server.connect_timeout, first_byte=server.first_byte_timeout,
-                                 idle=server.idle_timeout)
+                                 idle=server.idle_timeout, max_response_bytes=server.max_response_bytes)
         self._session: aiohttp.ClientSession | None = None
         self._providers: dict[str, Provider] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -82,15 +85,28 @@ class Gateway:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self._providers = {"openai": OpenAICompatible(self._session, self.timeouts),
                            "anthropic": AnthropicProvider(self._session, self.timeouts)}
-        self.settlements.start()
         self._poller = asyncio.get_running_loop().create_task(self._poll_epoch(), name="epoch-poller")
         if self.changes is not None:
             self.changes.start()
+        await self._recover_journal()
+        self.settlements.start()
+
+    async def _recover_journal(self) -> None:
+        """Commit the settlements a killed process journaled but had not committed (exactly once:
+        the sink skips generations already written), and refresh every instance's view of those accounts."""
+        journal = self.settlements.journal
+        if journal is None:
+            return
+        recovered = await journal.recover(self.settlement_sink)
+        for account_id in sorted({s.generation.account_id for s in recovered}):
+            await self.announce(Change("account", account_id))
 
     async def stop(self) -> None:
         """Write every pending settlement, then close pools."""
         await stop_task(self._poller)
         await self.settlements.close()
+        if self.settlements.journal is not None:
+            self.settlements.journal.close()
         await self.settlement_sink.close()
         await self.credit.close()
         if self.changes is not None:

@@ -88,7 +88,7 @@ class AnthropicProvider:
     async def _events(self, response: aiohttp.ClientResponse) -> AsyncGenerator[tuple[str, bytes], None]:
         """(event name, data) until `message_stop`; transport failures become `UpstreamError`s."""
         try:
-            async for event in iter_sse_events(response.content.iter_any()):
+            async for event in iter_sse_events(response.content.iter_any(), self._timeouts.max_response_bytes):
                 name = event.event or "message"
                 if name == "error":
                     message = upstream_error_message(event.data) or "unknown error"

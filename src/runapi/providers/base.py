@@ -20,6 +20,7 @@ class Timeouts(msgspec.Struct, frozen=True):
     connect: float = 10.0
     first_byte: float = 120.0
     idle: float = 120.0
+    max_response_bytes: int = 32 * 1024 * 1024  # a larger answer (or stream event) is an UpstreamError
 
 
 class Deployment(msgspec.Struct, frozen=True):
@@ -58,6 +59,7 @@ class UpstreamChunk(msgspec.Struct):
     usage_only: bool = False
     content_parts: int = 0
     upstream_id: str = ""
+    more: bool = False  # another event already arrived with this one: the relay may send both in one write
 
 
 class Provider(Protocol):

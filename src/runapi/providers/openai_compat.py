@@ -151,12 +151,14 @@ class OpenAICompatible:
         body["stream_options"] = options
         response = await post_to_upstream(self._session, self._timeouts, url, headers, _encode(body))
         try:
-            async for event in iter_sse_events(response.content.iter_any()):
+            async for event in iter_sse_events(response.content.iter_any(), self._timeouts.max_response_bytes):
                 if event.data == b"[DONE]":
                     return
                 if event.event == "error":
                     raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
-                yield parse_chunk(event.data)
+                chunk = parse_chunk(event.data)
+                chunk.more = event.more
+                yield chunk
             raise UpstreamError("the upstream stream ended before [DONE]")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc

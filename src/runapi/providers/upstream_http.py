@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from runapi.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.base import Timeouts
 
 _decode_any = msgspec.json.Decoder().decode
@@ -70,11 +70,31 @@ async def post_to_upstream(session: aiohttp.ClientSession, timeouts: Timeouts, u
     return response
 
 
+def response_too_large(limit: int) -> UpstreamError:
+    """The error for an upstream answer (or one stream event) over `max_response_bytes`: a 502, failed over."""
+    return UpstreamError(f"the upstream answer is larger than the {limit}-byte limit",
+                         code="upstream_response_too_large")
+
+
 async def read_upstream_body(response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:
-    """The whole body of a successful response (released afterwards), within the idle timeout."""
+    """The whole body of a successful response (released afterwards), within the idle timeout and
+    `max_response_bytes` (refused from Content-Length, else counted as it arrives, decompressed)."""
+    limit = timeouts.max_response_bytes
     try:
+        if (response.content_length or 0) > limit:
+            raise response_too_large(limit)
         async with asyncio.timeout(timeouts.idle):
-            return await response.read()
+            parts: list[bytes] = []
+            size = 0
+            async for part in response.content.iter_any():
+                size += len(part)
+                if size > limit:
+                    raise response_too_large(limit)
+                parts.append(part)
+            return b"".join(parts)
+    except UpstreamError:
+        response.close()  # unread bytes: the connection cannot go back to the pool
+        raise
     except TimeoutError as exc:
         raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
     except aiohttp.ClientError as exc:

@@ -25,6 +25,8 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     reported as prompt cache reads / writes, `reasoning_tokens` adds a reasoning
     text before the answer. `honour_include_usage=False` mimics a provider that
     ignores `stream_options.include_usage`. `fault` is one of `FAULTS` or "".
+    `pad_bytes` appends that many "x" to the last answer word (usage unchanged; streamed,
+    it makes the last content event that much bigger), to test response size limits.
     """
 
     latency_ms: _NonNegFloat = 0.0
@@ -36,6 +38,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     reasoning_tokens: _NonNegInt = 0
     honour_include_usage: bool = True
     fault: str = ""
+    pad_bytes: _NonNegInt = 0
 
     def __post_init__(self) -> None:
         if self.fault and self.fault not in FAULTS:

@@ -61,9 +61,12 @@ def plan_reply(call: Call, config: SimulatorConfig) -> Reply:
     n = config.completion_tokens
     if call.max_tokens is not None:
         n = max(0, min(call.max_tokens, n))
+    words = reply_words(n)
+    if config.pad_bytes and words:
+        words[-1] += "x" * config.pad_bytes
     return Reply(
         prompt_tokens=call.prompt_tokens,
-        words=reply_words(n),
+        words=words,
         reasoning=reply_words(config.reasoning_tokens),
         truncated=n < config.completion_tokens,
         tool=call.tool,

@@ -163,6 +163,7 @@ class TaskWorkers:
         self._finishing.add(task.id)
         output = TaskOutput(task_id=task.id, body=done.body, content_type="application/json",
                             expires_at=utcnow() + timedelta(seconds=self.settings.output_ttl))
+        await self.gw.settlements.flush()  # the charge may still be only journaled
         cost = await self.store.charge_of(generation_id)
         await asyncio.shield(self._finish(task, "succeeded", cost_nanos=cost, output=output))
 

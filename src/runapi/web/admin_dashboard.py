@@ -132,6 +132,7 @@ class AdminDashboard:
         if session is None:
             return see_other("/admin/dashboard/login")
         gw: Gateway = request.app.state.gateway
+        await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
         accounts = await gw.accounts.list_accounts()
         balances = await reports.balances(gw.engine)
         spend = await reports.spend_by_account(gw.engine)

@@ -133,6 +133,7 @@ class CustomerDashboard:
     async def _page(self, request: Request, session: dict[str, Any], new_key: tuple[str, str] | None = None,
                     status_code: int = 200) -> Response:
         gw: Gateway = request.app.state.gateway
+        await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
         account_id: str = session["account"]
         account = await gw.accounts.get_account(account_id)
         balance, _ = await gw.ledger.balance(account_id)

@@ -1,0 +1,144 @@
+"""uvicorn's httptools protocol with deadlines for slow clients (slow-loris protection).
+
+uvicorn bounds only idle keep-alive connections (`timeout_keep_alive`). A client that sends its
+request head a byte at a time, or stops half-way through its body, holds a connection (and, for a
+body, an app task waiting in `receive()`) for as long as it likes. This subclass adds:
+
+- a head deadline: the request line and headers must be complete within `header_timeout` seconds
+  of the request's first byte (of the connection being made, for its first request). Trickling
+  bytes does not move the deadline. On expiry the client gets `408` with an OpenAI-shaped error and
+  the connection is closed (if an earlier pipelined answer is still going out, it is closed after
+  that answer instead);
+- a body deadline: while a request body is expected, no `body_timeout` seconds may pass without a
+  byte arriving (time while uvicorn paused reading, or the client awaits `100 Continue`, is not
+  counted). On expiry the connection is closed (with `408` if the app has not started its answer);
+  the app's `receive()` then reports `http.disconnect`, so nothing is run or charged.
+
+The normal path costs one `loop.call_later` handle per request head (cancelled once the headers
+are parsed), plus a second only for a body not complete in the read that completed the head, and
+one `loop.time()` per read while a body is expected. Pass `guarded_protocol(...)` as uvicorn's `http=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+__all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
+
+_HEAD_BODY = (b'{"error":{"message":"The request headers were not received in time.",'
+              b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
+_BODY_BODY = (b'{"error":{"message":"The request body was not received in time.",'
+              b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` that closes connections whose request head or body arrives too slowly."""
+
+    def __init__(self, *args: Any, header_timeout: float = 10.0, body_timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._in_body = False  # the headers of a request were parsed, its body is not complete yet
+        self._body_seen = 0.0  # loop time of the last read while `_in_body`
+
+    # -- the request head ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the first request's deadline runs from connection_made
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._in_body = True
+        super().on_headers_complete()
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head trickles in while an earlier answer is still going out: let that
+            # answer finish, then close instead of reading on.
+            self.cycle.keep_alive = False
+            return
+        self._refuse(_HEAD_BODY)
+
+    # -- the request body ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_body:
+            self._body_seen = self.loop.time()
+            if self._body_timer is None and not self.transport.is_closing():
+                self._body_timer = self.loop.call_later(self.body_timeout, self._body_expired)
+
+    def on_message_complete(self) -> None:
+        self._end_body()
+        super().on_message_complete()
+
+    def _end_body(self) -> None:
+        self._in_body = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_expired(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue):
+            self._body_seen = now  # uvicorn stopped reading, or the client awaits "100 Continue": not its stall
+        deadline = self._body_seen + self.body_timeout
+        if now < deadline:
+            self._body_timer = self.loop.call_at(deadline, self._body_expired)
+            return
+        self._in_body = False
+        if self.cycle is None or not self.cycle.response_started:
+            self._refuse(_BODY_BODY)
+        else:
+            self.transport.close()
+
+    # -- both --------------------------------------------------------------------------------------
+
+    def _refuse(self, body: bytes) -> None:
+        """Answer 408 and close (only when nothing was written for the request in progress)."""
+        content = [STATUS_LINE[408]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend([b"content-type: application/json\r\n",
+                        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                        b"connection: close\r\n\r\n", body])
+        if self.cycle is not None and not self.cycle.response_complete:
+            # As uvicorn does once the connection is lost (which follows): the app's receive() gets
+            # `http.disconnect` and its own answer, if any, is dropped.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.write(b"".join(content))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._end_body()
+        super().connection_lost(exc)
+
+
+def guarded_protocol(header_timeout: float, body_timeout: float) -> Any:
+    """The protocol to pass as uvicorn's `http=`: a partial of a module-level class, so it pickles
+    (uvicorn spawns `--workers` processes with their `Config`)."""
+    return functools.partial(GuardedHttpToolsProtocol, header_timeout=header_timeout, body_timeout=body_timeout)

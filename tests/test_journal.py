@@ -1,0 +1,136 @@
+"""The settlement journal: answers leave before their commit, and a killed gateway loses no charge.
+
+The database is locked by this test (an open write transaction on the SQLite file) so that no
+settlement can commit; the answers still arrive, which proves they did not wait for the commit.
+The gateway is then SIGKILLed and the lock released: the next start replays the journal, and every
+answered call is charged exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from runapi.accounting.journal import SettlementJournal, journal_directory
+from runapi.storage import Generation, Settlement, upgrade
+from runapi.storage.settlement_sink import SqliteSettlementSink
+from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url
+from tests.support.instances import ServeProcess, write_config
+from tests.support.sse import decode, sse_data
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+TIERS = "\n[tiers.free]\nconcurrent_requests = 100\nrequests_per_minute = 10000\ntokens_per_minute = 100000000\n"
+
+
+def _serve_env(tmp_path: Path, sim_url: str) -> tuple[dict[str, str], Path]:
+    database_url = sqlite_url(tmp_path)
+    upgrade(database_url)
+    env = {**os.environ, "RUNAPI_DATABASE_URL": database_url, "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN,
+           "RUNAPI_CONFIG": str(write_config(tmp_path / "runapi.toml", sim_url, TIERS))}
+    env.pop("RUNAPI_REDIS_URL", None)
+    return env, tmp_path / "runapi.db"
+
+
+def test_answers_do_not_wait_for_the_commit_and_survive_sigkill(sim_url: str, tmp_path: Path) -> None:
+    env, database = _serve_env(tmp_path, sim_url)
+    journal = journal_directory("auto", env["RUNAPI_DATABASE_URL"])
+    assert journal == Path(str(database) + "-journal.d")
+    first = ServeProcess(env, tmp_path / "first.log")
+    lock = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        first.wait_ready()
+        admin = httpx.Client(base_url=first.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        account = admin.post("/admin/accounts", json={"name": "journaled"}).raise_for_status().json()["id"]
+        admin.post(f"/admin/accounts/{account}/credits", json={"amount_usd": "1"}).raise_for_status()
+        key = admin.post(f"/admin/accounts/{account}/keys", json={}).raise_for_status().json()["key"]
+        auth = {"authorization": f"Bearer {key}"}
+        warm = httpx.post(f"{first.base_url}/v1/chat/completions", headers=auth, timeout=30,
+                          json={"model": "glm-4.5-air", "messages": MESSAGES}).raise_for_status().json()
+        assert admin.get(f"/v1/generations/{warm['id']}", headers=auth).status_code == 200  # read-your-writes
+
+        lock.execute("BEGIN IMMEDIATE")  # from here on no settlement can commit
+        answered = {warm["id"]: Decimal(str(warm["usage"]["cost"]))}
+        for _ in range(3):
+            reply = httpx.post(f"{first.base_url}/v1/chat/completions", headers=auth, timeout=10,
+                               json={"model": "glm-4.5-air", "messages": MESSAGES}).raise_for_status().json()
+            answered[reply["id"]] = Decimal(str(reply["usage"]["cost"]))
+        streamed = httpx.post(f"{first.base_url}/v1/chat/completions", headers=auth, timeout=10,
+                              json={"model": "glm-4.5-air", "messages": MESSAGES, "stream": True,
+                                    "stream_options": {"include_usage": True}})
+        events = sse_data(streamed.raise_for_status().text)
+        assert events[-1] == "[DONE]"
+        usage_event = decode(events[-2])
+        answered[usage_event["id"]] = Decimal(str(usage_event["usage"]["cost"]))
+        assert len(answered) == 5
+        segments = list(journal.glob("*.journal"))
+        assert segments and sum(p.stat().st_size for p in segments) > 0  # the four locked-out settlements
+
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        admin.close()
+    finally:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+        first.stop()
+
+    second = ServeProcess(env, tmp_path / "second.log")
+    try:
+        second.wait_ready()
+        with httpx.Client(base_url=second.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                          timeout=30) as admin2:
+            ledger = admin2.get(f"/admin/accounts/{account}/ledger").raise_for_status().json()["data"]
+            charges = {e["generation_id"]: -Decimal(str(e["amount"])) for e in ledger if e["kind"] == "charge"}
+            assert charges == answered  # every answered call, once, at the cost its answer reported
+            balance = Decimal(str(admin2.get(f"/admin/accounts/{account}").json()["balance"]))
+            assert balance == Decimal(1) - sum(answered.values())
+            rows = admin2.get("/admin/generations", params={"account_id": account}).json()["data"]
+            assert sorted(r["id"] for r in rows) == sorted(answered)
+        assert list(journal.glob("*.journal")) == []  # replayed and removed
+    finally:
+        second.stop()
+    assert "4 charges written now" in (tmp_path / "second.log").read_text()  # the warm call's was committed
+
+
+def _settlement(account_id: str, n: int, charge: int) -> Settlement:
+    generation = Generation(
+        id=f"gen-journal-{n}", account_id=account_id, key_id="key", model="glm-4.5-air", provider="zai",
+        upstream_model="glm-4.5-air", status="succeeded", stream=False, input_tokens=10, output_tokens=n,
+        cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0, price_input="0.10", price_output="0.55",
+        price_cache_read="0.02", price_cache_write="0", cost_nanos=charge, estimated=False, latency_ms=1.0,
+        created_at=dt.datetime.now(dt.UTC))
+    return Settlement(generation, charge)
+
+
+async def test_replay_is_idempotent_and_ignores_a_torn_tail(gateway: RunningGateway, tmp_path: Path) -> None:
+    """Settlements already committed before the crash are skipped on replay; a record cut by the crash
+    is ignored; a live process's segment (locked) is left alone."""
+    account, _ = gateway.create_account("1")
+    database = gateway.settings.database_url.split("///", 1)[1]
+    directory = tmp_path / "journal"
+    dead = SettlementJournal(directory)
+    settlements = [_settlement(account, n, 1_000_000 * n) for n in range(1, 5)]
+    segments = [dead.append(s) for s in settlements]
+    sink = SqliteSettlementSink(database)
+    try:
+        await sink.record(settlements[:2])  # committed before the "crash", the journal not yet told
+        os.write(segments[0].fd, b"\x40\x00\x00\x00partial")  # the process died inside a write
+        os.close(segments[0].fd)  # ... and the kernel dropped its lock
+
+        live = SettlementJournal(directory)
+        live.append(_settlement(account, 9, 9))
+        recovered = await SettlementJournal(directory).recover(sink)
+        assert [s.generation.id for s in recovered] == [s.generation.id for s in settlements]
+        assert await SettlementJournal(directory).recover(sink) == []  # the dead segment is gone
+        assert [p.name for p in directory.glob("*.journal")] == [live._current.path.name]  # type: ignore[union-attr]
+    finally:
+        await sink.close()
+    charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
+    assert sorted(e["generation_id"] for e in charges) == [s.generation.id for s in settlements]
+    assert gateway.balance(account) == Decimal(1) - Decimal("0.010")  # 1+2+3+4 millionths of a dollar ×1000
