@@ -1,4 +1,5 @@
-"""RunAPI's benchmark, in one command: `python bench/run.py [--quick] [--postgres] [--profile] [--soak SECONDS]`.
+"""RunAPI's benchmark, in one command: `python bench/run.py [--quick] [--postgres] [--profile] [--soak SECONDS]`
+(`--workers N` adds a multi-worker row, `--baseline GIT_REF` an A/B row for another commit).
 
 Starts the upstream simulator, then measures side by side the upstream called directly,
 nginx as a plain reverse proxy, and `runapi serve` with its full pipeline (SQLite; and
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
     parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
                         help="comma-separated targets (direct,nginx,runapi-sqlite); --postgres adds runapi-postgres")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="add a row for `runapi serve --workers N` (SQLite + Redis at 127.0.0.1:6379)")
     parser.add_argument("--baseline", metavar="GIT_REF", default="",
                         help="add a row for RunAPI at another commit (SQLite), measured in the same run, for A/B")
     parser.add_argument("--output", type=Path, help="results file (default bench/RESULTS.md; quick: a temp file)")
@@ -82,6 +85,8 @@ def _checkout(ref: str, workdir: Path) -> Path:
 
 
 def _start(name: str, workdir: Path, upstream: Target) -> Target:
+    if name.startswith("runapi-sqlite-x"):
+        return start_gateway(workdir, upstream, name=name, workers=int(name.rsplit("x", 1)[1]))
     if name.startswith("runapi-sqlite@"):
         return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline")
     if name == "nginx":
@@ -110,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     names = _gateway_targets(args)
     if args.baseline:
         names.append(f"runapi-sqlite@{args.baseline}")
+    if args.workers > 1:
+        names.append(f"runapi-sqlite-x{args.workers}")
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []

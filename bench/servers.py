@@ -172,12 +172,13 @@ def _bench_tier_toml() -> str:
 
 
 def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite", postgres: bool = False,
-                  command: list[str] | None = None, source: Path | None = None) -> Target:
+                  command: list[str] | None = None, source: Path | None = None, workers: int = 1) -> Target:
     """`runapi serve` (full pipeline) in front of `upstream`, with a funded account and its key.
 
     `command` replaces `python -m runapi.cli.main serve` (for A/B experiments); it gets
     `--host 127.0.0.1 --port N` appended and the same environment. `source` runs another checkout's
-    `src` folder instead of the installed package (`--baseline`)."""
+    `src` folder instead of the installed package (`--baseline`). `workers` > 1 runs `serve --workers N`
+    sharing limits and holds through Redis (127.0.0.1:6379), as several workers must."""
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
@@ -192,6 +193,9 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     if postgres:
         drop, env["RUNAPI_DATABASE_URL"] = create_pg_database()
         env["RUNAPI_REDIS_URL"] = REDIS_URL
+    elif workers > 1:
+        env["RUNAPI_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'runapi.db'}"
+        env["RUNAPI_REDIS_URL"] = REDIS_URL
     else:
         env["RUNAPI_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'runapi.db'}"
     target = Target(name, "", drop_database=drop)
@@ -201,7 +205,7 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
         if upgrade.returncode != 0:
             raise RuntimeError(f"runapi db upgrade failed:\n{upgrade.stdout.decode()}{upgrade.stderr.decode()}")
         port = free_port()
-        serve = command or [*runapi, "serve"]
+        serve = command or [*runapi, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
         target.child = Child(name, [*serve, "--host", "127.0.0.1", "--port", str(port)], directory / "serve.log",
                              env=env)
         try:

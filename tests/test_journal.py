@@ -100,7 +100,7 @@ def test_answers_do_not_wait_for_the_commit_and_survive_sigkill(sim_url: str, tm
 
 def _settlement(account_id: str, n: int, charge: int) -> Settlement:
     generation = Generation(
-        id=f"gen-journal-{n}", account_id=account_id, key_id="key", model="glm-4.5-air", provider="zai",
+        id=f"gen-journal-{account_id[-8:]}-{n}", account_id=account_id, key_id="key", model="glm-4.5-air", provider="zai",
         upstream_model="glm-4.5-air", status="succeeded", stream=False, input_tokens=10, output_tokens=n,
         cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0, price_input="0.10", price_output="0.55",
         price_cache_read="0.02", price_cache_write="0", cost_nanos=charge, estimated=False, latency_ms=1.0,
@@ -134,3 +134,42 @@ async def test_replay_is_idempotent_and_ignores_a_torn_tail(gateway: RunningGate
     charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
     assert sorted(e["generation_id"] for e in charges) == [s.generation.id for s in settlements]
     assert gateway.balance(account) == Decimal(1) - Decimal("0.010")  # 1+2+3+4 millionths of a dollar ×1000
+
+
+async def test_a_writer_too_far_behind_makes_callers_wait_for_the_commit(gateway: RunningGateway,
+                                                                         tmp_path: Path) -> None:
+    """Journaled answers do not wait, but only up to `max_backlog` uncommitted settlements: then callers
+    wait for the commit, so memory and the journal stay bounded when the database falls behind."""
+    import asyncio
+
+    from runapi.accounting.credit import MemoryCreditGuard
+    from runapi.accounting.settlement import SettlementWriter
+    from runapi.storage import Ledger
+
+    account, _ = gateway.create_account("1")
+    database = gateway.settings.database_url.split("///", 1)[1]
+    sink = SqliteSettlementSink(database)
+    writer = SettlementWriter(sink, MemoryCreditGuard(Ledger(gateway.gateway.engine)), max_backlog=3,
+                              journal=SettlementJournal(tmp_path / "journal"))
+    writer.start()
+    lock = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the writer cannot commit
+        for n in range(1, 4):
+            await asyncio.wait_for(writer.submit(_settlement(account, n, 1000), None), 1.0)  # journaled: at once
+        assert writer.pending == 3
+        fourth = asyncio.ensure_future(writer.submit(_settlement(account, 4, 1000), None))
+        await asyncio.sleep(0.5)
+        assert not fourth.done()  # over the backlog: waits for its commit
+        lock.execute("ROLLBACK")
+        await asyncio.wait_for(fourth, 30)
+        await writer.flush()
+        assert writer.pending == 0
+    finally:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+        await writer.close()
+        await sink.close()
+    charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
+    assert sorted(e["generation_id"] for e in charges) == [f"gen-journal-{account[-8:]}-{n}" for n in range(1, 5)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from runapi.storage import Generation
 
@@ -22,6 +22,9 @@ class Metrics:
         self.overhead = Histogram("runapi_gateway_overhead_seconds", "Time added by the gateway",
                                   buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1),
                                   registry=self.registry)
+        self.pending_settlements = Gauge("runapi_pending_settlements",
+                                         "Settlements answered (journaled) but not yet committed",
+                                         registry=self.registry)
         self._cache: dict[tuple[str, str], tuple[Any, tuple[Any, ...]]] = {}
 
     def observe(self, row: Generation, charged_nanos: int) -> None:

@@ -39,13 +39,14 @@ class SettlementWriter:
     def __init__(self, sink: SettlementSink, guard: CreditGuard,
                  observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500,
                  journal: SettlementJournal | None = None,
-                 on_durable: list[Callable[[Settlement], None]] | None = None) -> None:
+                 on_durable: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000) -> None:
         """`observers` see each settlement once committed (with its ledger ID); `on_durable` as soon as
         it is durable (journaled, or else committed): what must follow traffic at once, like health."""
         self._sink = sink
         self.journal = journal
         self._observers = observers or []
         self._on_durable = on_durable or []
+        self._max_backlog = max_backlog
         self._guard = guard
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -57,8 +58,10 @@ class SettlementWriter:
 
     async def submit(self, settlement: Settlement, hold: Hold | None) -> None:
         """Queue a settlement and wait until it is durable: journaled (committed later, the hold
-        closed then), or without a journal committed (the hold is closed by then)."""
-        if self.journal is not None:
+        closed then), or without a journal committed (the hold is closed by then). While the writer
+        is `max_backlog` settlements behind, callers wait for the commit: the backlog (memory, journal
+        size, replay time) stays bounded and the load slows to what the database can write."""
+        if self.journal is not None and self._outstanding < self._max_backlog:
             try:
                 segment = self.journal.append(settlement)
             except OSError:  # the journal's disk refuses: wait for the commit instead
@@ -71,6 +74,11 @@ class SettlementWriter:
         self._put(_Item(settlement, hold, done))
         # Shielded: a caller that is cancelled (client gone) still gets its charge written.
         await asyncio.shield(done)
+
+    @property
+    def pending(self) -> int:
+        """Settlements submitted and not yet committed (queued or being written)."""
+        return self._outstanding
 
     def _put(self, item: _Item) -> None:
         self._outstanding += 1

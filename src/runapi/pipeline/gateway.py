@@ -61,6 +61,7 @@ class Gateway:
         self.settlements = SettlementWriter(self.settlement_sink, self.credit,
                                             observers=[self.limits.settled], on_durable=[self._observe],
                                             journal=SettlementJournal(directory) if directory else None)
+        self.metrics.pending_settlements.set_function(lambda: self.settlements.pending)
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)

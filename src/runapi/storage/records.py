@@ -53,7 +53,8 @@ class LedgerEntry(msgspec.Struct, frozen=True):
 
 
 class Generation(msgspec.Struct, frozen=True):
-    """One call through the gateway; the charge (if any) is `cost_nanos`, reproducible from the rest."""
+    """One call through the gateway. `cost_nanos` is its exact cost, reproducible from the rest; its ledger
+    charge equals it, except when a call that cost more than its hold found too little free balance."""
 
     id: str
     account_id: str
