@@ -22,7 +22,7 @@ import httpx
 
 from runapi.storage import upgrade
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway, sqlite_url
-from tests.support.instances import ServeProcess, write_config
+from tests.support.instances import ServeProcess, admin_client, funded_account, write_config
 from tests.support.sse import decode, sse_data
 from tests.support.tcp_proxy import tcp_proxy
 
@@ -108,11 +108,8 @@ def test_gateway_sigkilled_mid_stream_charges_nothing_twice_and_frees_holds(sim_
 
 def killed_mid_stream(first: ServeProcess, env: dict[str, str], tmp_path: Path) -> None:
     first.wait_ready()
-    admin = httpx.Client(base_url=first.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-    account = admin.post("/admin/accounts", json={"name": "killed"}).raise_for_status().json()["id"]
-    admin.post(f"/admin/accounts/{account}/credits", json={"amount_usd": "1"}).raise_for_status()
-    key = admin.post(f"/admin/accounts/{account}/keys", json={}).raise_for_status().json()["key"]
-    auth = {"authorization": f"Bearer {key}"}
+    admin = admin_client(first.base_url)
+    account, auth = funded_account(admin, "killed", "1")
     done = [httpx.post(f"{first.base_url}/v1/chat/completions", headers=auth, timeout=30,
                        json={"model": "glm-4.5-air", "messages": MESSAGES}).raise_for_status().json()["id"]
             for _ in range(3)]
@@ -154,8 +151,7 @@ def killed_mid_stream(first: ServeProcess, env: dict[str, str], tmp_path: Path) 
     second = ServeProcess(env, tmp_path / "second.log")
     try:
         second.wait_ready()
-        admin2 = httpx.Client(base_url=second.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-                              timeout=30)
+        admin2 = admin_client(second.base_url)
         with admin2:
             ledger = admin2.get(f"/admin/accounts/{account}/ledger").json()["data"]
             charges = [e["generation_id"] for e in ledger if e["kind"] == "charge"]

@@ -21,7 +21,7 @@ from runapi.accounting.journal import SettlementJournal, journal_directory
 from runapi.storage import Generation, Settlement, upgrade
 from runapi.storage.settlement_sink import SqliteSettlementSink
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url
-from tests.support.instances import ServeProcess, write_config
+from tests.support.instances import ServeProcess, admin_client, funded_account, write_config
 from tests.support.sse import decode, sse_data
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -45,11 +45,8 @@ def test_answers_do_not_wait_for_the_commit_and_survive_sigkill(sim_url: str, tm
     lock = sqlite3.connect(database, isolation_level=None, timeout=30)
     try:
         first.wait_ready()
-        admin = httpx.Client(base_url=first.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-        account = admin.post("/admin/accounts", json={"name": "journaled"}).raise_for_status().json()["id"]
-        admin.post(f"/admin/accounts/{account}/credits", json={"amount_usd": "1"}).raise_for_status()
-        key = admin.post(f"/admin/accounts/{account}/keys", json={}).raise_for_status().json()["key"]
-        auth = {"authorization": f"Bearer {key}"}
+        admin = admin_client(first.base_url)
+        account, auth = funded_account(admin, "journaled", "1")
         warm = httpx.post(f"{first.base_url}/v1/chat/completions", headers=auth, timeout=30,
                           json={"model": "glm-4.5-air", "messages": MESSAGES}).raise_for_status().json()
         assert admin.get(f"/v1/generations/{warm['id']}", headers=auth).status_code == 200  # read-your-writes
@@ -83,8 +80,7 @@ def test_answers_do_not_wait_for_the_commit_and_survive_sigkill(sim_url: str, tm
     second = ServeProcess(env, tmp_path / "second.log")
     try:
         second.wait_ready()
-        with httpx.Client(base_url=second.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-                          timeout=30) as admin2:
+        with admin_client(second.base_url) as admin2:
             ledger = admin2.get(f"/admin/accounts/{account}/ledger").raise_for_status().json()["data"]
             charges = {e["generation_id"]: -Decimal(str(e["amount"])) for e in ledger if e["kind"] == "charge"}
             assert charges == answered  # every answered call, once, at the cost its answer reported

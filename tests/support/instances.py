@@ -26,6 +26,18 @@ def write_config(path: Path, sim_url: str, extra: str = "") -> Path:
     return path
 
 
+def admin_client(base_url: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+
+def funded_account(admin: httpx.Client, name: str, credit_usd: str) -> tuple[str, dict[str, str]]:
+    """A new account with `credit_usd` and one key, through the admin API: (account ID, auth headers)."""
+    account = admin.post("/admin/accounts", json={"name": name}).raise_for_status().json()["id"]
+    admin.post(f"/admin/accounts/{account}/credits", json={"amount_usd": credit_usd}).raise_for_status()
+    key = admin.post(f"/admin/accounts/{account}/keys", json={}).raise_for_status().json()["key"]
+    return account, {"authorization": f"Bearer {key}"}
+
+
 def serve_env(database_url: str, redis_url: str, config: Path) -> dict[str, str]:
     return {**os.environ, "RUNAPI_DATABASE_URL": database_url, "RUNAPI_REDIS_URL": redis_url,
             "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "RUNAPI_CONFIG": str(config)}
