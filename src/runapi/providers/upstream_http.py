@@ -4,6 +4,7 @@ answer, and translate upstream failures into the error tree (`raise_for_status` 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import aiohttp
@@ -43,6 +44,12 @@ def raise_for_status(status: int, body: bytes, headers: Any) -> None:
     raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
 
 
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float, idle: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout object for a deployment's timeouts, built once (it is immutable)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
+
+
 async def post_to_upstream(session: aiohttp.ClientSession, timeouts: Timeouts, url: str, headers: dict[str, str],
                            body: bytes) -> aiohttp.ClientResponse:
     """POST `body`; returns the response once its headers arrived with a success status.
@@ -51,7 +58,7 @@ async def post_to_upstream(session: aiohttp.ClientSession, timeouts: Timeouts, u
     than the first-byte timeout, `UpstreamUnavailable` on connect errors, and the translation of
     an HTTP error status otherwise.
     """
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+    timeout = _client_timeout(timeouts.connect, timeouts.idle)
     try:
         async with asyncio.timeout(timeouts.first_byte):
             response = await session.post(url, data=body, headers=headers, timeout=timeout)
