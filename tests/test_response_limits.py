@@ -153,12 +153,13 @@ async def test_bodies_are_counted_as_they_arrive(odd_upstream: str, kind: str) -
         assert await read_upstream_body(response, timeouts) == b"x" * 10
 
 
-async def _events(chunks: list[bytes], limit: int) -> list[bytes]:
-    async def gen() -> AsyncIterator[bytes]:
-        for chunk in chunks:
-            yield chunk
+async def _reads(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
-    return [event.data async for event in iter_sse_events(gen(), limit)]
+
+async def _events(chunks: list[bytes], limit: int) -> list[bytes]:
+    return [event.data async for event in iter_sse_events(_reads(chunks), limit)]
 
 
 async def test_sse_parser_refuses_an_event_over_the_limit() -> None:
@@ -170,3 +171,14 @@ async def test_sse_parser_refuses_an_event_over_the_limit() -> None:
         await _events([small + b"data: " + b"b" * 200 + b"\n\n" + small], 100)
     with pytest.raises(UpstreamError):
         await _events([small] + [b"data: " + b"c" * 40] + [b"c" * 40] * 10, 100)
+
+
+async def test_events_before_an_oversized_one_are_yielded_first() -> None:
+    """A read holding complete events and the start of an oversized one: the complete events reach the
+    client before the error (so a stream that already started ends with an error event, not a 502)."""
+    small = b"data: " + b"a" * 50 + b"\n\n"
+    seen: list[bytes] = []
+    with pytest.raises(UpstreamError):
+        async for event in iter_sse_events(_reads([small * 2 + b"data: " + b"b" * 300]), 100):
+            seen.append(event.data)
+    assert seen == [b"a" * 50] * 2

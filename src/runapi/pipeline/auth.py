@@ -46,10 +46,10 @@ class Authenticator:
             if now < expires and (key_expiry is None or time.time() < key_expiry):
                 return principal
             del self._cache[digest]
-        self.guard.check(client)
+        await self.guard.check(client)
         key = await self._accounts.key_by_hash(digest)
         if key is None or not key.usable(utcnow()):
-            self.guard.failed(client)
+            await self.guard.failed(client)
             raise AuthError("Incorrect, expired or revoked API key.")
         account = await self._accounts.get_account(key.account_id)
         principal = Principal(key_id=key.id, account_id=account.id, tier=account.tier, limits=key.limits)

@@ -6,6 +6,10 @@ and stands out (429s). A client (IP address) with `max_failures` unknown keys in
 locked out for `lockout` seconds: while locked, a key not already in the authenticator's cache is
 refused with 429 without a lookup. Keys already proven (cached) keep working, so one abusive client
 behind a shared proxy address cannot lock everyone else out of the gateway.
+
+`FailedAuthGuard` counts in this process; with Redis, `RedisFailedAuthGuard` (auth_guard_redis.py)
+counts across every instance, so an address spreading guesses over N instances is locked out at the
+same total.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ WINDOW_S = 60.0
 MAX_CLIENTS = 100_000  # entries kept at most; the oldest windows are dropped first
 
 
+def locked_out(retry_after: float) -> RateLimited:
+    return RateLimited("Too many requests with invalid API keys from this address; try again later.",
+                       retry_after=retry_after, code="too_many_failed_authentications")
+
+
 class FailedAuthGuard:
     """Counts failed key lookups per client. `max_failures` 0 turns the guard off."""
 
@@ -29,8 +38,12 @@ class FailedAuthGuard:
         self._failures: dict[str, tuple[float, int]] = {}  # client -> (window start, failures)
         self._locked: dict[str, float] = {}  # client -> locked until
 
-    def check(self, client: str | None) -> None:
+    async def check(self, client: str | None) -> None:
         """Raise `RateLimited` if `client` is locked out (callers let cached keys through first)."""
+        self.check_local(client)
+
+    def check_local(self, client: str | None) -> None:
+        """`check` against this process's own lockouts."""
         if client is None or not self._locked:
             return
         until = self._locked.get(client)
@@ -40,10 +53,20 @@ class FailedAuthGuard:
         if now >= until:
             del self._locked[client]
             return
-        raise RateLimited("Too many requests with invalid API keys from this address; try again later.",
-                          retry_after=until - now, code="too_many_failed_authentications")
+        raise locked_out(until - now)
 
-    def failed(self, client: str | None) -> None:
+    def lock(self, client: str, seconds: float) -> None:
+        """Refuse `client`'s uncached keys here for `seconds` (learnt from the shared counter)."""
+        self._locked[client] = self._clock() + seconds
+
+    async def failed(self, client: str | None) -> None:
+        """Record one unknown, revoked or expired key from `client`."""
+        self.count_failure(client)
+
+    async def close(self) -> None:
+        """Release what the guard holds (nothing here; the Redis guard closes its client)."""
+
+    def count_failure(self, client: str | None) -> None:
         """Record one unknown, revoked or expired key from `client`."""
         if client is None or self.max_failures <= 0:
             return

@@ -28,6 +28,7 @@ from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deploymen
 from runapi.limits import Clock, LimitControl, create_limit_control, promote_by_topups
 from runapi.metrics import Metrics
 from runapi.pipeline.auth_guard import FailedAuthGuard
+from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
 from runapi.storage import (AccountStore, Ledger, LedgerEntry, Settlement, check_schema, create_engine,
                             create_settlement_sink, read_epoch)
 from runapi.storage.background import stop_task
@@ -47,8 +48,11 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         self.accounts = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
-        self.auth = Authenticator(self.accounts, FailedAuthGuard(settings.server.auth_failures_per_minute,
-                                                                 settings.server.auth_lockout))
+        server = settings.server
+        guard = (RedisFailedAuthGuard(redis_client(settings.redis_url), server.auth_failures_per_minute,
+                                      server.auth_lockout) if settings.redis_url else
+                 FailedAuthGuard(server.auth_failures_per_minute, server.auth_lockout))
+        self.auth = Authenticator(self.accounts, guard)
         self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
@@ -113,6 +117,7 @@ class Gateway:
         if self.changes is not None:
             await self.changes.close()
         await self.limits.close()
+        await self.auth.guard.close()
         if self._session is not None:
             await self._session.close()
         await self.engine.dispose()

@@ -36,33 +36,33 @@ def parse_sse_event(block: bytes) -> SseEvent | None:
     return SseEvent(event, b"\n".join(data))
 
 
-def _check_event_sizes(buffer: bytes, max_event_bytes: int) -> None:
-    """Raise when one event of `buffer` (or its unterminated tail) is over the limit (the rare path)."""
-    if any(len(block) > max_event_bytes for block in buffer.split(b"\n\n")):
-        raise UpstreamError(f"the upstream sent a stream event larger than the {max_event_bytes}-byte limit",
-                            code="upstream_response_too_large")
+def _too_large(max_event_bytes: int) -> UpstreamError:
+    return UpstreamError(f"the upstream sent a stream event larger than the {max_event_bytes}-byte limit",
+                         code="upstream_response_too_large")
 
 
 async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
                           ) -> AsyncIterator[SseEvent]:
     """Events from arbitrarily split bytes, each yielded as soon as its blank line arrives.
 
-    An event (or a line buffer without its blank line) over `max_event_bytes` raises `UpstreamError`
-    instead of growing memory; the common path costs one length comparison per chunk."""
+    An event (or an unterminated tail) over `max_event_bytes` raises `UpstreamError` instead of growing
+    memory; the events complete before it are yielded first. One length comparison per event and chunk."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-        if len(buffer) > max_event_bytes:
-            _check_event_sizes(buffer, max_event_bytes)
         while True:
             end = buffer.find(b"\n\n")
             if end < 0:
                 break
+            if end > max_event_bytes:
+                raise _too_large(max_event_bytes)
             block, buffer = buffer[:end], buffer[end + 2 :]
             event = parse_sse_event(block)
             if event is not None:
                 event.more = b"\n\n" in buffer
                 yield event
+        if len(buffer) > max_event_bytes:
+            raise _too_large(max_event_bytes)
     if buffer.strip():
         event = parse_sse_event(buffer)
         if event is not None:
