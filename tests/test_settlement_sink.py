@@ -19,6 +19,7 @@ from runapi.accounting.settlement import SettlementWriter
 from runapi.storage import (AccountStore, Generation, Ledger, Settlement, SettlementSink, SqliteSettlementSink,
                             create_engine, create_settlement_sink, upgrade)
 from runapi.storage.schema import generations, ledger
+from runapi.storage.settlement_sink_pg import PostgresSettlementSink
 from tests.support.gateway import sqlite_url
 
 SINKS = ["ledger", "sqlite"]
@@ -177,9 +178,10 @@ async def test_the_writer_closes_holds_with_the_ids_the_sqlite_sink_returns(stor
     assert await guard.available(store.account_id) == 1_000_000_000 - sum(10 + n for n in range(40))
 
 
-def test_the_factory_picks_the_sqlite_sink_only_for_a_sqlite_file(tmp_path: Path) -> None:
+def test_the_factory_picks_the_lean_sink_of_each_database(tmp_path: Path) -> None:
     fake = Ledger(None)  # type: ignore[arg-type]  # never used: the factory only passes it through
     assert isinstance(create_settlement_sink(sqlite_url(tmp_path), fake), SqliteSettlementSink)
-    for url in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:",
-                "postgresql+asyncpg://runapi@localhost/runapi"):
+    for url in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"):
         assert create_settlement_sink(url, fake) is fake
+    assert isinstance(create_settlement_sink("postgresql+asyncpg://runapi@localhost/runapi", fake),
+                      PostgresSettlementSink)

@@ -1,10 +1,11 @@
-"""Where the settlement writer commits its batches: the generic `Ledger`, or a lean SQLite writer.
+"""Where the settlement writer commits its batches: a lean SQLite or PostgreSQL writer, or the generic `Ledger`.
 
-`create_settlement_sink` picks one, once, from the database URL. On a SQLite file the
+`create_settlement_sink` picks one, once, from the database URL. On PostgreSQL it is
+`settlement_sink_pg.PostgresSettlementSink` (one statement per batch). On a SQLite file the
 `SqliteSettlementSink` writes a whole batch on its own stdlib `sqlite3` connection in one
 thread hop (BEGIN IMMEDIATE, an `executemany`, one INSERT per charge, COMMIT): SQLAlchemy over
 aiosqlite spends 9 hops to its thread per batch and about 6× the CPU (bench/RESULTS.md).
-PostgreSQL and in-memory SQLite keep `Ledger.record`.
+In-memory SQLite keeps `Ledger.record`.
 """
 
 from __future__ import annotations
@@ -53,9 +54,16 @@ def sqlite_file(url: str) -> str | None:
 
 
 def create_settlement_sink(url: str, ledger_: Ledger) -> SettlementSink:
-    """The settlement sink for this database: a `SqliteSettlementSink` on a SQLite file, else `ledger_`."""
+    """The settlement sink for this database: a `SqliteSettlementSink` on a SQLite file, a
+    `PostgresSettlementSink` on PostgreSQL, else (in-memory SQLite) `ledger_`."""
     path = sqlite_file(url)
-    return ledger_ if path is None else SqliteSettlementSink(path)
+    if path is not None:
+        return SqliteSettlementSink(path)
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        from runapi.storage.settlement_sink_pg import PostgresSettlementSink
+
+        return PostgresSettlementSink(url)
+    return ledger_
 
 
 class _Insert:
