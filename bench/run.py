@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="add a row for `runapi serve --workers N` (SQLite + Redis at 127.0.0.1:6379)")
     parser.add_argument("--baseline", metavar="GIT_REF", default="",
-                        help="add a row for RunAPI at another commit (SQLite), measured in the same run, for A/B")
+                        help="add a row for RunAPI at another commit next to each RunAPI row, in the same run (A/B)")
     parser.add_argument("--output", type=Path, help="results file (default bench/RESULTS.md; quick: a temp file)")
     return parser.parse_args(argv)
 
@@ -87,8 +87,9 @@ def _checkout(ref: str, workdir: Path) -> Path:
 def _start(name: str, workdir: Path, upstream: Target) -> Target:
     if name.startswith("runapi-sqlite-x"):
         return start_gateway(workdir, upstream, name=name, workers=int(name.rsplit("x", 1)[1]))
-    if name.startswith("runapi-sqlite@"):
-        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline")
+    if "@" in name:  # --baseline: the same target at another commit
+        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline",
+                             postgres=name.startswith("runapi-postgres"))
     if name == "nginx":
         return start_nginx(workdir, upstream)
     if name == "runapi-sqlite":
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                       "whose own CPU limits requests/s[/yellow]")
     names = _gateway_targets(args)
     if args.baseline:
-        names.append(f"runapi-sqlite@{args.baseline}")
+        names += [f"{name}@{args.baseline}" for name in ("runapi-sqlite", "runapi-postgres") if name in names]
     if args.workers > 1:
         names.append(f"runapi-sqlite-x{args.workers}")
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
