@@ -137,6 +137,20 @@ async def test_concurrency_limit_with_slow_streams(limited: RunningGateway) -> N
         assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
 
 
+def test_back_to_back_calls_at_a_concurrency_of_one_are_never_refused(limited: RunningGateway) -> None:
+    """The slot is free once the answer is out (the settlement is durable then), not at the commit after
+    it: a client calling one at a time at its limit never sees a 429. In process only: Redis releases are
+    sent just after, by design (see `settle_releases`)."""
+    if limited.settings.redis_url:
+        pytest.skip("the Redis limiter releases slots asynchronously")
+    _, key = account_in_tier(limited, "conc1")
+    with httpx.Client(base_url=limited.base_url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        statuses = [client.post("/v1/chat/completions", json=chat_body()).status_code for _ in range(15)]
+        statuses += [client.post("/v1/chat/completions", json={**chat_body(), "stream": True}).status_code
+                     for _ in range(15)]
+    assert statuses == [200] * 30
+
+
 async def test_failed_and_refused_calls_give_their_slot_back(limited: RunningGateway) -> None:
     account, key = account_in_tier(limited, "conc1", credit="0.001")
     failed = chat(limited, key, chat_body(model="deepseek-chat", fault="500"))

@@ -57,7 +57,10 @@ class RunningGateway:
         self.base_url = base_url
         self.settings = settings
         self.app = app
-        self.admin = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a request
+        # never races the server's close (a reset, seen once in a long fuzz module).
+        self.admin = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30,
+                                  limits=httpx.Limits(keepalive_expiry=2.0))
 
     @property
     def gateway(self) -> Any:

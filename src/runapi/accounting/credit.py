@@ -38,6 +38,10 @@ class CreditGuard(Protocol):
     def cap_charge(self, hold: Hold, cost: int) -> int:
         """The charge to write for `cost`: at most the hold plus the free balance."""
 
+    def shrink(self, hold: Hold, charge: int) -> None:
+        """The call's settlement is durable (journaled) and will charge `charge`: hold only that until
+        the commit closes the hold. A guard may keep the whole hold instead (conservative)."""
+
     async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
         """Raise a charge that `cap_charge` capped below its generation's cost, before it is written.
 
@@ -124,6 +128,11 @@ class MemoryCreditGuard:
         self._held[hold.account_id] += charge - hold.amount
         hold.amount = charge
         return charge
+
+    def shrink(self, hold: Hold, charge: int) -> None:
+        if hold.open and charge < hold.amount:
+            self._held[hold.account_id] -= hold.amount - charge
+            hold.amount = charge
 
     async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
         """Nothing to do: `cap_charge` already charged min(cost, hold + free balance), exactly."""

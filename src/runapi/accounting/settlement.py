@@ -68,6 +68,8 @@ class SettlementWriter:
                 log.exception("could not journal generation %s; waiting for its commit", settlement.generation.id)
             else:
                 self._put(_Item(settlement, hold, None, segment))
+                if hold is not None:  # the call is over: hold only its charge until the commit
+                    self._guard.shrink(hold, settlement.charge_nanos)
                 self._notify(self._on_durable, settlement)
                 return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -58,6 +58,17 @@ class Admission:
         self._spend = spend
         self._open = True
 
+    def finish(self, actual_tokens: int, charge_nanos: int) -> None:
+        """The call is over and its settlement durable: free its slot and correct tokens/min now; keep
+        only its charge held against the spend caps until `close` (the commit) counts it as spent."""
+        if not self._open:
+            return
+        if self._ticket is not None:
+            self._control.limiter.release(self._ticket, actual_tokens)
+            self._ticket = None
+        if self._spend is not None:
+            self._control.spend.shrink(self._spend, charge_nanos)
+
     def close(self, actual_tokens: int = 0) -> None:
         """The call is over (`actual_tokens` processed): free its slot, correct tokens/min, drop the spend hold."""
         if not self._open:
@@ -149,6 +160,14 @@ class LimitControl:
             code = "rate_limit_exceeded"
         return RateLimited(message, retry_after=retry_ms / 1000, code=code,
                            headers=status.to_headers() if status else None)
+
+    def finished(self, settlement: Settlement) -> None:
+        """Settlement observer, as soon as it is durable (before its commit, with a journal): see `Admission.finish`."""
+        row = settlement.generation
+        admission = self._open.get(row.id)
+        if admission is not None:
+            admission.finish(row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens,
+                             settlement.charge_nanos)
 
     def settled(self, settlement: Settlement) -> None:
         """Settlement observer: count a committed charge toward spend caps; close the call's admission."""

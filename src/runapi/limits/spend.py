@@ -119,6 +119,13 @@ class SpendGuard:
             self._held[scope] += amount
         return SpendHold(scopes, amount)
 
+    def shrink(self, hold: SpendHold, amount: int) -> None:
+        """The call is over and will be charged `amount`: hold only that until the charge is committed."""
+        if hold.open and amount < hold.amount:
+            for scope in hold.scopes:
+                self._held[scope] -= hold.amount - amount
+            hold.amount = amount
+
     def release(self, hold: SpendHold) -> None:
         if hold.open:
             hold.open = False

@@ -63,7 +63,8 @@ class Gateway:
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         directory = journal_directory(settings.server.settlement_journal, settings.database_url)
         self.settlements = SettlementWriter(self.settlement_sink, self.credit,
-                                            observers=[self.limits.settled], on_durable=[self._observe],
+                                            observers=[self.limits.settled],
+                                            on_durable=[self._observe, self.limits.finished],
                                             journal=SettlementJournal(directory) if directory else None)
         self.metrics.pending_settlements.set_function(lambda: self.settlements.pending)
         self.rng = random.Random()

@@ -63,7 +63,7 @@ def asyncpg_dsn(url: str) -> str:
 
 class PostgresSettlementSink:
     """Settlements on PostgreSQL through one asyncpg connection of its own (the writer sends one batch
-    at a time). A broken connection is dropped and opened again by the next (retried) batch."""
+    at a time). After any failure the connection is dropped and the next (retried) batch opens another."""
 
     def __init__(self, url: str, command_timeout: float = 10.0) -> None:
         self._dsn = asyncpg_dsn(url)
@@ -82,8 +82,7 @@ class PostgresSettlementSink:
             conn = self._conn = await asyncpg.connect(self._dsn, command_timeout=self._command_timeout)
         try:
             written = await conn.fetch(self._sql, *arrays)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
-                TimeoutError):
+        except BaseException:  # whatever failed (a dropped or terminated connection, a cancel), start afresh
             await self._drop()
             raise
         return {row["generation_id"]: row["id"] for row in written}
