@@ -82,7 +82,8 @@ def test_receiver_failing_twice_gets_the_event_once_more(gw: RunningGateway) -> 
 
 
 def test_webhook_retries_stop_after_the_window(sim_url: str, tmp_path: Path) -> None:
-    settings = fast_tasks(webhook_retry_window=0.6, webhook_backoff=0.05, webhook_backoff_max=0.1)
+    # A window of about 15 backoffs: at least 4 attempts even on a loaded machine (0.6 s once gave 3).
+    settings = fast_tasks(webhook_retry_window=1.5, webhook_backoff=0.05, webhook_backoff_max=0.1)
     with run_task_gateway(sqlite_url(tmp_path), sim_url, settings) as gw:
         _, key = gw.create_account("1")
         receiver = Receiver(fail_first=10_000, status=503)
