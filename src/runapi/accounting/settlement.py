@@ -23,11 +23,11 @@ log = logging.getLogger("runapi.settlement")
 
 
 class _Item:
-    """A settlement to write (or, with `settlement` None, a marker that `flush` waits for)."""
+    """A settlement to write: its hold, and either its journal segment or the future its caller awaits."""
 
     __slots__ = ("settlement", "hold", "done", "segment")
 
-    def __init__(self, settlement: Settlement | None, hold: Hold | None, done: asyncio.Future[None] | None,
+    def __init__(self, settlement: Settlement, hold: Hold | None, done: asyncio.Future[None] | None,
                  segment: Segment | None = None) -> None:
         self.settlement = settlement
         self.hold = hold
@@ -46,12 +46,15 @@ class SettlementWriter:
         self.journal = journal
         self._observers = observers or []
         self._on_durable = on_durable or []
+        self._on_commit_unjournaled = self._observers + self._on_durable  # durable only now
         self._max_backlog = max_backlog
         self._guard = guard
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._outstanding = 0  # items queued or being written
+        self._submitted = 0  # settlements ever queued; they are written in that order
+        self._written = 0
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []  # (settlements to be written, waiter)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="settlement-writer")
@@ -61,7 +64,7 @@ class SettlementWriter:
         closed then), or without a journal committed (the hold is closed by then). While the writer
         is `max_backlog` settlements behind, callers wait for the commit: the backlog (memory, journal
         size, replay time) stays bounded and the load slows to what the database can write."""
-        if self.journal is not None and self._outstanding < self._max_backlog:
+        if self.journal is not None and self.pending < self._max_backlog:
             try:
                 segment = self.journal.append(settlement)
             except OSError:  # the journal's disk refuses: wait for the commit instead
@@ -80,18 +83,18 @@ class SettlementWriter:
     @property
     def pending(self) -> int:
         """Settlements submitted and not yet committed (queued or being written)."""
-        return self._outstanding
+        return self._submitted - self._written
 
     def _put(self, item: _Item) -> None:
-        self._outstanding += 1
+        self._submitted += 1
         self._queue.put_nowait(item)
 
     async def flush(self) -> None:
         """Wait until every settlement submitted so far is committed (read-your-writes for reports)."""
-        if self._task is None or self._outstanding == 0:
+        if self._task is None or self._written == self._submitted:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put(_Item(None, None, done))
+        self._flushes.append((self._submitted, done))
         await asyncio.shield(done)
 
     async def close(self) -> None:
@@ -111,7 +114,15 @@ class SettlementWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
-            self._outstanding -= len(batch)
+            self._written += len(batch)
+            if self._flushes:
+                waiting = []
+                for target, done in self._flushes:
+                    if target > self._written:
+                        waiting.append((target, done))
+                    elif not done.done():
+                        done.set_result(None)
+                self._flushes = waiting
             for _ in batch:
                 self._queue.task_done()
 
@@ -138,29 +149,17 @@ class SettlementWriter:
                           settlement.generation.id, settlement.charge_nanos, exc_info=result)
 
     async def _write(self, batch: list[_Item]) -> None:
-        markers = [item for item in batch if item.settlement is None]
-        if markers:
-            batch = [item for item in batch if item.settlement is not None]
-        if batch:
-            await self._commit(batch)
-        for marker in markers:
-            assert marker.done is not None
-            if not marker.done.done():
-                marker.done.set_result(None)
-
-    async def _commit(self, batch: list[_Item]) -> None:
         await self._cover_overruns(batch)
         delay = 0.05
         while True:
             try:
-                ledger_ids = await self._sink.record([item.settlement for item in batch])  # type: ignore[misc]
+                ledger_ids = await self._sink.record([item.settlement for item in batch])
                 break
             except Exception:  # the database is away: keep the charges and try again
                 log.exception("settlement write failed for %d generations; retrying in %.2fs", len(batch), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         for item in batch:
-            assert item.settlement is not None
             if item.segment is not None:
                 self.journal.committed(item.segment)  # type: ignore[union-attr]
             ledger_id = item.settlement.ledger_id = ledger_ids.get(item.settlement.generation.id)
@@ -169,7 +168,7 @@ class SettlementWriter:
                     self._guard.release(item.hold)
                 else:
                     self._guard.charged(item.hold, item.settlement.charge_nanos, ledger_id)
-            self._notify(self._observers if item.segment is not None else self._observers + self._on_durable,
+            self._notify(self._observers if item.segment is not None else self._on_commit_unjournaled,
                          item.settlement)
             if item.done is not None and not item.done.done():
                 item.done.set_result(None)

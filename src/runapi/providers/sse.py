@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
-from runapi.errors import UpstreamError
+from runapi.providers.upstream_http import response_too_large
 
 
 class SseEvent:
@@ -36,11 +36,6 @@ def parse_sse_event(block: bytes) -> SseEvent | None:
     return SseEvent(event, b"\n".join(data))
 
 
-def _too_large(max_event_bytes: int) -> UpstreamError:
-    return UpstreamError(f"the upstream sent a stream event larger than the {max_event_bytes}-byte limit",
-                         code="upstream_response_too_large")
-
-
 async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
                           ) -> AsyncIterator[SseEvent]:
     """Events from arbitrarily split bytes, each yielded as soon as its blank line arrives.
@@ -50,19 +45,18 @@ async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 3
     buffer = b""
     async for chunk in chunks:
         buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
+        end = buffer.find(b"\n\n")
+        while end >= 0:
             if end > max_event_bytes:
-                raise _too_large(max_event_bytes)
+                raise response_too_large(max_event_bytes)
             block, buffer = buffer[:end], buffer[end + 2 :]
+            end = buffer.find(b"\n\n")
             event = parse_sse_event(block)
             if event is not None:
-                event.more = b"\n\n" in buffer
+                event.more = end >= 0
                 yield event
         if len(buffer) > max_event_bytes:
-            raise _too_large(max_event_bytes)
+            raise response_too_large(max_event_bytes)
     if buffer.strip():
         event = parse_sse_event(buffer)
         if event is not None:

@@ -79,7 +79,7 @@ async def post_to_upstream(session: aiohttp.ClientSession, timeouts: Timeouts, u
 
 def response_too_large(limit: int) -> UpstreamError:
     """The error for an upstream answer (or one stream event) over `max_response_bytes`: a 502, failed over."""
-    return UpstreamError(f"the upstream answer is larger than the {limit}-byte limit",
+    return UpstreamError(f"the upstream answer (or one of its stream events) is larger than the {limit}-byte limit",
                          code="upstream_response_too_large")
 
 
