@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -20,7 +19,8 @@ from aiohttp import web
 from runapi.errors import UpstreamError
 from runapi.providers.base import Timeouts
 from runapi.providers.sse import iter_sse_events
-from runapi.providers.upstream_http import read_upstream_body
+from runapi.providers.http_client import UpstreamClient
+from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
 from tests.support.sse import decode, sse_data
 
@@ -125,8 +125,8 @@ async def odd_upstream() -> AsyncIterator[str]:
         return web.Response(body=body, headers={"content-encoding": "gzip"})
 
     app = web.Application()
-    app.router.add_get("/chunked/{n}", chunked)
-    app.router.add_get("/gzip/{n}", gzipped)
+    app.router.add_post("/chunked/{n}", chunked)
+    app.router.add_post("/gzip/{n}", gzipped)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -141,16 +141,19 @@ async def odd_upstream() -> AsyncIterator[str]:
 @pytest.mark.parametrize("kind", ["chunked", "gzip"])
 async def test_bodies_are_counted_as_they_arrive(odd_upstream: str, kind: str) -> None:
     timeouts = Timeouts(max_response_bytes=CAP)
-    async with aiohttp.ClientSession() as session:
-        response = await session.get(f"{odd_upstream}/{kind}/{CAP}")
+    client = UpstreamClient()
+    try:
+        response = await post_to_upstream(client, timeouts, f"{odd_upstream}/{kind}/{CAP}", {}, b"{}")
         assert await read_upstream_body(response, timeouts) == b"x" * CAP
-        response = await session.get(f"{odd_upstream}/{kind}/{CAP + 1}")
+        response = await post_to_upstream(client, timeouts, f"{odd_upstream}/{kind}/{CAP + 1}", {}, b"{}")
         with pytest.raises(UpstreamError) as caught:
             await read_upstream_body(response, timeouts)
         assert caught.value.status == 502 and caught.value.code == "upstream_response_too_large"
-        # The session is still usable afterwards (the oversized response's connection was dropped).
-        response = await session.get(f"{odd_upstream}/{kind}/10")
+        # The client is still usable afterwards (the oversized response's connection was dropped).
+        response = await post_to_upstream(client, timeouts, f"{odd_upstream}/{kind}/10", {}, b"{}")
         assert await read_upstream_body(response, timeouts) == b"x" * 10
+    finally:
+        await client.close()
 
 
 async def _reads(chunks: list[bytes]) -> AsyncIterator[bytes]:

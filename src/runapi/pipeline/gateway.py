@@ -11,8 +11,6 @@ import random
 import time
 from collections.abc import Callable
 
-import aiohttp
-
 from runapi.accounting.credit import CreditGuard
 from runapi.accounting.credit_redis import create_credit_guard
 from runapi.accounting.journal import SettlementJournal, journal_directory
@@ -23,6 +21,7 @@ from runapi.pipeline.auth import Authenticator
 from runapi.config import ConfigError
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
+from runapi.providers.http_client import UpstreamClient
 from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider, Timeouts
 from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deployment_status, model_status
 from runapi.limits import Clock, LimitControl, create_limit_control, promote_by_topups
@@ -80,17 +79,16 @@ class Gateway:
         server = settings.server
         self.timeouts = Timeouts(connect=server.connect_timeout, first_byte=server.first_byte_timeout,
                                  idle=server.idle_timeout, max_response_bytes=server.max_response_bytes)
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamClient | None = None
         self._providers: dict[str, Provider] = {}
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Check the schema, open the upstream connection pool, start background tasks."""
         await check_schema(self.engine)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self._providers = {"openai": OpenAICompatible(self._session, self.timeouts),
-                           "anthropic": AnthropicProvider(self._session, self.timeouts)}
+        self._upstream = UpstreamClient(keepalive=60.0)
+        self._providers = {"openai": OpenAICompatible(self._upstream, self.timeouts),
+                           "anthropic": AnthropicProvider(self._upstream, self.timeouts)}
         self._poller = asyncio.get_running_loop().create_task(self._poll_epoch(), name="epoch-poller")
         if self.changes is not None:
             self.changes.start()
@@ -119,8 +117,8 @@ class Gateway:
             await self.changes.close()
         await self.limits.close()
         await self.auth.guard.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._upstream is not None:
+            await self._upstream.close()
         await self.engine.dispose()
 
     def _observe(self, settlement: Settlement) -> None:

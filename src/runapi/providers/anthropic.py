@@ -1,4 +1,4 @@
-"""Anthropic Messages upstreams (`POST {base_url}/v1/messages`), over a pooled aiohttp session.
+"""Anthropic Messages upstreams (`POST {base_url}/v1/messages`), over the pooled upstream client.
 
 `complete` and `stream` speak OpenAI chat completions to the pipeline and translate with
 `anthropic_translate`. The `NativeMessages` ability (`complete_native`, `stream_native`,
@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
 import msgspec
 
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -26,6 +25,7 @@ from runapi.providers.anthropic_translate import (
     to_messages_request,
 )
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
+from runapi.providers.http_client import UpstreamClient, UpstreamResponse
 from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 from runapi.providers.sse import frame, iter_sse_events
 
@@ -55,8 +55,8 @@ class NativeMessages(Protocol):
 class AnthropicProvider:
     """The Anthropic Messages protocol; `deployment.provider.base_url` is the host, e.g. https://api.anthropic.com."""
 
-    def __init__(self, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, timeouts: Timeouts) -> None:
+        self._client = client
         self._timeouts = timeouts
 
     def _headers(self, deployment: Deployment, client: Mapping[str, str]) -> dict[str, str]:
@@ -72,10 +72,10 @@ class AnthropicProvider:
     def _url(self, deployment: Deployment, path: str = "/v1/messages") -> str:
         return deployment.provider.base_url.rstrip("/") + path
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
-        return await post_to_upstream(self._session, self._timeouts, url, headers, body)
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
+        return await post_to_upstream(self._client, self._timeouts, url, headers, body)
 
-    async def _read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def _read_json(self, response: UpstreamResponse) -> dict[str, Any]:
         raw = await read_upstream_body(response, self._timeouts)
         try:
             data = _decode(raw)
@@ -85,10 +85,10 @@ class AnthropicProvider:
             raise UpstreamUnavailable("the upstream answer is not a message")
         return data
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncGenerator[tuple[str, bytes], None]:
+    async def _events(self, response: UpstreamResponse) -> AsyncGenerator[tuple[str, bytes], None]:
         """(event name, data) until `message_stop`; transport failures become `UpstreamError`s."""
         try:
-            async for event in iter_sse_events(response.content.iter_any(), self._timeouts.max_response_bytes):
+            async for event in iter_sse_events(response.chunks(), self._timeouts.max_response_bytes):
                 name = event.event or "message"
                 if name == "error":
                     message = upstream_error_message(event.data) or "unknown error"
@@ -99,7 +99,7 @@ class AnthropicProvider:
             raise UpstreamError("the upstream stream ended before message_stop")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
             response.close()

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from runapi.accounting.money import Usage
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
+from runapi.providers.http_client import UpstreamClient, UpstreamResponse
 from runapi.providers.sse import iter_sse_events
 from runapi.providers.upstream_http import error_message, post_to_upstream, read_upstream_body
 
@@ -113,10 +113,10 @@ def parse_chunk(data: bytes) -> UpstreamChunk:
 
 
 class OpenAICompatible:
-    """The OpenAI chat-completions protocol over a pooled aiohttp session."""
+    """The OpenAI chat-completions protocol over the pooled upstream client."""
 
-    def __init__(self, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, timeouts: Timeouts) -> None:
+        self._client = client
         self._timeouts = timeouts
 
     def _target(self, request: dict[str, Any], deployment: Deployment) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -132,7 +132,7 @@ class OpenAICompatible:
         url, headers, body = self._target(request, deployment)
         body.pop("stream_options", None)
         body["stream"] = False
-        response = await post_to_upstream(self._session, self._timeouts, url, headers, _encode(body))
+        response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         raw = await read_upstream_body(response, self._timeouts)
         try:
             meta = _decode_reply_meta(raw)
@@ -149,9 +149,9 @@ class OpenAICompatible:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-        response = await post_to_upstream(self._session, self._timeouts, url, headers, _encode(body))
+        response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         try:
-            async for event in iter_sse_events(response.content.iter_any(), self._timeouts.max_response_bytes):
+            async for event in iter_sse_events(response.chunks(), self._timeouts.max_response_bytes):
                 if event.data == b"[DONE]":
                     return
                 if event.event == "error":
@@ -162,7 +162,7 @@ class OpenAICompatible:
             raise UpstreamError("the upstream stream ended before [DONE]")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
             response.close()

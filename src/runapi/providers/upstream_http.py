@@ -3,15 +3,13 @@ answer, and translate upstream failures into the error tree (`raise_for_status` 
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.base import Timeouts
+from runapi.providers.http_client import UpstreamClient, UpstreamResponse
 
 _decode_any = msgspec.json.Decoder().decode
 
@@ -44,35 +42,26 @@ def raise_for_status(status: int, body: bytes, headers: Any) -> None:
     raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
 
 
-@functools.lru_cache(maxsize=64)
-def _client_timeout(connect: float, idle: float) -> aiohttp.ClientTimeout:
-    """aiohttp's timeout object for a deployment's timeouts, built once (it is immutable)."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
+async def post_to_upstream(client: UpstreamClient, timeouts: Timeouts, url: str, headers: dict[str, str],
+                           body: bytes) -> UpstreamResponse:
+    """POST `body`; returns the response once its head arrived with a success status.
 
-
-async def post_to_upstream(session: aiohttp.ClientSession, timeouts: Timeouts, url: str, headers: dict[str, str],
-                           body: bytes) -> aiohttp.ClientResponse:
-    """POST `body`; returns the response once its headers arrived with a success status.
-
-    The caller must release the response. Raises `UpstreamTimeout` when the headers take longer
-    than the first-byte timeout, `UpstreamUnavailable` on connect errors, and the translation of
+    The caller must release the response. Raises `UpstreamTimeout` when the head takes longer
+    than the first-byte timeout, `UpstreamUnavailable` on connection errors, and the translation of
     an HTTP error status otherwise.
     """
-    timeout = _client_timeout(timeouts.connect, timeouts.idle)
     try:
-        async with asyncio.timeout(timeouts.first_byte):
-            response = await session.post(url, data=body, headers=headers, timeout=timeout)
-    except TimeoutError as exc:
+        response = await client.post(url, headers, body, connect_timeout=timeouts.connect,
+                                     head_timeout=timeouts.first_byte, idle_timeout=timeouts.idle)
+    except TimeoutError as exc:  # before OSError: TimeoutError is one
         raise UpstreamTimeout("the upstream did not answer in time") from exc
-    except aiohttp.ClientError as exc:
+    except OSError as exc:
         raise UpstreamUnavailable(f"could not reach the upstream: {type(exc).__name__}") from exc
     if response.status >= 400:
         try:
-            error_body = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+            error_body = await read_upstream_body(response, timeouts)
+        except UpstreamError:
             error_body = b""
-        finally:
-            response.release()
         raise_for_status(response.status, error_body, response.headers)
     return response
 
@@ -83,28 +72,24 @@ def response_too_large(limit: int) -> UpstreamError:
                          code="upstream_response_too_large")
 
 
-async def read_upstream_body(response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:
-    """The whole body of a successful response (released afterwards), within the idle timeout and
-    `max_response_bytes` (refused from Content-Length, else counted as it arrives, decompressed)."""
+async def read_upstream_body(response: UpstreamResponse, timeouts: Timeouts) -> bytes:
+    """The whole body of a response (released afterwards), each read within the idle timeout, and at
+    most `max_response_bytes` (refused from Content-Length, else counted as it arrives, decoded)."""
     limit = timeouts.max_response_bytes
     try:
         if (response.content_length or 0) > limit:
             raise response_too_large(limit)
-        async with asyncio.timeout(timeouts.idle):
-            parts: list[bytes] = []
-            size = 0
-            async for part in response.content.iter_any():
-                size += len(part)
-                if size > limit:
-                    raise response_too_large(limit)
-                parts.append(part)
-            return b"".join(parts)
-    except UpstreamError:
-        response.close()  # unread bytes: the connection cannot go back to the pool
-        raise
+        parts: list[bytes] = []
+        size = 0
+        while (part := await response.next_chunk()) is not None:
+            size += len(part)
+            if size > limit:
+                raise response_too_large(limit)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     except TimeoutError as exc:
         raise UpstreamTimeout("the upstream stalled while sending its answer") from exc
-    except aiohttp.ClientError as exc:
+    except OSError as exc:
         raise UpstreamUnavailable(f"the upstream connection failed: {type(exc).__name__}") from exc
     finally:
-        response.release()
+        response.release()  # a body not read to its end closes the connection instead of pooling it
