@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add a row for `runapi serve --workers N` (SQLite + Redis at 127.0.0.1:6379)")
     parser.add_argument("--baseline", metavar="GIT_REF", default="",
                         help="add a row for RunAPI at another commit next to each RunAPI row, in the same run (A/B)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure every cell N times, the targets taking turns within each cell, and keep "
+                             "each target's median (by CPU per request): steadier A/B figures on a noisy machine")
     parser.add_argument("--output", type=Path, help="results file (default bench/RESULTS.md; quick: a temp file)")
     return parser.parse_args(argv)
 
@@ -99,6 +102,12 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
     raise SystemExit(f"unknown target {name!r}")
 
 
+def median_row(samples: list[Row]) -> Row:
+    """The middle one of a cell's rounds, by gateway CPU per request (req/s for the direct row)."""
+    ordered = sorted(samples, key=lambda r: r.gateway_cpu_ms if r.gateway_cpu_ms is not None else -r.load.rps)
+    return ordered[len(ordered) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started_at, t0, load_at_start = dt.datetime.now(dt.UTC), time.monotonic(), report.loadavg()
@@ -128,36 +137,44 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             _checkout(args.baseline, workdir)
         upstream = start_upstream(workdir)
+        targets: dict[str, Target] = {}
         try:
-            for name in names:
-                target = upstream if name == "direct" else _start(name, workdir, upstream)
-                console.print(f"[bold]{name}[/bold] at {target.base_url}")
-                try:
-                    for scenario, concurrency in plan:
-                        row = measure_cell(target, upstream, SCENARIOS[scenario], concurrency, duration_s=duration,
-                                           warmup_s=warmup, workdir=workdir)
-                        rows.append(row)
-                        console.print(f"  {scenario:<10} c={concurrency:<3} {row.load.rps:>8,.0f} req/s  "
+            for name in names:  # all started first: the targets take turns within each cell
+                targets[name] = upstream if name == "direct" else _start(name, workdir, upstream)
+                console.print(f"[bold]{name}[/bold] at {targets[name].base_url}")
+            samples: dict[tuple[str, str, int], list[Row]] = {}
+            for round_number in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    console.print(f"[bold]round {round_number} of {args.rounds}[/bold]")
+                for scenario, concurrency in plan:
+                    for name in names:
+                        row = measure_cell(targets[name], upstream, SCENARIOS[scenario], concurrency,
+                                           duration_s=duration, warmup_s=warmup, workdir=workdir)
+                        samples.setdefault((name, scenario, concurrency), []).append(row)
+                        console.print(f"  {name:<24} {scenario:<10} c={concurrency:<3} {row.load.rps:>8,.0f} req/s  "
                                       f"p50 {row.load.p50_ms:7.3f} ms  gateway CPU "
                                       f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}")
-                    if name == "runapi-sqlite" and args.profile:
-                        if py_spy() is None:
-                            console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
-                        else:
-                            for scenario, concurrency in (("json", 16), ("stream20", 16), ("json", 1)):
-                                console.print(f"  profiling {scenario} c={concurrency} …")
-                                profiled.append(profile_under_load(target, SCENARIOS[scenario], concurrency,
-                                                                   8.0 if not args.quick else 4.0, workdir))
-                    if name == "runapi-sqlite" and args.soak > 0:
-                        console.print(f"  soak: {args.soak:.0f} s of json at c=16 …")
-                        result = soak(target, SCENARIOS["json"], 16, args.soak, workdir)
-                        sections["soak"] = soak_section(result, name)
-                        console.print(f"  RSS growth {result.growth_mib:+.2f} MiB → "
-                                      f"{'flat' if result.flat else 'GROWING'}")
-                finally:
-                    if target is not upstream:
-                        target.stop()
+            rows = [median_row(samples[(name, scenario, concurrency)])
+                    for name in names for scenario, concurrency in plan]
+            if "runapi-sqlite" in targets and args.profile:
+                target = targets["runapi-sqlite"]
+                if py_spy() is None:
+                    console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
+                else:
+                    for scenario, concurrency in (("json", 16), ("stream20", 16), ("json", 1)):
+                        console.print(f"  profiling {scenario} c={concurrency} …")
+                        profiled.append(profile_under_load(target, SCENARIOS[scenario], concurrency,
+                                                           8.0 if not args.quick else 4.0, workdir))
+            if "runapi-sqlite" in targets and args.soak > 0:
+                console.print(f"  soak: {args.soak:.0f} s of json at c=16 …")
+                result = soak(targets["runapi-sqlite"], SCENARIOS["json"], 16, args.soak, workdir)
+                sections["soak"] = soak_section(result, "runapi-sqlite")
+                console.print(f"  RSS growth {result.growth_mib:+.2f} MiB → "
+                              f"{'flat' if result.flat else 'GROWING'}")
         finally:
+            for target in targets.values():
+                if target is not upstream:
+                    target.stop()
             upstream.stop()
     add_baselines(rows)
     report.print_table(rows, console)
@@ -171,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     sections["header"] = report.header_section(mode, started_at, elapsed, note, (load_at_start, report.loadavg()))
     durations = (f"{'Quick mode: a' if args.quick else 'A'} {duration:g} s measured window per cell after "
                  f"{warmup:g} s of warm-up; wrk (1 thread, 2 at c=64) for JSON, the aiohttp client for SSE.")
+    if args.rounds > 1:
+        durations += (f" Every cell was measured {args.rounds} times, the targets taking turns within the cell; "
+                      "each row is its target's median round by CPU per request (by req/s for direct).")
     sections["results"] = report.results_section(rows, durations)
     sections["targets"] = report.targets_section(rows)
     if profiled:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runapi.providers.http_client import (DECODE_STEP, PAUSE_AT, UpstreamClient, UpstreamConnectionError, UpstreamResponse,
+from runapi.providers.http_client import (DECODE_STEP, DRAIN_BYTES, PAUSE_AT, UpstreamClient, UpstreamConnectionError, UpstreamResponse,
                                          _Decoder)
 from tests.support.servers import free_port
 
@@ -297,21 +297,18 @@ async def test_an_http_1_0_answer_is_not_reused(client: UpstreamClient) -> None:
         assert server.accepted == 2
 
 
-async def test_an_answer_released_unread_closes_its_connection(client: UpstreamClient) -> None:
-    closed_by_client = asyncio.Event()
-
-    async def then(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if await reader.read() == b"":
-            closed_by_client.set()
-
-    async with RawServer(answering(answer(b"x" * 1000), then=then)) as server:
+async def test_an_answer_released_unread_after_it_fully_arrived_keeps_its_connection(client: UpstreamClient) -> None:
+    async with RawServer(repeating(answer(b"x" * 1000))) as server:
         response = await post(client, server.url())
         assert response.status == 200
-        response.release()  # body never read
-        await asyncio.wait_for(closed_by_client.wait(), 2)
-        assert client._idle.get(pool_key(server), []) == []
+        for _ in range(100):  # the body arrives right behind the head
+            if response._conn.complete:
+                break
+            await asyncio.sleep(0.005)
+        response.release()  # body never read, but the message is whole: the connection is clean
+        assert len(client._idle.get(pool_key(server), [])) == 1
         assert await fetch(client, server.url()) == b"x" * 1000
-        assert server.accepted == 2
+        assert server.accepted == 1
 
 
 async def test_an_answer_read_in_part_is_not_reused(client: UpstreamClient) -> None:
@@ -971,3 +968,67 @@ async def test_https_to_an_untrusted_certificate_is_refused(
         with pytest.raises(ssl.SSLCertVerificationError) as caught:
             await post(client, server.url())
         assert isinstance(caught.value, OSError)
+
+
+# -- a stream's end: its last event arrives before the HTTP framing's end ---------------------------------
+
+
+def stream_server(tail_gate: asyncio.Event, tail: bytes = b"0\r\n\r\n") -> Handler:
+    """Answers each request with a chunked stream whose last event is sent at once and whose `tail`
+    (the chunked terminator, by default) only once `tail_gate` is set; counts as `repeating` does."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            event = b"data: [DONE]\n\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                         + b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await tail_gate.wait()
+            tail_gate.clear()
+            writer.write(tail)
+            await writer.drain()
+
+    return handler
+
+
+async def test_a_stream_released_after_its_last_event_keeps_its_connection(client: UpstreamClient) -> None:
+    gate = asyncio.Event()
+    async with RawServer(stream_server(gate)) as server:
+        for _ in range(2):
+            response = await post(client, server.url())
+            assert await response.next_chunk() == b"data: [DONE]\n\n"
+            response.release_after_end()  # the terminator has not been sent yet
+            gate.set()
+            for _ in range(100):  # the drained connection returns to the pool once the terminator arrives
+                if client._idle.get(("http", "127.0.0.1", server.port)):
+                    break
+                await asyncio.sleep(0.005)
+        assert server.accepted == 1
+
+
+async def test_a_stream_released_mid_answer_closes_its_connection(client: UpstreamClient) -> None:
+    gate = asyncio.Event()
+    async with RawServer(stream_server(gate)) as server:
+        response = await post(client, server.url())
+        assert await response.next_chunk() == b"data: [DONE]\n\n"
+        response.release()  # not "after the end": a client went away, the upstream must stop
+        gate.set()
+        response = await post(client, server.url())
+        response.release_after_end()
+        assert server.accepted == 2
+
+
+async def test_a_drained_tail_too_large_closes_the_connection(client: UpstreamClient) -> None:
+    gate = asyncio.Event()
+    junk = b"x" * (DRAIN_BYTES + 1)
+    async with RawServer(stream_server(gate, tail=b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))) as server:
+        response = await post(client, server.url())
+        await response.next_chunk()
+        response.release_after_end()
+        gate.set()
+        await asyncio.sleep(0.1)
+        assert not client._idle.get(("http", "127.0.0.1", server.port))
+        response = await post(client, server.url())
+        response.release()
+        assert server.accepted == 2

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with deadlines for slow clients (slow-loris protection).
+"""uvicorn's httptools protocol with deadlines for slow clients (slow-loris protection), writing each
+answer's head together with its first body bytes.
 
 uvicorn bounds only idle keep-alive connections (`timeout_keep_alive`). A client that sends its
 request head a byte at a time, or stops half-way through its body, holds a connection (and, for a
@@ -17,6 +18,11 @@ body, an app task waiting in `receive()`) for as long as it likes. This subclass
 The normal path costs one `loop.call_later` handle per request head (cancelled once the headers
 are parsed), plus a second only for a body not complete in the read that completed the head, and
 one `loop.time()` per read while a body is expected. Pass `guarded_protocol(...)` as uvicorn's `http=`.
+
+uvicorn writes an answer's status line and headers as soon as the app sends `http.response.start`,
+then the body in a second write: two `send(2)` calls and two TCP segments for every JSON answer.
+`_HeadWithFirstWrite` holds the head until the first body write (or, at the latest, the end of the
+current event-loop iteration) and sends both in one.
 """
 
 from __future__ import annotations
@@ -33,6 +39,43 @@ _HEAD_BODY = (b'{"error":{"message":"The request headers were not received in ti
               b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
 _BODY_BODY = (b'{"error":{"message":"The request body was not received in time.",'
               b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
+
+
+class _HeadWithFirstWrite:
+    """The transport as one response cycle sees it: its first write (the head) is held and joined to the
+    next, or sent by itself at the end of this loop iteration; every other call goes to the transport."""
+
+    __slots__ = ("_transport", "_held", "_flush")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if self._flush is not None:
+                self._flush.cancel()
+            self._transport.write(held + data)
+        elif self._flush is None:  # the first write: hold it briefly
+            self._held = data
+            self._flush = asyncio.get_running_loop().call_soon(self._send_held)
+        else:
+            self._transport.write(data)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._send_held()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -63,7 +106,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._in_body = True
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:  # a new request's cycle
+            self.cycle.transport = _HeadWithFirstWrite(self.transport)  # type: ignore[assignment]
 
     def _head_expired(self) -> None:
         self._head_timer = None

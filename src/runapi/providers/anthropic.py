@@ -93,6 +93,8 @@ class AnthropicProvider:
                 if name == "error":
                     message = upstream_error_message(event.data) or "unknown error"
                     raise UpstreamError(f"the upstream reported an error mid-stream: {message}")
+                if name == "message_stop":
+                    response.release_after_end()
                 yield name, event.data
                 if name == "message_stop":
                     return

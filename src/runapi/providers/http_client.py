@@ -20,11 +20,14 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
 
 PAUSE_AT = 256 * 1024  # unread body bytes at which the socket stops being read
+DRAIN_BYTES = 64 * 1024  # a released answer still arriving is read to its end (and the connection kept) ...
+DRAIN_SECONDS = 2.0  # ... if what is left is at most this large and arrives within this time
 DECODE_STEP = 1024 * 1024  # a decoded piece is at most this large (a small gzip body cannot balloon at once)
 USER_AGENT = f"runapi/{importlib.metadata.version('runapi')}".encode()
 
@@ -128,6 +131,8 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._drained: Callable[[_Connection], None] | None = None  # set while draining a released answer
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -167,6 +172,11 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._drained is not None:  # a released answer's tail: counted, not kept
+            self._buffered += len(body)
+            if self._buffered > DRAIN_BYTES:
+                self.abort()
+            return
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered >= PAUSE_AT and not self._paused and self.transport is not None:
@@ -180,6 +190,8 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         # Asked here: once the parser moves past the message it no longer knows the answer.
         self.keep_alive = self._parser.should_keep_alive()
+        if self._drained is not None:
+            self._loop.call_soon(self._end_drain)
         self._wake()
 
     # -- used by the client and the response -----------------------------------------------------
@@ -227,12 +239,41 @@ class _Connection(asyncio.Protocol):
             return data
         return None if self.complete else b""
 
+    def drain(self, then: Callable[[_Connection], None]) -> None:
+        """The answer was released before its end arrived (a stream stops reading at its last event):
+        discard the rest, then hand the connection to `then` if it can be reused; abort it otherwise."""
+        if (self.head_done and self.error is None and not self.closed and not self._reads_to_eof()
+                and "close" not in self.headers.get("connection", "").lower()):
+            self._body.clear()
+            self._buffered = 0
+            self._drained = then
+            self._drain_timer = self._loop.call_later(DRAIN_SECONDS, self.abort)
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+        else:
+            self.abort()
+
+    def _end_drain(self) -> None:
+        then, self._drained = self._drained, None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        if then is not None and self.reusable():
+            then(self)
+        else:
+            self.abort()
+
     def reusable(self) -> bool:
         return (self.complete and self.keep_alive and not self.closed and self.error is None
                 and self.transport is not None and not self.transport.is_closing())
 
     def abort(self) -> None:
         self.closed = True
+        self._drained = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -305,15 +346,29 @@ class UpstreamResponse:
         return b"".join(parts)
 
     def release(self) -> None:
-        """Done with the answer: a fully read keep-alive connection goes back to the pool, others close."""
+        """Done with the answer: a keep-alive connection whose answer has fully arrived goes back to the pool;
+        any other closes (which also tells the upstream to stop generating)."""
         conn = self._conn
         if conn is None:
             return
         self._conn = None  # type: ignore[assignment]
-        if self._done and conn.reusable():
+        if conn.reusable():
             self._client._park(self._key, conn)
         else:
             conn.abort()
+
+    def release_after_end(self) -> None:
+        """Done with an answer whose protocol said it ended (a stream's last event) while its HTTP framing
+        may still be on the way: the rest is read and discarded (bounded), then the connection is pooled."""
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.complete:
+            self.release()
+            return
+        self._conn = None  # type: ignore[assignment]
+        key, client = self._key, self._client
+        conn.drain(lambda drained: client._park(key, drained))
 
     close = release
 

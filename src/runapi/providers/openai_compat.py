@@ -153,6 +153,7 @@ class OpenAICompatible:
         try:
             async for event in iter_sse_events(response.chunks(), self._timeouts.max_response_bytes):
                 if event.data == b"[DONE]":
+                    response.release_after_end()
                     return
                 if event.event == "error":
                     raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
