@@ -1032,3 +1032,22 @@ async def test_a_drained_tail_too_large_closes_the_connection(client: UpstreamCl
         response = await post(client, server.url())
         response.release()
         assert server.accepted == 2
+
+
+async def test_connections_the_server_closed_leave_the_pool_as_traffic_goes_on() -> None:
+    upstream = UpstreamClient()
+    try:
+        async with RawServer(repeating(answer(b"ok"))) as server:
+            responses = [await post(upstream, server.url()) for _ in range(5)]  # five connections at once
+            for response in responses:
+                assert await response.read() == b"ok"
+                response.release()
+            assert len(upstream._idle[pool_key(server)]) == 5 and server.accepted == 5
+            for conn in upstream._idle[pool_key(server)][:4]:
+                conn.transport.abort()  # as if the server had closed the four longest idle
+            await asyncio.sleep(0)
+            assert await fetch(upstream, server.url()) == b"ok"  # reuses the live one; parking it sweeps the rest
+            assert [conn.closed for conn in upstream._idle[pool_key(server)]] == [False]
+            assert server.accepted == 5
+    finally:
+        await upstream.close()

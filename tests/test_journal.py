@@ -169,3 +169,40 @@ async def test_a_writer_too_far_behind_makes_callers_wait_for_the_commit(gateway
         await sink.close()
     charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
     assert sorted(e["generation_id"] for e in charges) == [f"gen-journal-{account[-8:]}-{n}" for n in range(1, 5)]
+
+
+async def test_journaled_settlements_linger_to_share_a_commit_until_someone_waits(gateway: RunningGateway,
+                                                                                  tmp_path: Path) -> None:
+    """Journaled settlements are durable already, so the writer waits up to `linger` to commit several
+    in one transaction; a `flush` (a report reading its own writes) ends the wait at once."""
+    import asyncio
+
+    from runapi.accounting.credit import MemoryCreditGuard
+    from runapi.accounting.settlement import SettlementWriter
+    from runapi.storage import Ledger
+
+    class CountingSink:  # the real SQLite sink, with the size of each batch it commits noted
+        def __init__(self, sink: SqliteSettlementSink) -> None:
+            self.sink, self.batches = sink, []
+
+        async def record(self, batch: list[Settlement]) -> dict[str, int]:
+            self.batches.append(len(batch))
+            return await self.sink.record(batch)
+
+    account, _ = gateway.create_account("1")
+    sink = CountingSink(SqliteSettlementSink(gateway.settings.database_url.split("///", 1)[1]))
+    writer = SettlementWriter(sink, MemoryCreditGuard(Ledger(gateway.gateway.engine)),  # type: ignore[arg-type]
+                              journal=SettlementJournal(tmp_path / "journal"), linger=60.0)
+    writer.start()
+    try:
+        for n in range(1, 6):
+            await asyncio.wait_for(writer.submit(_settlement(account, n, 1000), None), 1.0)
+            await asyncio.sleep(0.01)
+        assert sink.batches == [] and writer.pending == 5  # lingering: nothing committed yet
+        await asyncio.wait_for(writer.flush(), 5.0)  # far sooner than the 60 s linger
+        assert sink.batches == [5] and writer.pending == 0
+    finally:
+        await writer.close()
+        await sink.sink.close()
+    charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
+    assert len(charges) == 5

@@ -39,9 +39,12 @@ class SettlementWriter:
     def __init__(self, sink: SettlementSink, guard: CreditGuard,
                  observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500,
                  journal: SettlementJournal | None = None,
-                 on_durable: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000) -> None:
+                 on_durable: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000,
+                 linger: float = 0.005) -> None:
         """`observers` see each settlement once committed (with its ledger ID); `on_durable` as soon as
-        it is durable (journaled, or else committed): what must follow traffic at once, like health."""
+        it is durable (journaled, or else committed): what must follow traffic at once, like health.
+        `linger`: how long a journaled settlement (already durable, nobody waiting) waits for others to
+        share its commit; a waiter (a caller without journal, a `flush`) ends the wait at once."""
         self._sink = sink
         self.journal = journal
         self._observers = observers or []
@@ -50,6 +53,8 @@ class SettlementWriter:
         self._max_backlog = max_backlog
         self._guard = guard
         self._max_batch = max_batch
+        self._linger = linger if journal is not None else 0.0
+        self._hurry: asyncio.Future[None] | None = None  # set while lingering; done when someone waits
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._submitted = 0  # settlements ever queued; they are written in that order
@@ -88,6 +93,12 @@ class SettlementWriter:
     def _put(self, item: _Item) -> None:
         self._submitted += 1
         self._queue.put_nowait(item)
+        if item.done is not None:
+            self._stop_lingering()
+
+    def _stop_lingering(self) -> None:
+        if self._hurry is not None and not self._hurry.done():
+            self._hurry.set_result(None)
 
     async def flush(self) -> None:
         """Wait until every settlement submitted so far is committed (read-your-writes for reports)."""
@@ -95,12 +106,14 @@ class SettlementWriter:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flushes.append((self._submitted, done))
+        self._stop_lingering()
         await asyncio.shield(done)
 
     async def close(self) -> None:
         """Write everything still queued, then stop."""
         if self._task is None:
             return
+        self._stop_lingering()
         await self._queue.join()
         self._task.cancel()
         try:
@@ -111,6 +124,8 @@ class SettlementWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger and batch[0].done is None and not self._flushes:
+                await self._gather_more()
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
@@ -125,6 +140,17 @@ class SettlementWriter:
                 self._flushes = waiting
             for _ in batch:
                 self._queue.task_done()
+
+    async def _gather_more(self) -> None:
+        """Wait up to `linger` for more settlements to share one commit, unless someone waits for it."""
+        loop = asyncio.get_running_loop()
+        hurry = self._hurry = loop.create_future()
+        timer = loop.call_later(self._linger, self._stop_lingering)
+        try:
+            await hurry
+        finally:
+            timer.cancel()
+            self._hurry = None
 
     @staticmethod
     def _notify(observers: list[Callable[[Settlement], None]], settlement: Settlement) -> None:

@@ -391,8 +391,12 @@ class UpstreamClient:
         if self._closed:
             conn.abort()
             return
-        conn.idle_since = time.monotonic()
-        self._idle.setdefault(key, []).append(conn)
+        now = conn.idle_since = time.monotonic()
+        idle = self._idle.setdefault(key, [])
+        oldest_ok = now - self._keepalive
+        while idle and (idle[0].closed or idle[0].idle_since < oldest_ok):  # the longest idle: closed or stale
+            idle.pop(0).abort()
+        idle.append(conn)
 
     def _pooled(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
