@@ -60,7 +60,7 @@ AREAS = [
                                                          "runapi/accounting/settlement.py", "greenlet/")),
     ("rate limits, spend caps", ("runapi/limits/", "redis/")),
     ("metrics, health", ("prometheus_client/", "runapi/metrics.py", "runapi/health.py")),
-    ("upstream client (http_client + adapters)", ("aiohttp/", "multidict/", "yarl/", "httptools/", "runapi/providers/")),
+    ("upstream client (http_client + adapters)", ("aiohttp/", "multidict/", "yarl/", "runapi/providers/")),
     ("pipeline (auth, hold, pricing, relay)", ("runapi/pipeline/", "runapi/accounting/", "msgspec/")),
     ("HTTP server (uvicorn, starlette, edge)", ("uvicorn/", "httptools/", "starlette/", "runapi/http/")),
 ]

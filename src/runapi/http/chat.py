@@ -86,9 +86,10 @@ class ChatCompletionsEndpoint:
         """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle."""
         start_headers = SSE_HEADERS + response_headers(headers, stream.generation_id, stream.record.overhead_ms(),
                                                       stream.record.rate_limit)
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
 
         async def pump() -> None:
+            # The head is sent in the same task step as the first events: one write for both.
+            await send({"type": "http.response.start", "status": 200, "headers": start_headers})
             async for data in stream.events():  # the last frames come once the stream is finished (settled)
                 await send({"type": "http.response.body", "body": data, "more_body": not stream.finished})
             if not stream.finished:

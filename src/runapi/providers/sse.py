@@ -18,6 +18,8 @@ class SseEvent:
 
 def parse_sse_event(block: bytes) -> SseEvent | None:
     """One event from the lines of a block (without the blank line that ends it)."""
+    if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
+        return SseEvent("", block[6:])  # the usual event: one data line
     event = ""
     data: list[bytes] = []
     for line in block.split(b"\n"):
