@@ -53,7 +53,7 @@ from runapi.storage import Ledger, Settlement
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.outage import REDIS_DOWN
-from runapi.storage.redis_client import redis_client
+from runapi.storage.redis_client import redis_client, run_scripts
 
 log = logging.getLogger("runapi.credit")
 
@@ -334,15 +334,12 @@ class RedisCreditGuard:
             self._reasserted_for = boot
             return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for hold, ledger_id, charge in closing:
-                    await self._scripts["settle"](keys=list(self._keys(hold.account_id)[:4]), client=pipe,
-                                                  args=[hold.id, "" if ledger_id is None else ledger_id, charge])
-                for account_id, holds in by_account.items():
-                    pairs = [x for hold in holds for x in (hold.id, hold.amount)]
-                    await self._scripts["reassert"](keys=list(self._keys(account_id)[:3]), client=pipe,
-                                                    args=[self._ttl_ms, *pairs])
-                results = await pipe.execute()
+            calls = [(self._scripts["settle"], self._keys(hold.account_id)[:4],
+                      [hold.id, "" if ledger_id is None else ledger_id, charge]) for hold, ledger_id, charge in closing]
+            for account_id, holds in by_account.items():  # SETTLE and REASSERT are safe to re-run
+                pairs = [x for hold in holds for x in (hold.id, hold.amount)]
+                calls.append((self._scripts["reassert"], self._keys(account_id)[:3], [self._ttl_ms, *pairs]))
+            results = await run_scripts(self._redis, calls)
         except BaseException:
             self._closing = closing + self._closing
             raise

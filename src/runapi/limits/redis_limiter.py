@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, ScopeStatus, Ticket
+from runapi.storage.redis_client import run_scripts
 
 log = logging.getLogger("runapi.limits")
 
@@ -186,13 +187,14 @@ class RedisRateLimiter:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for ticket, actual in batch:
-                        args: list[int | str] = [int(self.clock() * 1000), ticket.id, PERIOD_MS]
-                        for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
-                            args += [quota.tokens_per_minute, actual - charged]
-                        await self._release(keys=self._keys(ticket.group, ticket.quotas), args=args, client=pipe)
-                    await pipe.execute()
+                calls = []
+                for ticket, actual in batch:
+                    args: list[int | str] = [int(self.clock() * 1000), ticket.id, PERIOD_MS]
+                    for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
+                        args += [quota.tokens_per_minute, actual - charged]
+                    calls.append((self._release, self._keys(ticket.group, ticket.quotas), args))
+                # One script: a NOSCRIPT fails every call of the batch alike, so re-sending it is safe.
+                await run_scripts(self._redis, calls)
                 delay = 0.05
             except Exception:  # Redis away: keep the releases (leases bound the damage) and retry
                 log.warning("could not release %d rate-limit tickets; retrying", len(batch), exc_info=True)
