@@ -159,6 +159,16 @@ def pool_key(server: RawServer) -> tuple[str, str, int]:
     return ("http", "127.0.0.1", server.port)
 
 
+async def read_fails(client: UpstreamClient, url: str, match: str) -> None:
+    """POST; reading the answer raises `UpstreamConnectionError` matching `match`; release."""
+    response = await post(client, url)
+    try:
+        with pytest.raises(UpstreamConnectionError, match=match):
+            await response.read()
+    finally:
+        response.release()
+
+
 @contextlib.asynccontextmanager
 async def aiohttp_server(app: web.Application) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -621,22 +631,12 @@ async def test_a_compressed_body_cut_short_is_an_error_not_a_shorter_answer(clie
     whole = gzip.compress(PLAIN) if encoding == "gzip" else zlib.compress(PLAIN)
     cut = whole[: len(whole) // 2]  # framing complete (content-length matches), compressed stream not
     async with RawServer(answering(answer(cut, f"content-encoding: {encoding}"))) as server:
-        response = await post(client, server.url())
-        try:
-            with pytest.raises(UpstreamConnectionError, match="ended early"):
-                await response.read()
-        finally:
-            response.release()
+        await read_fails(client, server.url(), "ended early")
 
 
 async def test_a_body_that_does_not_decode_is_a_connection_error(client: UpstreamClient) -> None:
     async with RawServer(answering(answer(b"this is not gzip at all", "content-encoding: gzip"))) as server:
-        response = await post(client, server.url())
-        try:
-            with pytest.raises(UpstreamConnectionError, match="does not decode"):
-                await response.read()
-        finally:
-            response.release()
+        await read_fails(client, server.url(), "does not decode")
 
 
 # -- streaming ----------------------------------------------------------------------------------
@@ -786,12 +786,7 @@ async def test_a_server_closing_mid_body_is_a_connection_error(client: UpstreamC
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
 
     async with RawServer(short) as server:
-        response = await post(client, server.url())
-        try:
-            with pytest.raises(UpstreamConnectionError, match="mid-answer"):
-                await response.read()
-        finally:
-            response.release()
+        await read_fails(client, server.url(), "mid-answer")
 
 
 async def test_a_server_closing_mid_chunked_body_is_a_connection_error(client: UpstreamClient) -> None:
@@ -825,12 +820,7 @@ async def test_a_malformed_head_is_a_connection_error(client: UpstreamClient, da
 async def test_a_malformed_chunk_is_a_connection_error(client: UpstreamClient) -> None:
     data = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\nzz\r\nnot hex\r\n0\r\n\r\n"
     async with RawServer(answering(data)) as server:
-        response = await post(client, server.url())
-        try:
-            with pytest.raises(UpstreamConnectionError, match="malformed"):
-                await response.read()
-        finally:
-            response.release()
+        await read_fails(client, server.url(), "malformed")
 
 
 # -- flow control -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from runapi.http.server_protocol import _HeadWithFirstWrite
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.raw_http import read_response
 
 
 class RecordingTransport:
@@ -78,21 +79,6 @@ def gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-def recv_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """One response with a content-length: (head, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        part = sock.recv(65536)
-        assert part, f"closed early: {data!r}"
-        data += part
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                  if line.lower().startswith(b"content-length:"))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head, body
-
-
 def test_a_client_waiting_for_100_continue_gets_it_then_its_answer(gateway: RunningGateway) -> None:
     _, key = gateway.create_account("5")
     body = json.dumps({"model": "glm-4.5-air", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -107,6 +93,5 @@ def test_a_client_waiting_for_100_continue_gets_it_then_its_answer(gateway: Runn
                 interim += sock.recv(1)
             assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
             sock.sendall(body)
-            head, answer = recv_response(sock)
-            assert head.startswith(b"HTTP/1.1 200 ")
-            assert json.loads(answer)["object"] == "chat.completion"
+            status, _, answer = read_response(sock)
+            assert status == 200 and json.loads(answer)["object"] == "chat.completion"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.raw_http import read_response
 
 HEADER_TIMEOUT = 0.5
 BODY_TIMEOUT = 0.5
@@ -50,23 +51,6 @@ def read_until_closed(sock: socket.socket, limit: float = 10.0) -> bytes:
         if not part:
             return data
         data += part
-
-
-def read_response(sock: socket.socket) -> tuple[int, bytes]:
-    """One HTTP/1.1 response with a Content-Length, leaving the connection open: (status, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        part = sock.recv(65536)
-        assert part, f"connection closed early: {data!r}"
-        data += part
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    length = next(int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:"))
-    while len(body) < length:
-        part = sock.recv(65536)
-        assert part, "connection closed mid-body"
-        body += part
-    return int(lines[0].split()[1]), body
 
 
 def assert_408(data: bytes) -> None:
@@ -170,7 +154,7 @@ def test_a_slow_body_that_keeps_moving_is_served(strict_gateway: RunningGateway)
         for i in range(0, len(BODY), step):
             time.sleep(BODY_TIMEOUT * 0.4)
             sock.sendall(BODY[i : i + step])
-        status, body = read_response(sock)
+        status, _, body = read_response(sock)
     assert status == 200, body
     assert json.loads(body)["choices"][0]["message"]["content"]
 
