@@ -7,6 +7,7 @@ a crashed instance is a real process killed with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -243,31 +244,41 @@ async def test_redis_restarted_empty_keeps_calls_in_flight_covered(engine: Async
             await b.close()
 
 
-async def test_redis_unreachable_fails_closed_and_catches_up(engine: AsyncEngine, redis_srv: RedisServer) -> None:
+@contextlib.asynccontextmanager
+async def hold_then_cut_off(engine: AsyncEngine, redis_srv: RedisServer
+                            ) -> AsyncIterator[tuple[Instance, Any, str, Hold]]:
+    """An instance that reaches Redis through a TCP proxy takes a hold on a new account, then the proxy
+    is cut: (instance, proxy, account, hold). On exit the proxy listens again and the instance closes."""
     account = await new_account(engine)
     with tcp_proxy(redis_srv.port) as proxy:
         instance = Instance(engine, f"redis://127.0.0.1:{proxy.port}/0")
         try:
             hold = await instance.guard.reserve(account, HOLD)
             proxy.cut()
-            started = time.monotonic()
-            with pytest.raises(ServiceUnavailable, match="Redis"):
-                await instance.guard.reserve(account, HOLD)
-            assert time.monotonic() - started < 2.5
-            ledger_id = await instance.settle(hold, HOLD // 2)  # the database still takes the charge
-            assert ledger_id is not None
-            proxy.restore()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the queued closing reaches Redis
-                try:
-                    if await instance.guard.available(account) == USD - HOLD // 2:
-                        break
-                except ServiceUnavailable:
-                    pass
-                await asyncio.sleep(0.05)
-            assert await instance.guard.available(account) == USD - HOLD // 2
+            yield instance, proxy, account, hold
         finally:
+            proxy.restore()
             await instance.close()
+
+
+async def test_redis_unreachable_fails_closed_and_catches_up(engine: AsyncEngine, redis_srv: RedisServer) -> None:
+    async with hold_then_cut_off(engine, redis_srv) as (instance, proxy, account, hold):
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="Redis"):
+            await instance.guard.reserve(account, HOLD)
+        assert time.monotonic() - started < 2.5
+        ledger_id = await instance.settle(hold, HOLD // 2)  # the database still takes the charge
+        assert ledger_id is not None
+        proxy.restore()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the queued closing reaches Redis
+            try:
+                if await instance.guard.available(account) == USD - HOLD // 2:
+                    break
+            except ServiceUnavailable:
+                pass
+            await asyncio.sleep(0.05)
+        assert await instance.guard.available(account) == USD - HOLD // 2
 
 
 async def test_balance_snapshot_says_which_entries_it_includes(database_url: str) -> None:
@@ -393,23 +404,15 @@ def test_concurrent_overruns_on_two_gateways_never_overdraw(redis_gateways: list
 
 async def test_an_overrun_keeps_its_capped_charge_when_redis_is_away(engine: AsyncEngine,
                                                                     redis_srv: RedisServer) -> None:
-    account = await new_account(engine)
-    with tcp_proxy(redis_srv.port) as proxy:
-        instance = Instance(engine, f"redis://127.0.0.1:{proxy.port}/0")
-        try:
-            hold = await instance.guard.reserve(account, HOLD)
-            proxy.cut()
-            # As the pipeline settles a call that cost 3× its hold: the guard capped the charge at the hold.
-            settlement = Settlement(generation(account, "succeeded", 3 * HOLD), instance.guard.cap_charge(hold, 3 * HOLD))
-            started = time.monotonic()
-            await instance.writer.submit(settlement, hold)
-            assert time.monotonic() - started < 3  # not blocked on Redis
-            assert settlement.charge_nanos == HOLD and settlement.ledger_id is not None  # written, not dropped
-            assert (await instance.ledger.balance(account))[0] == USD - HOLD
-            assert (await instance.ledger.generation(settlement.generation.id)).cost_nanos == 3 * HOLD
-        finally:
-            proxy.restore()
-            await instance.close()
+    async with hold_then_cut_off(engine, redis_srv) as (instance, _, account, hold):
+        # As the pipeline settles a call that cost 3× its hold: the guard capped the charge at the hold.
+        settlement = Settlement(generation(account, "succeeded", 3 * HOLD), instance.guard.cap_charge(hold, 3 * HOLD))
+        started = time.monotonic()
+        await instance.writer.submit(settlement, hold)
+        assert time.monotonic() - started < 3  # not blocked on Redis
+        assert settlement.charge_nanos == HOLD and settlement.ledger_id is not None  # written, not dropped
+        assert (await instance.ledger.balance(account))[0] == USD - HOLD
+        assert (await instance.ledger.generation(settlement.generation.id)).cost_nanos == 3 * HOLD
 
 
 async def test_an_overrun_grows_the_hold_it_settles(engine: AsyncEngine, instances: list[Instance]) -> None:

@@ -29,8 +29,10 @@ class TcpProxy:
         self.restore()
 
     def restore(self) -> None:
+        """Listen again after `cut` (does nothing if listening)."""
         async def listen() -> None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            if self._server is None:
+                self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self._call(listen())
 
     def cut(self) -> None:
