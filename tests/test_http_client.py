@@ -1041,3 +1041,48 @@ async def test_connections_the_server_closed_leave_the_pool_as_traffic_goes_on()
             assert server.accepted == 5
     finally:
         await upstream.close()
+
+
+async def test_closing_the_client_closes_connections_still_draining() -> None:
+    upstream = UpstreamClient()
+    closed_by_client = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        event = b"data: [DONE]\n\n"
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        if await reader.read() == b"":  # the terminator never comes; the client must still let go
+            closed_by_client.set()
+
+    try:
+        async with RawServer(handler) as server:
+            response = await post(upstream, server.url())
+            assert await response.next_chunk() == b"data: [DONE]\n\n"
+            response.release_after_end()
+            assert len(upstream._draining) == 1
+            await upstream.close()  # as the gateway stops
+            await asyncio.wait_for(closed_by_client.wait(), 2)
+            assert not upstream._draining
+    finally:
+        await upstream.close()
+
+
+async def test_a_draining_connection_the_server_closes_is_let_go_at_once(client: UpstreamClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        event = b"data: [DONE]\n\n"
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # no terminator: the answer never ends properly
+
+    async with RawServer(handler) as server:
+        response = await post(client, server.url())
+        assert await response.next_chunk() == b"data: [DONE]\n\n"
+        response.release_after_end()
+        for _ in range(100):  # well before the 2 s drain deadline
+            if not client._draining:
+                break
+            await asyncio.sleep(0.01)
+        assert not client._draining and not client._idle.get(pool_key(server))

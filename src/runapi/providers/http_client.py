@@ -131,7 +131,7 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._drained: Callable[[_Connection], None] | None = None  # set while draining a released answer
+        self._drained: Callable[[_Connection, bool], None] | None = None  # set while draining a released answer
         self._drain_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -154,6 +154,8 @@ class _Connection(asyncio.Protocol):
             self.complete = True  # a body without length or chunking ends where the connection does
         elif not self.complete and self.error is None:
             self.error = UpstreamConnectionError("the upstream closed the connection mid-answer")
+        if self._drained is not None:
+            self._loop.call_soon(self._end_drain)
         self._wake()
 
     # -- httptools callbacks ---------------------------------------------------------------------
@@ -239,30 +241,35 @@ class _Connection(asyncio.Protocol):
             return data
         return None if self.complete else b""
 
-    def drain(self, then: Callable[[_Connection], None]) -> None:
+    def drain(self, then: Callable[[_Connection, bool], None]) -> bool:
         """The answer was released before its end arrived (a stream stops reading at its last event):
-        discard the rest, then hand the connection to `then` if it can be reused; abort it otherwise."""
-        if (self.head_done and self.error is None and not self.closed and not self._reads_to_eof()
+        discard the rest, then call `then(self, reusable)` once the end arrived or the connection was
+        aborted (the rest too large or too slow, or the client closing). False, and aborted at once,
+        when the answer cannot end before the connection does."""
+        if not (self.head_done and self.error is None and not self.closed and not self._reads_to_eof()
                 and "close" not in self.headers.get("connection", "").lower()):
-            self._body.clear()
-            self._buffered = 0
-            self._drained = then
-            self._drain_timer = self._loop.call_later(DRAIN_SECONDS, self.abort)
-            if self._paused and self.transport is not None:
-                self._paused = False
-                self.transport.resume_reading()
-        else:
             self.abort()
+            return False
+        self._body.clear()
+        self._buffered = 0
+        self._drained = then
+        self._drain_timer = self._loop.call_later(DRAIN_SECONDS, self.abort)
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return True
 
     def _end_drain(self) -> None:
         then, self._drained = self._drained, None
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
-        if then is not None and self.reusable():
-            then(self)
-        else:
+        if then is None:
+            return
+        reusable = self.reusable()
+        if not reusable:
             self.abort()
+        then(self, reusable)
 
     def reusable(self) -> bool:
         return (self.complete and self.keep_alive and not self.closed and self.error is None
@@ -270,12 +277,14 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
-        self._drained = None
+        then, self._drained = self._drained, None
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
         if self.transport is not None:
             self.transport.abort()
+        if then is not None:
+            then(self, False)
 
 
 def _expire(waiter: asyncio.Future[None], what: str) -> None:
@@ -368,7 +377,8 @@ class UpstreamResponse:
             return
         self._conn = None  # type: ignore[assignment]
         key, client = self._key, self._client
-        conn.drain(lambda drained: client._park(key, drained))
+        if conn.drain(lambda drained, reusable: client._drain_ended(key, drained, reusable)):
+            client._draining.add(conn)  # until its end: `close()` must close it too
 
     close = release
 
@@ -380,6 +390,7 @@ class UpstreamClient:
         self._keepalive = keepalive
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._draining: set[_Connection] = set()
         self._closed = False
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -397,6 +408,11 @@ class UpstreamClient:
         while idle and (idle[0].closed or idle[0].idle_since < oldest_ok):  # the longest idle: closed or stale
             idle.pop(0).abort()
         idle.append(conn)
+
+    def _drain_ended(self, key: tuple[str, str, int], conn: _Connection, reusable: bool) -> None:
+        self._draining.discard(conn)
+        if reusable:
+            self._park(key, conn)
 
     def _pooled(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -474,8 +490,11 @@ class UpstreamClient:
             return UpstreamResponse(conn, self, origin.key, idle_timeout)
 
     async def close(self) -> None:
+        """Close every connection this client holds: the idle ones and those still draining."""
         self._closed = True
         for idle in self._idle.values():
             for conn in idle:
                 conn.abort()
         self._idle.clear()
+        for conn in list(self._draining):
+            conn.abort()
