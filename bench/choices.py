@@ -75,6 +75,10 @@ async def clients(url: str, concurrency: int) -> dict[str, float]:
     return results
 
 
+async def _nothing_to_close() -> None:
+    pass
+
+
 async def _pyreqwest(url: str, payload: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
     from pyreqwest.client import ClientBuilder
 
@@ -92,10 +96,7 @@ async def _rnet(url: str, payload: bytes, headers: dict[str, str]):  # type: ign
 
     async def call() -> None:
         await (await client.post(url, body=payload, headers=headers)).bytes()
-
-    async def close() -> None:
-        pass
-    return call, close
+    return call, _nothing_to_close
 
 
 async def _aiosonic(url: str, payload: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -105,10 +106,7 @@ async def _aiosonic(url: str, payload: bytes, headers: dict[str, str]):  # type:
 
     async def call() -> None:
         await (await client.post(url, data=payload, headers=headers)).content()
-
-    async def close() -> None:
-        pass
-    return call, close
+    return call, _nothing_to_close
 
 
 async def _curl_cffi(url: str, payload: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]

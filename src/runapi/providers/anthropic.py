@@ -104,7 +104,7 @@ class AnthropicProvider:
         except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
-            response.close()
+            response.release()
 
     # -- the Provider protocol: OpenAI chat completions in and out -------------------------------
 

@@ -20,7 +20,7 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -296,7 +296,7 @@ class UpstreamResponse:
     """An answer whose head has arrived. Read the body with `chunks()` or `read()`; then `release()`
     hands the connection back to the pool (or closes it if the body was not read to the end)."""
 
-    __slots__ = ("status", "headers", "_conn", "_client", "_key", "_decoder", "_idle", "_done")
+    __slots__ = ("status", "headers", "_conn", "_client", "_key", "_decoder", "_idle")
 
     def __init__(self, conn: _Connection, client: UpstreamClient, key: tuple[str, str, int], idle: float) -> None:
         self.status = conn.status
@@ -305,7 +305,6 @@ class UpstreamResponse:
         self._client = client
         self._key = key
         self._idle = idle
-        self._done = False
         encoding = conn.headers.get("content-encoding", "").strip().lower()
         self._decoder = _Decoder(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
 
@@ -336,13 +335,12 @@ class UpstreamResponse:
             if raw is None:
                 if decoder is not None:
                     decoder.finish()
-                self._done = True
                 return None
             if decoder is None:
                 return raw
             decoder.feed(raw)
 
-    async def chunks(self):  # type: ignore[no-untyped-def]
+    async def chunks(self) -> AsyncIterator[bytes]:
         """Async iterator over `next_chunk()`."""
         while (chunk := await self.next_chunk()) is not None:
             yield chunk
@@ -380,7 +378,6 @@ class UpstreamResponse:
         if conn.drain(lambda drained, reusable: client._drain_ended(key, drained, reusable)):
             client._draining.add(conn)  # until its end: `close()` must close it too
 
-    close = release
 
 
 class UpstreamClient:

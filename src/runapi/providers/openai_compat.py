@@ -74,7 +74,6 @@ class _Reply(msgspec.Struct):
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
-_decode_reply_meta = msgspec.json.Decoder(_Reply).decode
 _decode_any = msgspec.json.Decoder().decode
 
 
@@ -135,12 +134,12 @@ class OpenAICompatible:
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         raw = await read_upstream_body(response, self._timeouts)
         try:
-            meta = _decode_reply_meta(raw)
             data = _decode_any(raw)
-        except msgspec.DecodeError as exc:
+            if not isinstance(data, dict) or "choices" not in data:
+                raise UpstreamUnavailable("the upstream answer has no choices")
+            meta = msgspec.convert(data, _Reply)  # from the decoded dict: the body is parsed once
+        except msgspec.DecodeError as exc:  # ValidationError (a wrong id or usage) is one
             raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
-        if not isinstance(data, dict) or "choices" not in data:
-            raise UpstreamUnavailable("the upstream answer has no choices")
         return UpstreamReply(body=data, usage=meta.usage.normalise() if meta.usage else None, upstream_id=meta.id)
 
     async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
@@ -166,4 +165,4 @@ class OpenAICompatible:
         except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
-            response.close()
+            response.release()
