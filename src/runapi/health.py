@@ -40,8 +40,9 @@ class _Series:
         self.trim(now)
 
     def trim(self, now: float) -> None:
-        while self.samples and self.samples[0][0] < now - WINDOW_S:
-            self.samples.popleft()
+        samples, cutoff = self.samples, now - WINDOW_S
+        while samples and samples[0][0] < cutoff:
+            samples.popleft()
 
     def report(self, now: float) -> HealthReport:
         self.trim(now)
@@ -69,7 +70,10 @@ class ModelHealth:
         self._series: dict[str, _Series] = {}
 
     def observe(self, key: str, ok: bool, latency_ms: float, ttft_ms: float | None) -> None:
-        self._series.setdefault(key, _Series()).add(self._clock(), ok, latency_ms, ttft_ms)
+        series = self._series.get(key)  # not setdefault: that built a throwaway _Series (and deque) per call
+        if series is None:
+            series = self._series[key] = _Series()
+        series.add(self._clock(), ok, latency_ms, ttft_ms)
 
     def report(self, key: str) -> HealthReport:
         series = self._series.get(key)

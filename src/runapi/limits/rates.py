@@ -67,20 +67,28 @@ class RateLimitStatus(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, scopes: Sequence[ScopeStatus]) -> RateLimitStatus | None:
-        requests = [s for s in scopes if s.quota.requests_per_minute]
-        tokens = [s for s in scopes if s.quota.tokens_per_minute]
-        if not requests and not tokens:
-            return None
-        r = min(requests, key=lambda s: (s.remaining_requests, -s.reset_requests_ms), default=None)
-        t = min(tokens, key=lambda s: (s.remaining_tokens, -s.reset_tokens_ms), default=None)
-        return cls(
-            limit_requests=r.quota.requests_per_minute if r else 0,
-            remaining_requests=r.remaining_requests if r else 0,
-            reset_requests_ms=r.reset_requests_ms if r else 0,
-            limit_tokens=t.quota.tokens_per_minute if t else 0,
-            remaining_tokens=t.remaining_tokens if t else 0,
-            reset_tokens_ms=t.reset_tokens_ms if t else 0,
-        )
+        # The first scope with the fewest remaining (ties: the latest reset) for each dimension;
+        # one pass, no key tuples: this runs for every admitted call.
+        r: ScopeStatus | None = None
+        t: ScopeStatus | None = None
+        for s in scopes:
+            quota = s.quota
+            if quota.requests_per_minute and (
+                    r is None or s.remaining_requests < r.remaining_requests
+                    or (s.remaining_requests == r.remaining_requests and s.reset_requests_ms > r.reset_requests_ms)):
+                r = s
+            if quota.tokens_per_minute and (
+                    t is None or s.remaining_tokens < t.remaining_tokens
+                    or (s.remaining_tokens == t.remaining_tokens and s.reset_tokens_ms > t.reset_tokens_ms)):
+                t = s
+        if r is None:
+            if t is None:
+                return None
+            return cls(0, 0, 0, t.quota.tokens_per_minute, t.remaining_tokens, t.reset_tokens_ms)
+        if t is None:
+            return cls(r.quota.requests_per_minute, r.remaining_requests, r.reset_requests_ms, 0, 0, 0)
+        return cls(r.quota.requests_per_minute, r.remaining_requests, r.reset_requests_ms,
+                   t.quota.tokens_per_minute, t.remaining_tokens, t.reset_tokens_ms)
 
     def to_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -147,7 +155,9 @@ def drain(level: int, last_ms: int, now_ms: int, limit: int) -> int:
     """The bucket's level at `now_ms`, given its level at `last_ms`."""
     if limit <= 0:
         return 0
-    return max(0, level - max(0, now_ms - last_ms) * limit)
+    if now_ms > last_ms:
+        level -= (now_ms - last_ms) * limit
+    return level if level > 0 else 0
 
 
 class Check(msgspec.Struct, frozen=True):

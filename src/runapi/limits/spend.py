@@ -31,9 +31,18 @@ Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None
 CapKind = Literal["key_spend_cap", "key_monthly_spend_cap", "tier_monthly_spend_cap"]
 
 
+_MONTH_NAMES: dict[tuple[int, int], str] = {}  # (year, month) -> "YYYY-MM", formatted once
+
+
 def month_of(moment: datetime) -> str:
     moment = moment.astimezone(UTC)
-    return f"{moment.year:04d}-{moment.month:02d}"
+    year, number = moment.year, moment.month
+    name = _MONTH_NAMES.get((year, number))
+    if name is None:
+        if len(_MONTH_NAMES) >= 64:
+            _MONTH_NAMES.clear()
+        name = _MONTH_NAMES[year, number] = f"{year:04d}-{number:02d}"
+    return name
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -102,21 +111,30 @@ class SpendGuard:
 
     async def reserve(self, caps: list[Cap], amount: int) -> SpendHold:
         """Count `amount` against every cap, or raise `BudgetExceeded` naming the first one it would pass."""
-        spent = {cap.scope: await self._current(cap.scope) for cap in caps}
+        cache = self._spent
+        spent: dict[Scope, _Spent] = {}
+        for cap in caps:  # a warm, fresh total is taken as `_current` would return it, without a coroutine
+            scope = cap.scope
+            cached = cache.get(scope)
+            if cached is None or time.monotonic() - cached.loaded_at >= RELOAD_S:
+                cached = await self._current(scope)
+            spent[scope] = cached
+        held = self._held
         for cap in caps:  # no await from here on: check and count atomically
-            used = spent[cap.scope].nanos + self._held[cap.scope]
+            scope = cap.scope
+            used = spent[scope].nanos + held.get(scope, 0)
             if used + amount > cap.limit_nanos:
                 left = max(0, cap.limit_nanos - used)
                 raise BudgetExceeded(
                     f"This call may cost up to ${nanos_to_usd(amount)}, but {_MESSAGES[cap.kind]} of "
                     f"${nanos_to_usd(cap.limit_nanos)} has ${nanos_to_usd(left)} left "
-                    f"(${nanos_to_usd(spent[cap.scope].nanos)} spent, ${nanos_to_usd(self._held[cap.scope])} held "
+                    f"(${nanos_to_usd(spent[scope].nanos)} spent, ${nanos_to_usd(held.get(scope, 0))} held "
                     "by calls in flight). Lower max_tokens, or ask the operator to raise the cap.",
                     code=f"{cap.kind}_exceeded",
                 )
-        scopes = tuple(cap.scope for cap in caps)
+        scopes = tuple([cap.scope for cap in caps])
         for scope in scopes:
-            self._held[scope] += amount
+            held[scope] += amount
         return SpendHold(scopes, amount)
 
     def shrink(self, hold: SpendHold, amount: int) -> None:
@@ -129,20 +147,24 @@ class SpendGuard:
     def release(self, hold: SpendHold) -> None:
         if hold.open:
             hold.open = False
+            held = self._held
             for scope in hold.scopes:
-                self._held[scope] -= hold.amount
-                if not self._held[scope]:
-                    del self._held[scope]
+                left = held[scope] - hold.amount
+                if left:
+                    held[scope] = left
+                else:
+                    held.pop(scope, None)
 
     def charged(self, key_id: str, account_id: str, charge: int, ledger_id: int, moment: datetime) -> None:
         """A charge was committed: add it to every cached total it belongs to."""
         month = month_of(moment)
+        cache, late = self._spent, self._late
         for scope in (("key", key_id, None), ("key", key_id, month), ("account", account_id, month)):
-            spent = self._spent.get(scope)
+            spent = cache.get(scope)
             if spent is not None:
                 _add(spent, ledger_id, charge)
-            if scope in self._late:
-                self._late[scope].append((ledger_id, charge))
+            if late and scope in late:
+                late[scope].append((ledger_id, charge))
 
     def invalidate(self) -> None:
         self._spent.clear()

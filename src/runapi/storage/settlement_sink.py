@@ -2,29 +2,35 @@
 
 `create_settlement_sink` picks one, once, from the database URL. On PostgreSQL it is
 `settlement_sink_pg.PostgresSettlementSink` (one statement per batch). On a SQLite file the
-`SqliteSettlementSink` writes a whole batch on its own stdlib `sqlite3` connection in one
-thread hop (BEGIN IMMEDIATE, an `executemany`, one INSERT per charge, COMMIT): SQLAlchemy over
-aiosqlite spends 9 hops to its thread per batch and about 6× the CPU (bench/RESULTS.md).
-In-memory SQLite keeps `Ledger.record`.
+`SqliteSettlementSink` writes a whole batch on its own stdlib `sqlite3` connection (BEGIN
+IMMEDIATE, two `executemany`, COMMIT), on the event loop's thread unless the write lock is taken:
+SQLAlchemy over aiosqlite spends 9 hops to its thread per batch and about 6× the CPU
+(bench/RESULTS.md). In-memory SQLite keeps `Ledger.record`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from runapi.storage.database import is_sqlite, sqlite_pragmas
-from runapi.storage.ledger import Ledger, Settlement, charge_row, generation_row
+from runapi.storage.ledger import Ledger, Settlement, charge_row
+from runapi.storage.records import Generation
 from runapi.storage.schema import generations, ledger
 
 __all__ = ["SettlementSink", "SqliteSettlementSink", "create_settlement_sink", "sqlite_file"]
+
+log = logging.getLogger("runapi.settlement")
 
 _DIALECT = sqlite.dialect()
 _IN_CHUNK = 500  # ids per `IN (...)`: below SQLite's oldest limit on bound variables (999)
@@ -66,41 +72,100 @@ def create_settlement_sink(url: str, ledger_: Ledger) -> SettlementSink:
     return ledger_
 
 
-class _Insert:
-    """An INSERT compiled once from the schema, with the dialect's bind processors of its columns."""
+def _sqlite_datetime(value: datetime) -> str:
+    """What SQLAlchemy's SQLite DATETIME stores ("YYYY-MM-DD HH:MM:SS.ffffff", the zone dropped), 5× faster."""
+    return value.isoformat(" ", "microseconds")[:26]
 
-    def __init__(self, table: sa.Table, columns: Sequence[str]) -> None:
+
+class _Insert:
+    """An INSERT compiled once from the schema, turning a msgspec record (or a dict) into its parameters
+    with the dialect's bind processors (SQLite DATETIME through `_sqlite_datetime`; booleans need none)."""
+
+    def __init__(self, table: sa.Table, columns: Sequence[str], record: type[msgspec.Struct] | None = None) -> None:
         compiled = table.insert().compile(dialect=_DIALECT, column_keys=list(columns))
         assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
         self.sql = str(compiled)
-        names = compiled.positiontup
-        processors = [table.c[name].type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for name in names]
-        self._fields: list[tuple[str, Callable[[Any], Any] | None]] = list(zip(names, processors))
+        self.names = list(compiled.positiontup)
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(self.names):
+            column_type = table.c[name].type
+            if isinstance(column_type, sa.Boolean):
+                continue  # sqlite3 binds True/False as 1/0, as SQLAlchemy's processor does
+            if isinstance(column_type, sa.DateTime):
+                self._processors.append((index, _sqlite_datetime))
+                continue
+            process = column_type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
+            if process is not None:
+                self._processors.append((index, process))
+        fields = record.__struct_fields__ if record is not None else ()
+        self._order = [fields.index(name) for name in self.names] if record is not None else []
 
-    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[name] if process is None else process(row[name]) for name, process in self._fields)
+    def values(self, row: dict[str, Any]) -> list[Any]:
+        out = [row[name] for name in self.names]
+        return self._process(out)
+
+    def record_values(self, record: msgspec.Struct) -> list[Any]:
+        """The parameters for a record whose fields are this INSERT's columns (any order)."""
+        fields = msgspec.structs.astuple(record)
+        return self._process([fields[i] for i in self._order])
+
+    def _process(self, out: list[Any]) -> list[Any]:
+        for index, process in self._processors:
+            if out[index] is not None:
+                out[index] = process(out[index])
+        return out
 
 
 class SqliteSettlementSink:
-    """Settlements on a SQLite file, through one `sqlite3` connection owned by one thread.
+    """Settlements on a SQLite file through stdlib `sqlite3`, committed on the event loop's own thread
+    while the write lock is free.
 
     Same contract as `Ledger.record` and the same stored values: the statements and the value
-    conversions come from the SQLAlchemy schema. The connection opens on the first batch.
+    conversions come from the SQLAlchemy schema. A batch of a few dozen rows commits in a fraction of
+    a millisecond (WAL, no fsync per commit); handing it to a thread instead cost more CPU than the
+    commit itself (GIL hand-offs and context switches: bench/RESULTS.md). So the loop's connection
+    never waits: it has no busy timeout and no automatic checkpoint. A batch goes to the sink's thread
+    (whose connection waits for the lock as long as the other connections do) when the lock is taken
+    (another process or connection is writing), when it is a backlog of more than `inline_rows` rows,
+    and while the thread checkpoints the WAL (every `checkpoint_rows` rows committed on the loop):
+    the checkpoint then copies every frame and the WAL file stays bounded. Connections open on first use.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, inline_rows: int = 64, checkpoint_rows: int = 1000) -> None:
         self._path = path
+        self._inline_rows = inline_rows
+        self._checkpoint_rows = checkpoint_rows
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settlement-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._generations = _Insert(generations, [c.name for c in generations.c])
-        self._charges = _Insert(ledger, [c.name for c in ledger.c if not c.primary_key])
+        self._loop_conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None  # the thread's
+        self._since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._generations = _Insert(generations, [c.name for c in generations.c], Generation)
+        self._charges = _Insert(ledger, [c.name for c in ledger.c])
 
     async def record(self, batch: list[Settlement]) -> dict[str, int]:
+        if len(batch) <= self._inline_rows and self._checkpoint is None:
+            conn = self._loop_conn or self._connect_loop()
+            try:
+                written = self._record(batch, conn)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # type: ignore[attr-defined]
+                    raise
+            else:
+                self._since_checkpoint += len(batch)
+                if self._since_checkpoint >= self._checkpoint_rows and self._checkpoint is None:
+                    self._since_checkpoint = 0
+                    self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, self._wal_checkpoint)
+                    self._checkpoint.add_done_callback(self._checkpointed)
+                return written
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._record, batch)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; each batch says BEGIN IMMEDIATE and COMMIT.
@@ -109,13 +174,32 @@ class SqliteSettlementSink:
         self._conn = conn
         return conn
 
+    def _connect_loop(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        sqlite_pragmas(conn)
+        conn.execute("PRAGMA busy_timeout=0")  # a taken lock: hand the batch to the thread at once
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in the thread (`_wal_checkpoint`)
+        self._loop_conn = conn
+        return conn
+
     def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _record(self, batch: list[Settlement]) -> dict[str, int]:
+    def _wal_checkpoint(self) -> None:
         conn = self._conn or self._connect()
+        # PASSIVE, as SQLite's own automatic checkpoint: the loop sends its batches here meanwhile, so the
+        # checkpoint copies every frame and the next commit writes the WAL from its start (a bounded file).
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("SQLite WAL checkpoint failed (retried later)", exc_info=done.exception())
+
+    def _record(self, batch: list[Settlement], conn: sqlite3.Connection | None = None) -> dict[str, int]:
+        conn = conn or self._conn or self._connect()
         try:
             # IMMEDIATE takes the write lock up front, so the busy timeout covers the whole wait for it.
             conn.execute("BEGIN IMMEDIATE")
@@ -134,14 +218,18 @@ class SqliteSettlementSink:
         return written
 
     def _insert(self, conn: sqlite3.Connection, batch: list[Settlement]) -> dict[str, int]:
-        if batch:
-            conn.executemany(self._generations.sql, [self._generations.values(generation_row(s)) for s in batch])
-        written: dict[str, int] = {}
-        for s in batch:
-            if s.charge_nanos > 0:
-                cursor = conn.execute(self._charges.sql, self._charges.values(charge_row(s)))
-                assert cursor.lastrowid is not None
-                written[s.generation.id] = cursor.lastrowid
+        """Both INSERTs as `executemany`. The charges' ledger IDs are given, following the highest
+        present: this connection holds the write lock (BEGIN IMMEDIATE), so nobody takes them meanwhile."""
+        if not batch:
+            return {}
+        conn.executemany(self._generations.sql, [self._generations.record_values(s.generation) for s in batch])
+        charged = [s for s in batch if s.charge_nanos > 0]
+        if not charged:
+            return {}
+        (highest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ledger").fetchone()
+        written = {s.generation.id: highest + n for n, s in enumerate(charged, start=1)}
+        conn.executemany(self._charges.sql, [self._charges.values({**charge_row(s), "id": written[s.generation.id]})
+                                             for s in charged])
         return written
 
     @staticmethod
