@@ -3,10 +3,11 @@
 A call is admitted only if, for every cap that applies, `spent + held + max cost ≤ cap`:
 what was charged (Σ charges in the ledger), plus the most every call still in flight may
 cost, plus the most this call may cost. A key stops at its cap; only a call that costs more
-than its hold (its prompt tokenised to more than the estimate) can pass it, by that excess. Spent amounts are cached per scope, with the highest
-ledger ID they include, so admission needs no database round trip once warm; settlements
-add their charges, and caches are reloaded on a cache-epoch change and every `RELOAD_S`
-(so charges made by other instances are seen).
+than its hold (its prompt tokenised to more than the estimate) can pass it, by that excess.
+Spent amounts are cached per scope, with the highest ledger ID they include, so admission
+needs no database round trip once warm; settlements add their charges, and caches are
+reloaded on a cache-epoch change and every `RELOAD_S` (so charges made by other instances
+are seen).
 """
 
 from __future__ import annotations

@@ -162,8 +162,7 @@ class ChatStream:
         self._settled = False
         self._upstream: AsyncIterator[UpstreamChunk] | None = None
         self._held: list[UpstreamChunk] = []
-        self._upstream_id = b""
-        self._upstream_model = b""
+        self._renames: list[tuple[bytes, bytes]] = []  # (upstream bytes, ours) replaced in every event
 
     @property
     def generation_id(self) -> str:
@@ -176,10 +175,14 @@ class ChatStream:
         except BaseException as exc:
             await self._settle_failed(exc)
             raise
-        self._upstream_id = self._held[0].upstream_id.encode()
+        upstream_id = self._held[0].upstream_id
+        if upstream_id:
+            self._renames.append((b'"' + upstream_id.encode() + b'"', b'"' + self.generation_id.encode() + b'"'))
         model = _decode(self._held[0].payload).get("model") if self._held[0].payload.startswith(b"{") else None
         if isinstance(model, str) and model and model != self.record.entry.id:
-            self._upstream_model = model.encode()
+            # show the public ID of the model that answers, as in JSON answers
+            public = self.record.entry.id.encode()
+            self._renames.append((b'"model":"' + model.encode() + b'"', b'"model":"' + public + b'"'))
 
     def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
         return self.gw.provider_for(deployment).stream(self.raw, deployment)
@@ -228,12 +231,9 @@ class ChatStream:
                 payload = _encode(data)
         elif not self.wants_usage and b'"usage":null' in payload:
             payload = payload.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
-        if self._upstream_id:
-            payload = payload.replace(b'"' + self._upstream_id + b'"', b'"' + self.generation_id.encode() + b'"')
-        if self._upstream_model:  # show the public ID of the model that answers, as in JSON answers
-            payload = payload.replace(b'"model":"' + self._upstream_model + b'"',
-                                      b'"model":"' + self.record.entry.id.encode() + b'"')
-        return frame(payload)
+        for upstream, ours in self._renames:
+            payload = payload.replace(upstream, ours)
+        return b"data: " + payload + b"\n\n"
 
     def _error_frame(self, error: UpstreamError) -> bytes:
         return frame(_encode(error.to_dict()))

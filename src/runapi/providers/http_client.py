@@ -147,6 +147,8 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamConnectionError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamConnectionError(f"the upstream sent malformed HTTP: {exc}"))
+        else:
+            self._wake()  # once per read, after the parser's callbacks (a read may hold many body chunks)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -171,7 +173,6 @@ class _Connection(asyncio.Protocol):
             self.headers = {}
             return
         self.head_done = True
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self._drained is not None:  # a released answer's tail: counted, not kept
@@ -184,7 +185,6 @@ class _Connection(asyncio.Protocol):
         if self._buffered >= PAUSE_AT and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if self.status < 200:
@@ -194,7 +194,6 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         if self._drained is not None:
             self._loop.call_soon(self._end_drain)
-        self._wake()
 
     # -- used by the client and the response -----------------------------------------------------
 
