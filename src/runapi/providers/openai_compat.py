@@ -17,7 +17,7 @@ from runapi.accounting.money import Usage
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
 from runapi.providers.http_client import UpstreamClient, UpstreamResponse
-from runapi.providers.sse import iter_sse_events
+from runapi.providers.sse import iter_sse_batches
 from runapi.providers.upstream_http import error_message, post_to_upstream, read_upstream_body
 
 _encode = msgspec.json.Encoder().encode
@@ -150,15 +150,16 @@ class OpenAICompatible:
         body["stream_options"] = options
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         try:
-            async for event in iter_sse_events(response.chunks(), self._timeouts.max_response_bytes):
-                if event.data == b"[DONE]":
-                    response.release_after_end()
-                    return
-                if event.event == "error":
-                    raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
-                chunk = parse_chunk(event.data)
-                chunk.more = event.more
-                yield chunk
+            async for events in iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes):
+                for event in events:
+                    if event.data == b"[DONE]":
+                        response.release_after_end()
+                        return
+                    if event.event == "error":
+                        raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
+                    chunk = parse_chunk(event.data)
+                    chunk.more = event.more
+                    yield chunk
             raise UpstreamError("the upstream stream ended before [DONE]")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc

@@ -38,30 +38,45 @@ def parse_sse_event(block: bytes) -> SseEvent | None:
     return SseEvent(event, b"\n".join(data))
 
 
-async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
-                          ) -> AsyncIterator[SseEvent]:
-    """Events from arbitrarily split bytes, each yielded as soon as its blank line arrives.
+async def iter_sse_batches(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
+                           ) -> AsyncIterator[list[SseEvent]]:
+    """Events from arbitrarily split bytes: after each read, the events it completed, as one list.
 
     An event (or an unterminated tail) over `max_event_bytes` raises `UpstreamError` instead of growing
-    memory; the events complete before it are yielded first. One length comparison per event and chunk."""
+    memory; the events complete before it are yielded first. Each event's `more` is set when another
+    follows it in the same list. One split per read and one length comparison per event."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-        end = buffer.find(b"\n\n")
-        while end >= 0:
-            if end > max_event_bytes:
-                raise response_too_large(max_event_bytes)
-            block, buffer = buffer[:end], buffer[end + 2 :]
-            end = buffer.find(b"\n\n")
-            event = parse_sse_event(block)
-            if event is not None:
-                event.more = end >= 0
-                yield event
+        if b"\n\n" in buffer:
+            *blocks, buffer = buffer.split(b"\n\n")
+            events: list[SseEvent] = []
+            for block in blocks:
+                if len(block) > max_event_bytes:
+                    if events:
+                        events[-1].more = False
+                        yield events
+                    raise response_too_large(max_event_bytes)
+                event = parse_sse_event(block)
+                if event is not None:
+                    event.more = True
+                    events.append(event)
+            if events:
+                events[-1].more = False
+                yield events
         if len(buffer) > max_event_bytes:
             raise response_too_large(max_event_bytes)
     if buffer.strip():
         event = parse_sse_event(buffer)
         if event is not None:
+            yield [event]
+
+
+async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
+                          ) -> AsyncIterator[SseEvent]:
+    """`iter_sse_batches`, one event at a time: each yielded as soon as its blank line arrives."""
+    async for events in iter_sse_batches(chunks, max_event_bytes):
+        for event in events:
             yield event
 
 
