@@ -1,17 +1,21 @@
 """Batched Lua calls (`storage.redis_client.run_scripts`) take one round trip: no `SCRIPT EXISTS`
 before each pipeline, as redis-py's own script objects send. When Redis has lost its script cache
 (a restart, here `SCRIPT FLUSH`), the scripts are loaded and the batch runs once, not twice.
-Against the real Redis on 127.0.0.1:6379, counting commands with `INFO commandstats`."""
+Against the real Redis on 127.0.0.1:6379, counting commands with `INFO commandstats`. Commands are
+packed by hiredis, byte for byte as redis-py packs them."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
 
-from runapi.storage.redis_client import redis_client, run_scripts
+from runapi.storage.redis_client import HiredisPackingConnection, redis_client, run_scripts
 
 INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 
@@ -58,3 +62,24 @@ async def test_scripts_redis_forgot_are_loaded_and_the_batch_runs_once(client: a
         assert await client.script_exists(script.sha) == [True]
     finally:
         await client.delete(key)
+
+
+@pytest.mark.parametrize("args", [
+    ("EVALSHA", "0123abcd", 3, "runapi:k:1", "runapi:k:2", "runapi:k:3", 5, -3, 0, 1764500000123, "x y"),
+    ("CLIENT SETINFO", "LIB-NAME", "redis-py"),
+    (b"SET", b"key", 1.5),
+    ("SET", "key", 0.1),
+    ("SET", "clé", "ünïcode"),
+])
+def test_hiredis_packing_sends_the_bytes_redis_py_would(args: tuple[Any, ...]) -> None:
+    ours = b"".join(HiredisPackingConnection().pack_command(*args))
+    theirs = b"".join(Connection().pack_command(*args))
+    assert ours == theirs
+
+
+def test_hiredis_packing_refuses_what_redis_py_refuses() -> None:
+    for bad in (True, None, object()):
+        with pytest.raises(DataError):
+            HiredisPackingConnection().pack_command("SET", "key", bad)
+        with pytest.raises(DataError):
+            Connection().pack_command("SET", "key", bad)

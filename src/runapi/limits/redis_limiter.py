@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, ScopeStatus, Ticket
-from runapi.storage.redis_client import run_scripts
+from runapi.storage.redis_client import redis_client, run_scripts
 
 log = logging.getLogger("runapi.limits")
 
@@ -153,7 +153,7 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, clock: Clock = time.time, **options: Any) -> RedisRateLimiter:
-        return cls(aioredis.Redis.from_url(url), clock, **options)
+        return cls(redis_client(url), clock, **options)
 
     def _keys(self, group: str, quotas: Sequence[Quota]) -> list[str]:
         keys: list[str] = []

@@ -6,18 +6,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import DataError, NoScriptError
+
+
+class HiredisPackingConnection(Connection):
+    """redis-py's asyncio connection, packing commands with hiredis (C) instead of Python: the same
+    bytes (a test compares them), at a fraction of the CPU for the many-argument EVALSHA calls.
+    redis-py's synchronous client does the same when hiredis is installed; its asyncio one does not."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # a command name of several words ("CLIENT SETINFO") goes as several
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(f"Invalid input of type {type(exc).__name__}: {exc}") from None
 
 
 def redis_client(url: str) -> aioredis.Redis:
     """A client for `url`. One retry covers a pooled connection that died with a restarted server;
     after that, commands raise `redis.exceptions.ConnectionError` within about a second."""
     return aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
-                                   retry=Retry(NoBackoff(), 1), health_check_interval=30)
+                                   retry=Retry(NoBackoff(), 1), health_check_interval=30,
+                                   connection_class=HiredisPackingConnection)
 
 
 async def run_scripts(client: aioredis.Redis, calls: Sequence[tuple[AsyncScript, Sequence[Any], Sequence[Any]]]
