@@ -119,7 +119,8 @@ async def _curl_cffi(url: str, payload: bytes, headers: dict[str, str]):  # type
     return call, session.close
 
 
-OPTIONAL = {"pyreqwest (Rust)": _pyreqwest, "rnet (Rust)": _rnet, "aiosonic": _aiosonic, "curl_cffi (libcurl)": _curl_cffi}
+OPTIONAL = {"pyreqwest (Rust)": _pyreqwest, "rnet (Rust)": _rnet, "aiosonic": _aiosonic,
+            "curl_cffi (libcurl)": _curl_cffi}
 
 
 def codecs() -> dict[str, float]:

@@ -26,7 +26,7 @@ from bench.cells import Row, add_baselines, measure_cell  # noqa: E402
 from bench.loads import wrk_available  # noqa: E402
 from bench.profiling import ProfiledRun, profile_section, profile_under_load, py_spy  # noqa: E402
 from bench.scenarios import FULL_PLAN, QUICK_PLAN, SCENARIOS  # noqa: E402
-from bench.servers import Target, nginx_path, start_gateway, start_nginx, start_upstream  # noqa: E402
+from bench.servers import Target, nginx_path, start_floor, start_gateway, start_nginx, start_upstream  # noqa: E402
 from bench.soak import soak, soak_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 1, quick 0.5)")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
     parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
-                        help="comma-separated targets (direct,nginx,runapi-sqlite); --postgres adds runapi-postgres")
+                        help="comma-separated targets (direct,nginx,runapi-sqlite; also floor-raw and floor-asgi, a "
+                             "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
+                             "--postgres adds runapi-postgres")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="add a row for `runapi serve --workers N` (SQLite + Redis at 127.0.0.1:6379)")
     parser.add_argument("--baseline", metavar="GIT_REF", default="",
@@ -95,6 +97,8 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
                              postgres=name.startswith("runapi-postgres"))
     if name == "nginx":
         return start_nginx(workdir, upstream)
+    if name in ("floor-raw", "floor-asgi"):
+        return start_floor(workdir, upstream, name.split("-", 1)[1])
     if name == "runapi-sqlite":
         return start_gateway(workdir, upstream, name=name)
     if name == "runapi-postgres":

@@ -4,6 +4,8 @@
 - `start_nginx`: Debian's nginx as a plain reverse proxy with a keep-alive upstream pool.
 - `start_gateway`: `runapi serve` with the full pipeline, on SQLite or on a throw-away
   PostgreSQL database, with one funded account and key created through the admin API.
+- `start_floor`: a bare Python proxy with RunAPI's upstream client (`bench/floor.py`), the floor
+  under the gateway's pipeline.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from bench.procs import Child, free_port, wait_for_port
 
 PYTHON = sys.executable
+PROJECT = Path(__file__).resolve().parent.parent  # for `python -m bench.…` children
 # `runapi` itself (the venv's console script) when installed, else the same module through this interpreter.
 _SCRIPT = Path(sys.executable).parent / "runapi"
 RUNAPI = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "runapi.cli.main"]
@@ -129,6 +132,20 @@ def start_nginx(workdir: Path, upstream: Target) -> Target:
         child.stop()
         raise RuntimeError(f"nginx did not start:\n{child.log_tail()}") from None
     return Target("nginx", f"http://127.0.0.1:{port}", child=child)
+
+
+def start_floor(workdir: Path, upstream: Target, mode: str) -> Target:
+    """`bench/floor.py` in `mode` ("raw" or "asgi") in front of `upstream`."""
+    port = free_port()
+    name = f"floor-{mode}"
+    child = Child(name, [PYTHON, "-m", "bench.floor", "--upstream", upstream.base_url, "--port", str(port),
+                         "--mode", mode], workdir / f"{name}.log", env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    try:
+        wait_for_port(port, proc=child.proc)
+    except RuntimeError:
+        child.stop()
+        raise RuntimeError(f"{name} did not start:\n{child.log_tail()}") from None
+    return Target(name, f"http://127.0.0.1:{port}", child=child)
 
 
 async def _pg_admin(sql: str) -> None:

@@ -1,7 +1,7 @@
 """The benchmark harness (bench/) still works: its servers start, its clients measure, its rows are sane.
 
 Runs the real building blocks on loopback for a few seconds: the simulator and `runapi serve`
-as child processes, nginx in front of the simulator, 50 requests through the harness's
+as child processes, nginx and the Python floor proxies in front of the simulator, 50 requests through the harness's
 own aiohttp client (JSON and SSE), one short wrk run, and the /proc readings.
 """
 
@@ -18,7 +18,7 @@ from bench.loads import run_async_client
 from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
-from bench.servers import Target, start_gateway, start_nginx, start_upstream
+from bench.servers import Target, start_floor, start_gateway, start_nginx, start_upstream
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() or shutil.which("wrk") is None,
@@ -73,3 +73,20 @@ def test_cells_side_by_side_give_sane_rows(servers: tuple[Target, Target, Target
     assert gw.gateway_cpu_ms is not None and gw.gateway_cpu_ms > 0 and gw.peak_rss_mib and gw.peak_rss_mib > 20
     assert "runapi-sqlite" in markdown_table(rows)
     assert any(value != "not measured in this run" for _, value, _ in target_checks(rows))
+
+
+@pytest.mark.parametrize("mode", ["raw", "asgi"])
+def test_the_python_floor_proxies_relay_json_and_streams(servers: tuple[Target, Target, Target], tmp_path: Path,
+                                                         mode: str) -> None:
+    """`bench/floor.py`: a bare proxy with RunAPI's upstream client, answering both kinds of request."""
+    upstream = servers[0]
+    floor = start_floor(tmp_path, upstream, mode)
+    try:
+        json_result = run_async_client(floor.url, SCENARIOS["json"].body, "", 4, stream=False, requests=25)
+        sse_result = run_async_client(floor.url, SCENARIOS["stream20"].body, "", 4, stream=True, requests=25)
+        assert (json_result.requests, json_result.errors) == (25, 0)
+        assert (sse_result.requests, sse_result.errors) == (25, 0)  # each with its [DONE] and a content token
+        assert sse_result.ttft_p50_ms is not None and 0 < sse_result.ttft_p50_ms <= sse_result.p50_ms
+        assert json_result.overhead_hdr_p50_ms is None  # no gateway header: nothing but the relay
+    finally:
+        floor.stop()
