@@ -24,7 +24,7 @@ from runapi.limits import RateLimitStatus
 from runapi.pipeline.chat import ChatStream, complete_chat, open_chat_stream
 from runapi.pipeline.chat_request import decode_chat_request
 from runapi.pipeline.gateway import Gateway
-from runapi.tasks.idempotency import Reply, idempotency_key, run_idempotent
+from runapi.tasks.idempotency import Reply, run_idempotent
 
 log = logging.getLogger("runapi.http")
 
@@ -60,12 +60,6 @@ class ChatCompletionsEndpoint:
             if request.stream:
                 stream = await open_chat_stream(self.gw, principal, request, raw, started=started,
                                                 client_request_id=client_request_id)
-            elif idempotency_key(headers) is None:
-                done = await complete_chat(self.gw, principal, request, raw, started=started,
-                                           client_request_id=client_request_id)
-                await send_bytes(send, 200, done.body, response_headers(headers, done.generation_id, done.overhead_ms,
-                                                                        done.rate_limit))
-                return
             else:
                 async def call(generation_id: str | None) -> Reply:
                     done = await complete_chat(self.gw, principal, request, raw, started=started,

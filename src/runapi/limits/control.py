@@ -98,19 +98,9 @@ class LimitControl:
         self.spend = spend
         self._open: dict[str, Admission] = {}
         self._tier_caps = {name: spec.monthly_spend_cap_nanos for name, spec in tiers.tiers.items()}
-        self._tier_rates = {name: (spec.requests_per_minute, spec.tokens_per_minute, spec.concurrent_requests)
-                            for name, spec in tiers.tiers.items()}
 
     def quotas(self, caller: Caller) -> list[Quota]:
-        rates = self._tier_rates.get(caller.tier)
-        if rates is None:  # a tier removed from config: `tiers.get` falls back
-            return _quotas(self.tiers.get(caller.tier), caller.account_id, caller.key_id, caller.limits)
-        quotas = [Quota(f"acct:{caller.account_id}", *rates)]
-        limits = caller.limits
-        if limits.requests_per_minute or limits.tokens_per_minute or limits.concurrent_requests:
-            quotas.append(Quota(f"key:{caller.key_id}", limits.requests_per_minute or 0,
-                                limits.tokens_per_minute or 0, limits.concurrent_requests or 0))
-        return quotas
+        return _quotas(self.tiers.get(caller.tier), caller.account_id, caller.key_id, caller.limits)
 
     def caps(self, caller: Caller) -> list[Cap]:
         month = self.spend.month()

@@ -1,7 +1,7 @@
 """The in-process rate limiter: one dict of buckets, no I/O. Correct for a single gateway process.
 
-The GCRA arithmetic is `rates.drain`/`check`/`adjust`, inlined here (this runs twice per call):
-see `rates.py` for what each step means; the results are the same to the millisecond.
+The GCRA arithmetic is `rates.drain` and `adjust`, with `rates.check` written out in `acquire`
+(no `Check` objects on the hot path): the results are the same to the millisecond.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, ScopeStatus, Ticket
+from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, ScopeStatus, Ticket, adjust, drain
 
 CONCURRENCY_RETRY_MS = 1000
 PRUNE_EVERY = 10_000
@@ -56,9 +56,6 @@ class MemoryRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._admitted = 0
 
-    def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
     async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int) -> Decision:
         now = int(self.clock() * 1000)
         buckets = self._buckets
@@ -74,14 +71,10 @@ class MemoryRateLimiter:
                 bucket = buckets[scope] = _Bucket(now)
             rpm = quota.requests_per_minute
             tpm = quota.tokens_per_minute
-            cost = tpm if tpm and tokens > tpm else tokens  # quota.token_cost(tokens)
+            cost = quota.token_cost(tokens)
             # requests: drain, then check a cost of 1
             if rpm > 0:
-                requests = bucket.requests
-                if now > bucket.requests_at:
-                    requests -= (now - bucket.requests_at) * rpm
-                if requests < 0:
-                    requests = 0
+                requests = drain(bucket.requests, bucket.requests_at, now, rpm)
                 new_requests = requests + PERIOD_MS
                 capacity = rpm * PERIOD_MS
                 if new_requests > capacity:
@@ -95,11 +88,7 @@ class MemoryRateLimiter:
                 requests = new_requests = 0
             # tokens: drain, then check `cost`
             if tpm > 0:
-                level = bucket.tokens
-                if now > bucket.tokens_at:
-                    level -= (now - bucket.tokens_at) * tpm
-                if level < 0:
-                    level = 0
+                level = drain(bucket.tokens, bucket.tokens_at, now, tpm)
                 new_level = level + cost * PERIOD_MS
                 capacity = tpm * PERIOD_MS
                 if new_level > capacity:
@@ -164,27 +153,9 @@ class MemoryRateLimiter:
             if quota.concurrent_requests and bucket.in_flight > 0:
                 bucket.in_flight -= 1
             tpm = quota.tokens_per_minute
-            if actual_tokens != charged and tpm:
-                rpm = quota.requests_per_minute
-                if rpm > 0:  # drain both levels to now; replace the estimate by the real count
-                    requests = bucket.requests
-                    if now > bucket.requests_at:
-                        requests -= (now - bucket.requests_at) * rpm
-                    if requests < 0:
-                        requests = 0
-                else:
-                    requests = 0
-                if tpm > 0:
-                    level = bucket.tokens
-                    if now > bucket.tokens_at:
-                        level -= (now - bucket.tokens_at) * tpm
-                    if level < 0:
-                        level = 0
-                    level += (actual_tokens - charged) * PERIOD_MS
-                    if level < 0:
-                        level = 0
-                else:
-                    level = 0
+            if actual_tokens != charged and tpm:  # drain both levels to now; replace the estimate by the real count
+                requests = drain(bucket.requests, bucket.requests_at, now, quota.requests_per_minute)
+                level = adjust(drain(bucket.tokens, bucket.tokens_at, now, tpm), tpm, actual_tokens - charged)
                 bucket.settle_levels(quota, requests, level, now)
 
     async def flush(self) -> None:

@@ -32,18 +32,9 @@ Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None
 CapKind = Literal["key_spend_cap", "key_monthly_spend_cap", "tier_monthly_spend_cap"]
 
 
-_MONTH_NAMES: dict[tuple[int, int], str] = {}  # (year, month) -> "YYYY-MM", formatted once
-
-
 def month_of(moment: datetime) -> str:
     moment = moment.astimezone(UTC)
-    year, number = moment.year, moment.month
-    name = _MONTH_NAMES.get((year, number))
-    if name is None:
-        if len(_MONTH_NAMES) >= 64:
-            _MONTH_NAMES.clear()
-        name = _MONTH_NAMES[year, number] = f"{year:04d}-{number:02d}"
-    return name
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -112,14 +103,9 @@ class SpendGuard:
 
     async def reserve(self, caps: list[Cap], amount: int) -> SpendHold:
         """Count `amount` against every cap, or raise `BudgetExceeded` naming the first one it would pass."""
-        cache = self._spent
         spent: dict[Scope, _Spent] = {}
-        for cap in caps:  # a warm, fresh total is taken as `_current` would return it, without a coroutine
-            scope = cap.scope
-            cached = cache.get(scope)
-            if cached is None or time.monotonic() - cached.loaded_at >= RELOAD_S:
-                cached = await self._current(scope)
-            spent[scope] = cached
+        for cap in caps:  # a fresh cached total needs no coroutine
+            spent[cap.scope] = self._fresh(cap.scope) or await self._current(cap.scope)
         held = self._held
         for cap in caps:  # no await from here on: check and count atomically
             scope = cap.scope
@@ -173,9 +159,14 @@ class SpendGuard:
     async def spent(self, scope: Scope) -> int:
         return (await self._current(scope)).nanos
 
-    async def _current(self, scope: Scope) -> _Spent:
+    def _fresh(self, scope: Scope) -> _Spent | None:
+        """The cached total of `scope` if it was loaded less than `RELOAD_S` ago."""
         cached = self._spent.get(scope)
-        if cached is not None and time.monotonic() - cached.loaded_at < RELOAD_S:
+        return cached if cached is not None and time.monotonic() - cached.loaded_at < RELOAD_S else None
+
+    async def _current(self, scope: Scope) -> _Spent:
+        cached = self._fresh(scope)
+        if cached is not None:
             return cached
         pending = self._loading.get(scope)
         if pending is not None:  # one query at a time per scope

@@ -233,7 +233,7 @@ class ChatStream:
             payload = payload.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
         for upstream, ours in self._renames:
             payload = payload.replace(upstream, ours)
-        return b"data: " + payload + b"\n\n"
+        return frame(payload)
 
     def _error_frame(self, error: UpstreamError) -> bytes:
         return frame(_encode(error.to_dict()))

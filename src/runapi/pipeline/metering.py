@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 import time
 from collections.abc import Callable
 
 from runapi.accounting.money import Pricing, Usage, cost_nanos, estimate_tokens
 from runapi.catalog import ModelEntry
-from runapi.ids import random_hex
 from runapi.limits import RateLimitStatus
 from runapi.providers import Deployment
 from runapi.storage import Generation, Settlement
@@ -21,7 +22,7 @@ def new_generation_id() -> str:
     millisecond) and in creation order, so the indexes on generation IDs (generations' primary key,
     the ledger's unique `generation_id`) grow at their right edge instead of dirtying a random page
     of each per insert (bench/RESULTS.md: the SQLite settlement thread's CPU per row)."""
-    return f"gen-{time.time_ns() // 1_000_000:012x}{random_hex(10)}"
+    return f"gen-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 class CallRecord:
@@ -83,18 +84,8 @@ class CallRecord:
         return Settlement(row, cap(cost) if cap else cost)
 
 
-_PRICE_TEXTS: dict[int, tuple[Pricing, tuple[str, str, str, str]]] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _price_texts(pricing: Pricing) -> tuple[str, str, str, str]:
-    """The four prices as stored on a generation row, formatted once per catalog `Pricing` object
-    (keyed by identity; the entry keeps the object, so its id is not reused while cached)."""
-    cached = _PRICE_TEXTS.get(id(pricing))
-    if cached is not None and cached[0] is pricing:
-        return cached[1]
-    texts = (format(pricing.input, "f"), format(pricing.output, "f"), format(pricing.cache_read, "f"),
-             format(pricing.cache_write, "f"))
-    if len(_PRICE_TEXTS) > 4096:  # catalogs are small; a bound all the same
-        _PRICE_TEXTS.clear()
-    _PRICE_TEXTS[id(pricing)] = (pricing, texts)
-    return texts
+    """The four prices as stored on a generation row, formatted once per catalog price."""
+    return (format(pricing.input, "f"), format(pricing.output, "f"), format(pricing.cache_read, "f"),
+            format(pricing.cache_write, "f"))
