@@ -89,6 +89,28 @@ def test_client_disconnect_mid_stream_charges_what_was_generated(gateway: Runnin
     assert gateway.balance(account) == Decimal(1) - expected == gateway.ledger_sum(account)
 
 
+def test_client_leaving_between_two_slow_chunks_is_noticed_before_the_next(gateway: RunningGateway) -> None:
+    """The disconnect is seen while the upstream is silent (not at the next write): the upstream call is
+    cancelled and the stream settled well before the next chunk, 2 s later, would have arrived."""
+    account, key = gateway.create_account("1")
+    body = {"model": "glm-4.5-air", "messages": MESSAGES, "stream": True,
+            "x_sim": {"completion_tokens": 2, "chunk_delay_ms": 2000, "latency_ms": 0}}
+    with httpx.stream("POST", f"{gateway.base_url}/v1/chat/completions", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {key}"}) as response:
+        for line in response.iter_lines():
+            if '"content":"' in line and '"content":""' not in line:
+                break  # the first token came 2 s in; the next is 2 s away
+    left = time.monotonic()
+    rows = generations(gateway, account)
+    while not rows and time.monotonic() < left + 1.5:
+        time.sleep(0.02)
+        rows = generations(gateway, account)
+    assert time.monotonic() - left < 1.5
+    (row,) = rows
+    assert row["status"] == "cancelled" and row["usage"]["completion_tokens"] == 1
+    assert gateway.balance(account) == Decimal(1) - row["cost"] == gateway.ledger_sum(account)
+
+
 def test_concurrent_calls_never_overdraw(gateway: RunningGateway) -> None:
     """50 concurrent calls, credit for 10 holds: some get 402, the balance never goes negative."""
     # Each hold: ceil(23 prompt bytes / 3) = 8 input tokens + 1000 output tokens at glm-4.5-air prices.

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from runapi.errors import UpstreamError
 from runapi.providers.base import Timeouts
-from runapi.providers.sse import iter_sse_events
+from runapi.providers.sse import iter_sse_batches
 from runapi.providers.http_client import UpstreamClient
 from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
@@ -162,7 +162,7 @@ async def _reads(chunks: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _events(chunks: list[bytes], limit: int) -> list[bytes]:
-    return [event.data async for event in iter_sse_events(_reads(chunks), limit)]
+    return [event.data async for events in iter_sse_batches(_reads(chunks), limit) for event in events]
 
 
 async def test_sse_parser_refuses_an_event_over_the_limit() -> None:
@@ -182,6 +182,6 @@ async def test_events_before_an_oversized_one_are_yielded_first() -> None:
     small = b"data: " + b"a" * 50 + b"\n\n"
     seen: list[bytes] = []
     with pytest.raises(UpstreamError):
-        async for event in iter_sse_events(_reads([small * 2 + b"data: " + b"b" * 300]), 100):
-            seen.append(event.data)
+        async for events in iter_sse_batches(_reads([small * 2 + b"data: " + b"b" * 300]), 100):
+            seen += [event.data for event in events]
     assert seen == [b"a" * 50] * 2

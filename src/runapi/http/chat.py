@@ -83,39 +83,45 @@ class ChatCompletionsEndpoint:
         await self._relay(stream, headers, receive, send)
 
     async def _relay(self, stream: ChatStream, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
-        """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle."""
+        """Send the stream chunk by chunk; if the client leaves, cancel the upstream and settle.
+
+        The stream is pumped in this task (no hop to another task before the first byte); a watcher
+        task waits for the client's disconnect and then cancels this task, but only while it pumps."""
         start_headers = SSE_HEADERS + response_headers(headers, stream.generation_id, stream.record.overhead_ms(),
                                                       stream.record.rate_limit)
+        relaying = asyncio.current_task()
+        assert relaying is not None
+        pumping = True
+        gone = False
 
-        async def pump() -> None:
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            if pumping:
+                relaying.cancel()
+
+        watching = asyncio.ensure_future(watch())
+        disconnected = False
+        try:
             # The head is sent in the same task step as the first events: one write for both.
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
             async for data in stream.events():  # the last frames come once the stream is finished (settled)
                 await send({"type": "http.response.body", "body": data, "more_body": not stream.finished})
             if not stream.finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        pumping = asyncio.ensure_future(pump())
-        watching = asyncio.ensure_future(watch())
-        disconnected = False
-        try:
-            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
-            if not pumping.done():
-                disconnected = True
-                pumping.cancel()
-            try:
-                await pumping
-            except asyncio.CancelledError:
-                pass
-            except OSError:  # the server's transport says the client is gone
-                disconnected = not stream.finished
-            except Exception:
-                log.exception("stream relay failed for %s", stream.generation_id)
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # cancelled from outside (the server stopping): the stream is still settled below
+            relaying.uncancel()
+            disconnected = True
+        except OSError:  # the server's transport says the client is gone
+            disconnected = not stream.finished
+        except Exception:
+            log.exception("stream relay failed for %s", stream.generation_id)
         finally:
+            pumping = False
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching

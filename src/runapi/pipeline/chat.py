@@ -160,7 +160,7 @@ class ChatStream:
         self.finished = False
         self.error: Exception | None = None
         self._settled = False
-        self._upstream: AsyncIterator[UpstreamChunk] | None = None
+        self._upstream: AsyncIterator[list[UpstreamChunk]] | None = None
         self._held: list[UpstreamChunk] = []
         self._renames: list[tuple[bytes, bytes]] = []  # (upstream bytes, ours) replaced in every event
 
@@ -184,19 +184,19 @@ class ChatStream:
             public = self.record.entry.id.encode()
             self._renames.append((b'"model":"' + model.encode() + b'"', b'"model":"' + public + b'"'))
 
-    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         return self.gw.provider_for(deployment).stream(self.raw, deployment)
 
     async def _open_upstream(self, deployment: Deployment
-                             ) -> tuple[AsyncIterator[UpstreamChunk], list[UpstreamChunk]]:
-        """Start the upstream stream and hold its chunks back until the first one with generated
+                             ) -> tuple[AsyncIterator[list[UpstreamChunk]], list[UpstreamChunk]]:
+        """Start the upstream stream and hold its chunks back until a read brings one with generated
         content (or usage): an upstream that stalls or fails before that can still be failed over."""
         upstream = aiter(self._upstream_stream(deployment))
         held: list[UpstreamChunk] = []
         try:
-            async for chunk in upstream:
-                held.append(chunk)
-                if chunk.content_parts or chunk.usage is not None:
+            async for chunks in upstream:
+                held += chunks
+                if any(chunk.content_parts or chunk.usage is not None for chunk in chunks):
                     return upstream, held
         except BaseException:
             await upstream.aclose()  # type: ignore[attr-defined]
@@ -214,26 +214,32 @@ class ChatStream:
         if chunk.usage is not None:
             self.usage = chunk.usage
 
-    def _relay(self, chunk: UpstreamChunk) -> bytes | None:
-        """The bytes to send for one upstream chunk, or None to send nothing."""
-        self._track(chunk)
-        payload = chunk.payload
-        if chunk.usage is not None:
-            if not self.wants_usage:
-                if chunk.usage_only:
-                    return None
-                data = _decode(payload)
-                data.pop("usage", None)
+    def _relay(self, chunks: list[UpstreamChunk]) -> bytes:
+        """The bytes to send for the chunks of one read (b"" for none): the upstream's events as they
+        are, with our generation id and public model name, and our usage (with cost) if asked for."""
+        payloads: list[bytes] = []
+        for chunk in chunks:
+            self._track(chunk)
+            payload = chunk.payload
+            if chunk.usage is not None:
+                if not self.wants_usage:
+                    if chunk.usage_only:
+                        continue
+                    data = _decode(payload)
+                    data.pop("usage", None)
+                else:
+                    data = _decode(payload)
+                    data["usage"] = usage_json(chunk.usage, nanos_to_usd(cost_nanos(chunk.usage, self.record.entry.pricing)))
                 payload = _encode(data)
-            else:
-                data = _decode(payload)
-                data["usage"] = usage_json(chunk.usage, nanos_to_usd(cost_nanos(chunk.usage, self.record.entry.pricing)))
-                payload = _encode(data)
-        elif not self.wants_usage and b'"usage":null' in payload:
-            payload = payload.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
+            payloads.append(payload)
+        if not payloads:
+            return b""
+        out = b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"  # the needles below never span two events
+        if not self.wants_usage and b'"usage":null' in out:
+            out = out.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
         for upstream, ours in self._renames:
-            payload = payload.replace(upstream, ours)
-        return frame(payload)
+            out = out.replace(upstream, ours)
+        return out
 
     def _error_frame(self, error: UpstreamError) -> bytes:
         return frame(_encode(error.to_dict()))
@@ -243,36 +249,24 @@ class ChatStream:
         return DONE
 
     async def events(self) -> AsyncIterator[bytes]:
-        """SSE bytes for the client. Upstream failures end the stream with an error event (not retried:
-        the client already has bytes). Events that arrived together from the upstream leave together,
-        in one write; an event is never held back waiting for one that has not arrived yet."""
+        """SSE bytes for the client, one piece per upstream read. Upstream failures end the stream with an
+        error event (not retried: the client already has bytes)."""
         assert self._upstream is not None
-        pending: list[bytes] = []
         try:
-            for chunk in self._held:
-                out = self._relay(chunk)
-                if out is not None:
-                    pending.append(out)
+            data = self._relay(self._held)
             self._held = []
-            if pending:
-                yield b"".join(pending)
-                pending = []
-            async for chunk in self._upstream:
-                out = self._relay(chunk)
-                if out is not None:
-                    pending.append(out)
-                if pending and not chunk.more:
-                    yield pending[0] if len(pending) == 1 else b"".join(pending)
-                    pending = []
+            if data:
+                yield data
+            async for chunks in self._upstream:
+                data = self._relay(chunks)
+                if data:
+                    yield data
         except UpstreamError as exc:
             self.error = exc
             if self.record.deployment is not None:
                 self.gw.circuits.failed(deployment_key(self.record.deployment))
-            pending.append(self._error_frame(exc))
-            yield b"".join(pending)
+            yield self._error_frame(exc)
             return
-        if pending:
-            yield b"".join(pending)
         self.finished = True
         await self.close(disconnected=False)  # durable before the client sees the end
         yield self._final_frames()

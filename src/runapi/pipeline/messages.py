@@ -139,7 +139,7 @@ class MessagesStream(ChatStream):
         self.native = False
         self._writer: ChatToMessagesEvents | None = None
 
-    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+    def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         provider = self.gw.provider_for(deployment)
         self.native = isinstance(provider, NativeMessages)  # the last attempt is the one that answers
         if isinstance(provider, NativeMessages):
@@ -154,15 +154,19 @@ class MessagesStream(ChatStream):
     def _cost(self, usage: Usage) -> Decimal:
         return nanos_to_usd(cost_nanos(usage, self.record.entry.pricing))
 
-    def _relay(self, chunk: UpstreamChunk) -> bytes | None:
+    def _relay(self, chunks: list[UpstreamChunk]) -> bytes:
+        return b"".join([self._event(chunk) for chunk in chunks])
+
+    def _event(self, chunk: UpstreamChunk) -> bytes:
+        """The Messages events for one chunk (b"" for none)."""
         self._track(chunk)
         if not self.native:
-            return self._events_writer().feed(_decode(chunk.payload)) or None
+            return self._events_writer().feed(_decode(chunk.payload))
         if not chunk.payload.startswith((b"event: message_start", b"event: message_delta", b"event: message_stop")):
             return chunk.payload
         event = parse_sse_event(chunk.payload.strip())
         if event is None or event.event == "message_stop":
-            return None  # sent by `_final_frames`, after the settlement
+            return b""  # sent by `_final_frames`, after the settlement
         data = _decode(event.data)
         if event.event == "message_start" and isinstance(data.get("message"), dict):
             data["message"].update(id=self.generation_id, model=self.record.entry.id)

@@ -27,7 +27,7 @@ from runapi.providers.anthropic_translate import (
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
 from runapi.providers.http_client import UpstreamClient, UpstreamResponse
 from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
-from runapi.providers.sse import frame, iter_sse_events
+from runapi.providers.sse import frame, iter_sse_batches
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 """Client headers relayed to Anthropic upstreams."""
@@ -45,8 +45,9 @@ class NativeMessages(Protocol):
         """One complete answer; `body` of the reply is the upstream's Messages JSON."""
 
     def stream_native(self, body: dict[str, Any], deployment: Deployment,
-                      headers: Mapping[str, str]) -> AsyncIterator[UpstreamChunk]:
-        """Messages SSE events, each chunk's payload one framed event; usage on `message_delta`."""
+                      headers: Mapping[str, str]) -> AsyncIterator[list[UpstreamChunk]]:
+        """Messages SSE events, each chunk's payload one framed event; usage on `message_delta`.
+        Listed per read, as `Provider.stream` lists chunks."""
 
     async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
         """The upstream's `input_tokens` count for a Messages body."""
@@ -85,19 +86,25 @@ class AnthropicProvider:
             raise UpstreamUnavailable("the upstream answer is not a message")
         return data
 
-    async def _events(self, response: UpstreamResponse) -> AsyncGenerator[tuple[str, bytes], None]:
-        """(event name, data) until `message_stop`; transport failures become `UpstreamError`s."""
+    async def _events(self, response: UpstreamResponse) -> AsyncGenerator[list[tuple[str, bytes]], None]:
+        """(event name, data) pairs per read until `message_stop`; transport failures become `UpstreamError`s."""
         try:
-            async for event in iter_sse_events(response.chunks(), self._timeouts.max_response_bytes):
-                name = event.event or "message"
-                if name == "error":
-                    message = upstream_error_message(event.data) or "unknown error"
-                    raise UpstreamError(f"the upstream reported an error mid-stream: {message}")
-                if name == "message_stop":
-                    response.release_after_end()
-                yield name, event.data
-                if name == "message_stop":
-                    return
+            async for events in iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes):
+                batch: list[tuple[str, bytes]] = []
+                for event in events:
+                    name = event.event or "message"
+                    if name == "error":
+                        if batch:
+                            yield batch
+                        message = upstream_error_message(event.data) or "unknown error"
+                        raise UpstreamError(f"the upstream reported an error mid-stream: {message}")
+                    batch.append((name, event.data))
+                    if name == "message_stop":
+                        response.release_after_end()
+                        yield batch
+                        return
+                if batch:
+                    yield batch
             raise UpstreamError("the upstream stream ended before message_stop")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc
@@ -116,15 +123,20 @@ class AnthropicProvider:
         reply, usage = from_messages_reply(message, int(time.time()))
         return UpstreamReply(body=reply, usage=usage, upstream_id=str(message.get("id", "")))
 
-    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         body = to_messages_request(request, deployment.upstream_model, deployment.max_output)
         body["stream"] = True
         response = await self._post(self._url(deployment), self._headers(deployment, {}), _encode(body))
         translator = MessagesToChatStream(created=int(time.time()))
-        async with contextlib.aclosing(self._events(response)) as events:
-            async for name, data in events:
-                for chunk in translator.feed(name, data):
-                    yield chunk
+        async with contextlib.aclosing(self._events(response)) as batches:
+            async for batch in batches:
+                chunks: list[UpstreamChunk] = []
+                try:
+                    for name, data in batch:
+                        chunks += translator.feed(name, data)
+                finally:  # a malformed event ends the stream after the chunks before it
+                    if chunks:
+                        yield chunks
 
     # -- NativeMessages: Anthropic bodies relayed as they are -------------------------------------
 
@@ -138,14 +150,20 @@ class AnthropicProvider:
                              upstream_id=str(message.get("id", "")))
 
     async def stream_native(self, body: dict[str, Any], deployment: Deployment,
-                            headers: Mapping[str, str]) -> AsyncIterator[UpstreamChunk]:
+                            headers: Mapping[str, str]) -> AsyncIterator[list[UpstreamChunk]]:
         sent = {**body, "model": deployment.upstream_model, "stream": True}
         response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
         meter = NativeStreamMeter()
-        async with contextlib.aclosing(self._events(response)) as events:
-            async for name, data in events:
-                usage, parts = meter.feed(name, data)
-                yield UpstreamChunk(payload=frame(data, name), usage=usage, content_parts=parts)
+        async with contextlib.aclosing(self._events(response)) as batches:
+            async for batch in batches:
+                chunks: list[UpstreamChunk] = []
+                try:
+                    for name, data in batch:
+                        usage, parts = meter.feed(name, data)
+                        chunks.append(UpstreamChunk(payload=frame(data, name), usage=usage, content_parts=parts))
+                finally:  # a malformed event ends the stream after the chunks before it
+                    if chunks:
+                        yield chunks
 
     async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
         sent = {**body, "model": deployment.upstream_model}

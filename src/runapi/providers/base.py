@@ -59,16 +59,17 @@ class UpstreamChunk(msgspec.Struct):
     usage_only: bool = False
     content_parts: int = 0
     upstream_id: str = ""
-    more: bool = False  # another event already arrived with this one: the relay may send both in one write
 
 
 class Provider(Protocol):
     async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
         """Call the upstream for one complete answer."""
 
-    def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
-        """Call the upstream and yield chunks as they arrive. Closing the iterator cancels the call.
+    def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
+        """Call the upstream and yield its chunks as they arrive: after each read, the chunks it
+        completed, as one non-empty list (the relay sends them in one write). Closing the iterator
+        cancels the call.
 
-        The first chunk is only yielded once the upstream answered with success, so a
+        The first list is only yielded once the upstream answered with success, so a
         caller may retry another deployment on any error raised before it.
         """

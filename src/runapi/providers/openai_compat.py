@@ -142,7 +142,7 @@ class OpenAICompatible:
             raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
         return UpstreamReply(body=data, usage=meta.usage.normalise() if meta.usage else None, upstream_id=meta.id)
 
-    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[UpstreamChunk]:
+    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         url, headers, body = self._target(request, deployment)
         body["stream"] = True
         options = dict(body.get("stream_options") or {})
@@ -151,15 +151,26 @@ class OpenAICompatible:
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         try:
             async for events in iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes):
+                chunks: list[UpstreamChunk] = []
+                end: UpstreamError | None = None  # after the chunks before it are relayed
                 for event in events:
                     if event.data == b"[DONE]":
                         response.release_after_end()
+                        if chunks:
+                            yield chunks
                         return
                     if event.event == "error":
-                        raise UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
-                    chunk = parse_chunk(event.data)
-                    chunk.more = event.more
-                    yield chunk
+                        end = UpstreamError(f"the upstream reported an error mid-stream: {error_message(event.data)}")
+                        break
+                    try:
+                        chunks.append(parse_chunk(event.data))
+                    except UpstreamError as exc:
+                        end = exc
+                        break
+                if chunks:
+                    yield chunks
+                if end is not None:
+                    raise end
             raise UpstreamError("the upstream stream ended before [DONE]")
         except TimeoutError as exc:
             raise UpstreamTimeout("the upstream stream stalled") from exc

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
+import msgspec
+
 from runapi.providers.upstream_http import response_too_large
 
 
-class SseEvent:
-    __slots__ = ("event", "data", "more")
+class SseEvent(msgspec.Struct, gc=False):
+    """One event: its `event:` name ("" when none) and its `data:` lines joined by newlines."""
 
-    def __init__(self, event: str, data: bytes) -> None:
-        self.event = event
-        self.data = data
-        self.more = False  # another complete event is already buffered behind this one
+    event: str
+    data: bytes
 
 
 def parse_sse_event(block: bytes) -> SseEvent | None:
     """One event from the lines of a block (without the blank line that ends it)."""
-    if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
-        return SseEvent("", block[6:])  # the usual event: one data line
     event = ""
     data: list[bytes] = []
     for line in block.split(b"\n"):
@@ -40,11 +38,12 @@ def parse_sse_event(block: bytes) -> SseEvent | None:
 
 async def iter_sse_batches(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
                            ) -> AsyncIterator[list[SseEvent]]:
-    """Events from arbitrarily split bytes: after each read, the events it completed, as one list.
+    """Events from arbitrarily split bytes: after each read, the events it completed, as one list
+    (events that arrived together are relayed together, and none waits for a later read).
 
     An event (or an unterminated tail) over `max_event_bytes` raises `UpstreamError` instead of growing
-    memory; the events complete before it are yielded first. Each event's `more` is set when another
-    follows it in the same list. One split per read and one length comparison per event."""
+    memory; the events complete before it are yielded first. One split per read; the usual event (one
+    `data:` line) is taken without `parse_sse_event`."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
@@ -54,15 +53,13 @@ async def iter_sse_batches(chunks: AsyncIterable[bytes], max_event_bytes: int = 
             for block in blocks:
                 if len(block) > max_event_bytes:
                     if events:
-                        events[-1].more = False
                         yield events
                     raise response_too_large(max_event_bytes)
-                event = parse_sse_event(block)
-                if event is not None:
-                    event.more = True
+                if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
+                    events.append(SseEvent("", block[6:]))
+                elif (event := parse_sse_event(block)) is not None:
                     events.append(event)
             if events:
-                events[-1].more = False
                 yield events
         if len(buffer) > max_event_bytes:
             raise response_too_large(max_event_bytes)
@@ -70,14 +67,6 @@ async def iter_sse_batches(chunks: AsyncIterable[bytes], max_event_bytes: int = 
         event = parse_sse_event(buffer)
         if event is not None:
             yield [event]
-
-
-async def iter_sse_events(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
-                          ) -> AsyncIterator[SseEvent]:
-    """`iter_sse_batches`, one event at a time: each yielded as soon as its blank line arrives."""
-    async for events in iter_sse_batches(chunks, max_event_bytes):
-        for event in events:
-            yield event
 
 
 def frame(data: bytes, event: str = "") -> bytes:
