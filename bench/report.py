@@ -90,7 +90,24 @@ def target_checks(rows: Sequence[Row], gateway: str = "runapi-sqlite") -> list[t
         else:
             verdict = "met" if value <= limit else f"missed ({value / limit:.1f}× the target)"
             out.append((text, f"{value:.3f} ms", verdict))
-    return out
+    return out + worker_scaling(rows)
+
+
+def worker_scaling(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    """`--workers N` against one worker set up the same way (SQLite + Redis), json c=16: (target, measured,
+    verdict). Met when N workers serve more requests per second than one, by more than noise (10 %)."""
+    found = {r.target: r for r in rows if (r.scenario, r.concurrency) == ("json", 16)}
+    one = found.get("runapi-sqlite-x1")
+    many = [r for name, r in found.items() if name.startswith("runapi-sqlite-x") and r is not one]
+    if one is None or not many or not one.load.rps:
+        return []
+    row = many[0]
+    workers = row.target.rsplit("x", 1)[1]
+    ratio = row.load.rps / one.load.rps
+    rss = "" if row.peak_rss_mib is None else f"; peak RSS {row.peak_rss_mib:.0f} MiB for the {workers} workers"
+    return [(f"--workers {workers}, json c=16 (SQLite + Redis): throughput grows with the workers",
+             f"{row.load.rps:,.0f} against {one.load.rps:,.0f} req/s for one worker, {ratio:.2f}×{rss}",
+             "met" if ratio > 1.1 else "missed")]
 
 
 def _run(argv: list[str]) -> str:

@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
                              "--postgres adds runapi-postgres")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="add a row for `runapi serve --workers N` (SQLite + Redis at 127.0.0.1:6379)")
+                        help="add rows for `runapi serve --workers N` and for one worker set up the same way "
+                             "(SQLite + Redis at 127.0.0.1:6379, as several workers need): the scaling, like for like")
     parser.add_argument("--baseline", metavar="GIT_REF", default="",
                         help="add a row for RunAPI at another commit next to each RunAPI row, in the same run (A/B)")
     parser.add_argument("--rounds", type=int, default=1, metavar="N",
@@ -91,7 +92,7 @@ def _checkout(ref: str, workdir: Path) -> Path:
 
 def _start(name: str, workdir: Path, upstream: Target) -> Target:
     if name.startswith("runapi-sqlite-x"):
-        return start_gateway(workdir, upstream, name=name, workers=int(name.rsplit("x", 1)[1]))
+        return start_gateway(workdir, upstream, name=name, workers=int(name.rsplit("x", 1)[1]), shared_state=True)
     if "@" in name:  # --baseline: the same target at another commit
         return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline",
                              postgres=name.startswith("runapi-postgres"))
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         names += [f"{name}@{args.baseline}" for name in ("runapi-sqlite", "runapi-postgres") if name in names]
     if args.workers > 1:
-        names.append(f"runapi-sqlite-x{args.workers}")
+        names += ["runapi-sqlite-x1", f"runapi-sqlite-x{args.workers}"]
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []

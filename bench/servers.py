@@ -189,13 +189,15 @@ def _bench_tier_toml() -> str:
 
 
 def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite", postgres: bool = False,
-                  command: list[str] | None = None, source: Path | None = None, workers: int = 1) -> Target:
+                  command: list[str] | None = None, source: Path | None = None, workers: int = 1,
+                  shared_state: bool = False) -> Target:
     """`runapi serve` (full pipeline) in front of `upstream`, with a funded account and its key.
 
     `command` replaces `python -m runapi.cli.main serve` (for A/B experiments); it gets
     `--host 127.0.0.1 --port N` appended and the same environment. `source` runs another checkout's
     `src` folder instead of the installed package (`--baseline`). `workers` > 1 runs `serve --workers N`
-    sharing limits and holds through Redis (127.0.0.1:6379), as several workers must."""
+    sharing limits and holds through Redis (127.0.0.1:6379), as several workers must; `shared_state` sets
+    up one worker the same way (the like-for-like baseline of a scaling figure)."""
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
@@ -210,7 +212,7 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     if postgres:
         drop, env["RUNAPI_DATABASE_URL"] = create_pg_database()
         env["RUNAPI_REDIS_URL"] = REDIS_URL
-    elif workers > 1:
+    elif workers > 1 or shared_state:
         env["RUNAPI_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'runapi.db'}"
         env["RUNAPI_REDIS_URL"] = REDIS_URL
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cells import Row, add_baselines, measure_cell
-from bench.loads import run_async_client
+from bench.loads import LoadResult, run_async_client
 from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
@@ -90,3 +90,20 @@ def test_the_python_floor_proxies_relay_json_and_streams(servers: tuple[Target, 
         assert json_result.overhead_hdr_p50_ms is None  # no gateway header: nothing but the relay
     finally:
         floor.stop()
+
+
+def _json16(target: str, rps: float) -> Row:
+    load = LoadResult(requests=int(rps * 4), errors=0, duration_s=4.0, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0,
+                      client="wrk")
+    return Row(target, "json", 16, load, gateway_cpu_ms=0.3, upstream_cpu_ms=0.03, peak_rss_mib=200.0)
+
+
+def test_the_workers_verdict_compares_with_one_worker_set_up_the_same_way() -> None:
+    """`--workers N` is judged against the x1 row (SQLite + Redis), not the in-memory SQLite row."""
+    memory = _json16("runapi-sqlite", 4000)
+    grows = [memory, _json16("runapi-sqlite-x1", 1500), _json16("runapi-sqlite-x2", 2100)]
+    (text, measured, verdict), = [check for check in target_checks(grows) if "--workers" in check[0]]
+    assert verdict == "met" and "2,100 against 1,500" in measured and "1.40×" in measured
+    flat = [memory, _json16("runapi-sqlite-x1", 2000), _json16("runapi-sqlite-x2", 2100)]
+    assert [check[2] for check in target_checks(flat) if "--workers" in check[0]] == ["missed"]
+    assert not [check for check in target_checks([memory]) if "--workers" in check[0]]  # not measured: no line

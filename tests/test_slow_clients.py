@@ -1,6 +1,6 @@
 """Slow-loris clients are cut off: a request head must arrive within `[server] header_timeout` of the
-request's first byte (trickling does not extend it), and a request body may not stall for longer
-than `body_timeout`. Raw sockets against a real gateway on loopback, run with the protocol
+request's first byte (trickling does not extend it), a request body may not stall for longer
+than `body_timeout`, and once `body_timeout` has passed it must average `min_body_rate` bytes/s. Raw sockets against a real gateway on loopback, run with the protocol
 `runapi serve` ships (`runapi.http.server_protocol`), with short deadlines."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tests.support.raw_http import read_response
 
 HEADER_TIMEOUT = 0.5
 BODY_TIMEOUT = 0.5
+MIN_BODY_RATE = 20  # bytes/s; the steady trickle below averages about 50
 CHAT = "/v1/chat/completions"
 BODY = json.dumps({"model": "glm-4.5-air", "messages": [{"role": "user", "content": "hello"}]}).encode()
 
@@ -30,7 +31,7 @@ BODY = json.dumps({"model": "glm-4.5-air", "messages": [{"role": "user", "conten
 def strict_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     directory: Path = tmp_path_factory.mktemp("slow-clients")
     with run_gateway(sqlite_url(directory), sim_url, circuit_failures=0, header_timeout=HEADER_TIMEOUT,
-                     body_timeout=BODY_TIMEOUT) as running:
+                     body_timeout=BODY_TIMEOUT, min_body_rate=MIN_BODY_RATE) as running:
         yield running
 
 
@@ -157,6 +158,33 @@ def test_a_slow_body_that_keeps_moving_is_served(strict_gateway: RunningGateway)
         status, _, body = read_response(sock)
     assert status == 200, body
     assert json.loads(body)["choices"][0]["message"]["content"]
+
+
+def test_a_body_trickled_too_slowly_to_ever_stall_is_still_cut_off(strict_gateway: RunningGateway) -> None:
+    """A byte every 0.3 s never stalls for `body_timeout` (0.5 s), but averages 3 bytes/s against the
+    floor of 20: it is cut off soon after `body_timeout`, not when its 100 bytes would have arrived (30 s)."""
+    account, key = strict_gateway.create_account("1")
+    host = urlsplit(strict_gateway.base_url).netloc
+    head = (f"POST {CHAT} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {key}\r\n"
+            f"content-type: application/json\r\ncontent-length: 100\r\n\r\n").encode()
+    with connect(strict_gateway) as sock:
+        sock.sendall(head)
+        started = time.monotonic()
+        data = b""
+        for i in range(100):
+            readable, _, _ = select.select([sock], [], [], 0.3)
+            if readable:
+                data = read_until_closed(sock)
+                break
+            try:
+                sock.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        elapsed = time.monotonic() - started
+    assert elapsed < 3.0, elapsed
+    assert data.startswith(b"HTTP/1.1 408 "), data
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
+    assert_untouched(strict_gateway, account, "1")
 
 
 def test_many_idle_slow_connections_are_closed_while_others_are_served(strict_gateway: RunningGateway) -> None:

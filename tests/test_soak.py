@@ -11,6 +11,7 @@ charged; no charge lacks its generation. The process's RSS growth over the secon
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import time
@@ -20,7 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from runapi.http import create_app
+from runapi.storage import upgrade
+from tests.support.gateway import (RunningGateway, gateway_protocol, gateway_settings, run_gateway, simulator_config,
+                                   sqlite_url)
+from tests.support.servers import serve_asgi
 
 SECONDS = float(os.environ.get("RUNAPI_SOAK_SECONDS", "10"))
 CONCURRENCY = 8
@@ -135,3 +140,20 @@ def test_soak_mixed_load_with_faults_keeps_the_books(sim_url: str, tmp_path: Pat
         growth = samples[-1] - samples[0]
         print(f"soak: {total} calls in {SECONDS:.0f}s, {dict(statuses)}, RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB")
         assert growth < 40, f"RSS grew {growth:.1f} MB in the second half of the soak"
+
+
+def test_the_serve_process_freezes_what_start_up_made(sim_url: str, tmp_path: Path) -> None:
+    """`runapi serve`'s app (`freeze_gc`) moves start-up objects out of the collector's sight once started, so
+    a full collection walks only what requests made; an app built for tests (no `freeze_gc`) leaves the
+    collector alone."""
+    database_url = sqlite_url(tmp_path)
+    upgrade(database_url)
+    settings = gateway_settings(database_url, simulator_config(sim_url))
+    with serve_asgi(create_app(settings), http=gateway_protocol(settings)):
+        assert gc.get_freeze_count() == 0
+    try:
+        with serve_asgi(create_app(settings, freeze_gc=True), http=gateway_protocol(settings)) as base_url:
+            assert gc.get_freeze_count() > 10_000  # modules, catalog, pools
+            assert httpx.get(f"{base_url}/health", timeout=10).status_code == 200
+    finally:
+        gc.unfreeze()  # the test process's own objects back to the collector

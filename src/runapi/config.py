@@ -41,6 +41,7 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     settlement_journal: str = "auto"
     header_timeout: float = 10.0  # seconds a client has to send a request's line and headers (then 408, closed)
     body_timeout: float = 30.0  # longest silence while a request body is being received (then closed)
+    min_body_rate: int = 1024  # bytes/s a request body must average once body_timeout has passed (0: no floor)
     max_response_bytes: int = 32 * 1024 * 1024  # largest upstream answer, or single stream event (then 502)
 
 

@@ -79,16 +79,22 @@ class _HeadWithFirstWrite:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that closes connections whose request head or body arrives too slowly."""
+    """`HttpToolsProtocol` that closes connections whose request head or body arrives too slowly: the head
+    within `header_timeout`, the body with no silence over `body_timeout` and, once `body_timeout` has
+    passed, at an average of at least `min_body_rate` bytes/s (a trickle that never quite stalls)."""
 
-    def __init__(self, *args: Any, header_timeout: float = 10.0, body_timeout: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, header_timeout: float = 10.0, body_timeout: float = 30.0, min_body_rate: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.min_body_rate = min_body_rate
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._in_body = False  # the headers of a request were parsed, its body is not complete yet
         self._body_seen = 0.0  # loop time of the last read while `_in_body`
+        self._body_since = 0.0  # loop time from which `_body_bytes` are counted
+        self._body_bytes = 0
 
     # -- the request head ------------------------------------------------------------------------
 
@@ -106,6 +112,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._in_body = True
+        self._body_since, self._body_bytes = self.loop.time(), 0
         previous = self.cycle
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not previous:  # a new request's cycle
@@ -131,6 +138,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._body_timer is None and not self.transport.is_closing():
                 self._body_timer = self.loop.call_later(self.body_timeout, self._body_expired)
 
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._end_body()
         super().on_message_complete()
@@ -147,9 +158,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         now = self.loop.time()
         if self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue):
-            self._body_seen = now  # uvicorn stopped reading, or the client awaits "100 Continue": not its stall
+            # uvicorn stopped reading, or the client awaits "100 Continue": not its stall, nor its slowness
+            self._body_seen = self._body_since = now
+            self._body_bytes = 0
         deadline = self._body_seen + self.body_timeout
-        if now < deadline:
+        if now < deadline and not self._too_slow(now):
             self._body_timer = self.loop.call_at(deadline, self._body_expired)
             return
         self._in_body = False
@@ -157,6 +170,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(_BODY_BODY)
         else:
             self.transport.close()
+
+    def _too_slow(self, now: float) -> bool:
+        """The body averaged less than `min_body_rate` since `body_timeout` after it started."""
+        late = now - self._body_since - self.body_timeout
+        return self.min_body_rate > 0 and late > 0 and self._body_bytes < late * self.min_body_rate
 
     # -- both --------------------------------------------------------------------------------------
 
@@ -184,7 +202,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def guarded_protocol(header_timeout: float, body_timeout: float) -> Any:
+def guarded_protocol(header_timeout: float, body_timeout: float, min_body_rate: int = 0) -> Any:
     """The protocol to pass as uvicorn's `http=`: a partial of a module-level class, so it pickles
     (uvicorn spawns `--workers` processes with their `Config`)."""
-    return functools.partial(GuardedHttpToolsProtocol, header_timeout=header_timeout, body_timeout=body_timeout)
+    return functools.partial(GuardedHttpToolsProtocol, header_timeout=header_timeout, body_timeout=body_timeout,
+                             min_body_rate=min_body_rate)
