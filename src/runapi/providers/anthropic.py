@@ -88,8 +88,9 @@ class AnthropicProvider:
 
     async def _events(self, response: UpstreamResponse) -> AsyncGenerator[list[tuple[str, bytes]], None]:
         """(event name, data) pairs per read until `message_stop`; transport failures become `UpstreamError`s."""
+        batches = iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes)
         try:
-            async for events in iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes):
+            async for events in batches:
                 batch: list[tuple[str, bytes]] = []
                 for event in events:
                     name = event.event or "message"
@@ -111,6 +112,7 @@ class AnthropicProvider:
         except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
+            await batches.aclose()  # closed here, not by a finalizer task once it is collected
             response.release()
 
     # -- the Provider protocol: OpenAI chat completions in and out -------------------------------

@@ -20,7 +20,7 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -339,10 +339,19 @@ class UpstreamResponse:
                 return raw
             decoder.feed(raw)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Async iterator over `next_chunk()`."""
-        while (chunk := await self.next_chunk()) is not None:
-            yield chunk
+    def chunks(self) -> UpstreamResponse:
+        """The body's pieces as they arrive (`async for`, over `next_chunk()`). A plain async iterator, not an
+        async generator: one left unfinished (a stream ends at its last event) needs no finalizer task."""
+        return self
+
+    def __aiter__(self) -> UpstreamResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
     async def read(self) -> bytes:
         """The rest of the body, whole."""

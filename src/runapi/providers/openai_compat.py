@@ -149,8 +149,9 @@ class OpenAICompatible:
         options["include_usage"] = True
         body["stream_options"] = options
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
+        batches = iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes)
         try:
-            async for events in iter_sse_batches(response.chunks(), self._timeouts.max_response_bytes):
+            async for events in batches:
                 chunks: list[UpstreamChunk] = []
                 end: UpstreamError | None = None  # after the chunks before it are relayed
                 for event in events:
@@ -177,4 +178,5 @@ class OpenAICompatible:
         except OSError as exc:  # after TimeoutError, which is one
             raise UpstreamError(f"the upstream stream was interrupted: {type(exc).__name__}") from exc
         finally:
+            await batches.aclose()  # closed here, not by a finalizer task once it is collected
             response.release()
