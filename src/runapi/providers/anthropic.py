@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -34,6 +34,19 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+
+
+def _until_failure(batch: list[tuple[str, bytes]], feed: Callable[[str, bytes], list[UpstreamChunk]]
+                   ) -> tuple[list[UpstreamChunk], UpstreamError | None]:
+    """The chunks `feed` makes of a read's events, up to the first event it refuses (malformed), and that
+    refusal: the stream ends with it, after the chunks before it."""
+    chunks: list[UpstreamChunk] = []
+    for name, data in batch:
+        try:
+            chunks += feed(name, data)
+        except UpstreamError as exc:
+            return chunks, exc
+    return chunks, None
 
 
 @runtime_checkable
@@ -132,13 +145,11 @@ class AnthropicProvider:
         translator = MessagesToChatStream(created=int(time.time()))
         async with contextlib.aclosing(self._events(response)) as batches:
             async for batch in batches:
-                chunks: list[UpstreamChunk] = []
-                try:
-                    for name, data in batch:
-                        chunks += translator.feed(name, data)
-                finally:  # a malformed event ends the stream after the chunks before it
-                    if chunks:
-                        yield chunks
+                chunks, error = _until_failure(batch, translator.feed)
+                if chunks:
+                    yield chunks
+                if error is not None:
+                    raise error
 
     # -- NativeMessages: Anthropic bodies relayed as they are -------------------------------------
 
@@ -156,16 +167,18 @@ class AnthropicProvider:
         sent = {**body, "model": deployment.upstream_model, "stream": True}
         response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
         meter = NativeStreamMeter()
+
+        def relayed(name: str, data: bytes) -> list[UpstreamChunk]:
+            usage, parts = meter.feed(name, data)
+            return [UpstreamChunk(payload=frame(data, name), usage=usage, content_parts=parts)]
+
         async with contextlib.aclosing(self._events(response)) as batches:
             async for batch in batches:
-                chunks: list[UpstreamChunk] = []
-                try:
-                    for name, data in batch:
-                        usage, parts = meter.feed(name, data)
-                        chunks.append(UpstreamChunk(payload=frame(data, name), usage=usage, content_parts=parts))
-                finally:  # a malformed event ends the stream after the chunks before it
-                    if chunks:
-                        yield chunks
+                chunks, error = _until_failure(batch, relayed)
+                if chunks:
+                    yield chunks
+                if error is not None:
+                    raise error
 
     async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
         sent = {**body, "model": deployment.upstream_model}
