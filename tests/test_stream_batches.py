@@ -15,7 +15,7 @@ from runapi.providers.anthropic import AnthropicProvider
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk
 from runapi.providers.http_client import UpstreamClient
 from runapi.providers.openai_compat import OpenAICompatible
-from tests.test_http_client import RawServer, answer, answering
+from tests.support.raw_servers import RawServer, answer, answering
 
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
 

@@ -112,10 +112,9 @@ class ChatCompletionsEndpoint:
             if not stream.finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone:
-                raise  # cancelled from outside (the server stopping): the stream is still settled below
-            relaying.uncancel()
-            disconnected = True
+            disconnected = gone
+            if not gone or relaying.uncancel():
+                raise  # cancelled from outside (the server stopping), maybe as well: still settled below
         except OSError:  # the server's transport says the client is gone
             disconnected = not stream.finished
         except Exception:
