@@ -98,7 +98,8 @@ def worker_scaling(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     verdict). Met when N workers serve more requests per second than one, by more than noise (10 %)."""
     found = {r.target: r for r in rows if (r.scenario, r.concurrency) == ("json", 16)}
     one = found.get("runapi-sqlite-x1")
-    many = [r for name, r in found.items() if name.startswith("runapi-sqlite-x") and r is not one]
+    many = [r for name, r in found.items() if name.startswith("runapi-sqlite-x") and "-at-" not in name
+            and r is not one]  # not a --baseline row
     if one is None or not many or not one.load.rps:
         return []
     row = many[0]

@@ -91,11 +91,14 @@ def _checkout(ref: str, workdir: Path) -> Path:
 
 
 def _start(name: str, workdir: Path, upstream: Target) -> Target:
-    if name.startswith("runapi-sqlite-x"):
-        return start_gateway(workdir, upstream, name=name, workers=int(name.rsplit("x", 1)[1]), shared_state=True)
-    if "@" in name:  # --baseline: the same target at another commit
-        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=workdir / "baseline",
-                             postgres=name.startswith("runapi-postgres"))
+    base, at, _ = name.partition("@")  # "target@REF" (--baseline): the same target at another commit
+    source = workdir / "baseline" if at else None
+    if base.startswith("runapi-sqlite-x"):
+        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=source,
+                             workers=int(base.rsplit("x", 1)[1]), shared_state=True)
+    if at:
+        return start_gateway(workdir, upstream, name=name.replace("@", "-at-"), source=source,
+                             postgres=base == "runapi-postgres")
     if name == "nginx":
         return start_nginx(workdir, upstream)
     if name in ("floor-raw", "floor-asgi"):
@@ -128,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]wrk is not installed (apt-get install -y wrk): JSON cells use the aiohttp client, "
                       "whose own CPU limits requests/s[/yellow]")
     names = _gateway_targets(args)
-    if args.baseline:
-        names += [f"{name}@{args.baseline}" for name in ("runapi-sqlite", "runapi-postgres") if name in names]
     if args.workers > 1:
         names += ["runapi-sqlite-x1", f"runapi-sqlite-x{args.workers}"]
+    if args.baseline:
+        names += [f"{name}@{args.baseline}" for name in list(names) if name.startswith("runapi-")]
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []

@@ -6,6 +6,7 @@ total charged can never pass the cap; the 402 error names the cap.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -19,10 +20,25 @@ from tests.support.limits import account_in_tier, chat, chat_body, error_of, hol
 TIERS = {"open": tier(), "capped": tier(monthly_cap="0.0005")}
 
 
-@pytest.fixture(scope="module")
-def capped(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    with run_gateway(sqlite_url(tmp_path_factory.mktemp("spend")), sim_url, tiers=TIERS) as running:
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def capped(request: pytest.FixtureRequest, sim_url: str, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[RunningGateway]:
+    """A gateway whose limits and holds live in memory, or in Redis (where the credit hold rides in the rate
+    limiter's admission script, so a spend-cap refusal after it must give the hold back)."""
+    env = {"RUNAPI_REDIS_URL": "redis://127.0.0.1:6379/0"} if request.param == "redis" else {}
+    with run_gateway(sqlite_url(tmp_path_factory.mktemp("spend")), sim_url, tiers=TIERS, env=env) as running:
         yield running
+
+
+def settled_available(gw: RunningGateway, key: str) -> tuple[Decimal, Decimal]:
+    """(balance, available) once no hold is open: Redis hold closings are sent shortly after the call."""
+    deadline = time.monotonic() + 3
+    while True:
+        usage = httpx.get(f"{gw.base_url}/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
+        balance, available = Decimal(str(usage["balance"])), Decimal(str(usage["available"]))
+        if balance == available or time.monotonic() > deadline:
+            return balance, available
+        time.sleep(0.02)
 
 
 def set_limits(gw: RunningGateway, account: str, **limits: object) -> None:
@@ -47,6 +63,9 @@ def test_a_cap_of_exactly_one_hold_admits_one_call(capped: RunningGateway) -> No
     error = error_of(refused)
     assert error["type"] == "insufficient_quota" and error["code"] == "key_spend_cap_exceeded"
     assert "spend cap" in error["message"]
+    balance, available = settled_available(capped, key)  # the refused call's credit hold is given back
+    assert balance == Decimal(10) - Decimal(charged_nanos(capped, account)) / NANOS_PER_USD
+    assert available == balance
 
     account, key = account_in_tier(capped, "open")
     set_limits(capped, account, spend_cap_usd=str(nanos_to_usd(hold - 1)))  # one nano-dollar short

@@ -28,6 +28,7 @@ from runapi.accounting.money import Usage, cost_nanos, estimate_tokens
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import build_catalog, builtin_catalog_data
 from runapi.errors import InsufficientCredit, ServiceUnavailable
+from runapi.limits import Quota, RedisRateLimiter
 from runapi.simulator import prompt_tokens
 from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, upgrade
 from runapi.storage.balance_snapshot import balance_snapshot
@@ -429,3 +430,43 @@ async def test_an_overrun_grows_the_hold_it_settles(engine: AsyncEngine, instanc
     for other in others:
         await b.settle(other, HOLD)
     assert await settled_available(b, account, 0) == 0 == (await b.ledger.balance(account))[0]
+
+
+async def test_a_hold_rides_the_rate_limiters_admission(engine: AsyncEngine, instances: list[Instance],
+                                                         redis_srv: RedisServer) -> None:
+    """Once an account is warm, the hold is taken by the limiter's admission script: only when the call
+    is admitted, never beyond the balance, and closed like any other hold."""
+    account = await new_account(engine)  # $1
+    a, b = instances
+    limiter = RedisRateLimiter.from_url(redis_srv.url)
+    try:
+        assert a.guard.rider(account, HOLD) is None  # cold: `reserve` loads the account first
+        first = await a.guard.reserve(account, HOLD)
+        three_per_minute = [Quota(f"acct:{account}", requests_per_minute=3)]
+        taken = []
+        for _ in range(5):
+            rider = a.guard.rider(account, HOLD)
+            assert rider is not None
+            decision = await limiter.acquire(account, three_per_minute, 10, rider)
+            hold = a.guard.take(rider)
+            assert (hold is not None) == (decision.ticket is not None)  # refused: no hold was taken
+            if hold is not None:
+                taken.append(hold)
+        assert len(taken) == 3 and a.guard.take(rider) is None
+        assert await b.guard.available(account) == USD - 4 * HOLD
+
+        unlimited = [Quota(f"key:{account}")]
+        rider = a.guard.rider(account, USD)  # more than is free: admitted, but no hold
+        assert rider is not None
+        assert (await limiter.acquire(account, unlimited, 10, rider)).ticket is not None
+        assert a.guard.take(rider) is None
+        with pytest.raises(InsufficientCredit):
+            await a.guard.reserve(account, USD)
+
+        ledger_ids = [await a.settle(hold, HOLD // 2) for hold in [first, *taken]]
+        assert all(ledger_ids)
+        balance, _ = await a.ledger.balance(account)
+        assert balance == USD - 4 * (HOLD // 2)
+        assert await settled_available(b, account, balance) == balance
+    finally:
+        await limiter.close()

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.errors import InsufficientCredit
+from runapi.limits.rates import Rider
 from runapi.storage import Ledger, Settlement
 
 
@@ -34,6 +35,14 @@ class Hold:
 class CreditGuard(Protocol):
     async def reserve(self, account_id: str, amount: int) -> Hold:
         """Reserve `amount` nano-dollars or raise `InsufficientCredit`."""
+
+    def rider(self, account_id: str, amount: int) -> Rider | None:
+        """The hold as a script for the rate limiter's admission round trip (`limits.Rider`), or None
+        when this guard has none or the account is not warm (then call `reserve`)."""
+
+    def take(self, rider: Rider) -> Hold | None:
+        """The hold the rider got, now this guard's to close; None if it got none (then call `reserve`,
+        which also reports a short balance)."""
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         """The charge to write for `cost`: at most the hold plus the free balance."""
@@ -118,6 +127,12 @@ class MemoryCreditGuard:
                 raise insufficient_credit(amount, free)
         self._held[account_id] += amount
         return Hold(account_id, amount)
+
+    def rider(self, account_id: str, amount: int) -> Rider | None:
+        return None  # in memory, `reserve` costs no round trip
+
+    def take(self, rider: Rider) -> Hold | None:
+        return None
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         if cost <= hold.amount:

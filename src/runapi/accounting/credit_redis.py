@@ -11,7 +11,9 @@ Per account, under one hash tag (one cluster slot):
     charged  hash   ledger entry ID → charge
 
 Available credit is `bal − held − charged`; a hold is checked and taken by one Lua script,
-so calls landing on different instances at once can't overdraw the account. Settling
+so calls landing on different instances at once can't overdraw the account. Once an account
+is warm, that script rides in the rate limiter's admission script (`rider`, `limits.Rider`):
+one round trip admits the call and holds its credit. Settling
 turns the hold into a `charged` entry keyed by its ledger ID (idempotent). A call that cost
 more than its hold is charged its hold at first (`cap_charge` answers without a round trip);
 before the charge is written, `cover_overrun` grows the hold, and the charge, by as much of the
@@ -53,6 +55,7 @@ from runapi.storage import Ledger, Settlement
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.outage import REDIS_DOWN
+from runapi.limits.rates import Rider
 from runapi.storage.redis_client import redis_client, run_scripts
 
 log = logging.getLogger("runapi.credit")
@@ -68,6 +71,17 @@ class RedisHold(Hold):
     def __init__(self, account_id: str, amount: int, hold_id: str) -> None:
         super().__init__(account_id, amount)
         self.id = hold_id
+
+
+class CreditRider(Rider):
+    """RESERVE for `hold`, run in the rate limiter's admission round trip."""
+
+    __slots__ = ("hold", "taken")
+
+    def __init__(self, hold: RedisHold, source: str, keys: list[str], args: list[int | str]) -> None:
+        super().__init__(source, keys, args)
+        self.hold = hold
+        self.taken = False
 
 
 class RedisCreditGuard:
@@ -131,6 +145,21 @@ class RedisCreditGuard:
         except RedisError as exc:
             raise ServiceUnavailable(REDIS_DOWN) from exc
         raise ServiceUnavailable(_RELOADING)
+
+    def rider(self, account_id: str, amount: int) -> Rider | None:
+        if self._sync is None or account_id not in self._fresh:
+            return None  # not started, or the account not loaded since the last invalidation: `reserve` does both
+        hold = RedisHold(account_id, amount, f"{self._instance}:{next(self._ids)}")
+        state, holds, deadlines, _, _ = self._keys(account_id)
+        return CreditRider(hold, scripts.RESERVE, [state, holds, deadlines], [hold.id, amount, self._ttl_ms])
+
+    def take(self, rider: Rider) -> Hold | None:
+        assert isinstance(rider, CreditRider)
+        if rider.reply is None or int(rider.reply[0]) != _GRANTED or rider.taken:
+            return None
+        rider.taken = True
+        self._open[rider.hold.id] = rider.hold
+        return rider.hold
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         # Other instances may hold the rest of the balance, and this must answer without a

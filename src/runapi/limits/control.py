@@ -2,7 +2,7 @@
 
 `LimitControl.admit()` runs before the credit hold. It checks the key's model allow-list,
 admits the call against the account tier's and the key's own rate limits (one limiter
-round trip) and counts its most expensive outcome against the spend caps. The returned
+round trip, which on Redis also carries the credit hold: `Rider`) and counts its most expensive outcome against the spend caps. The returned
 `Admission` is closed exactly once: by the settlement of its generation (the control
 observes every committed settlement; the token estimate is replaced by real usage and
 the concurrency slot freed), or by `Admission.close()` when the call ends without one.
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.errors import PermissionDenied, RateLimited
 from runapi.limits.memory import MemoryRateLimiter
-from runapi.limits.rates import Clock, Quota, RateLimiter, RateLimitStatus, Ticket, go_duration
+from runapi.limits.rates import Clock, Quota, RateLimiter, RateLimitStatus, Rider, Ticket, go_duration
 from runapi.limits.redis_limiter import RedisRateLimiter
 from runapi.limits.spend import Cap, SpendGuard, SpendHold
 from runapi.limits.tiers import TierSpec, TierTable
@@ -116,8 +116,11 @@ class LimitControl:
         return caps
 
     async def admit(self, caller: Caller, model_id: str, *, generation_id: str, prompt_tokens: int,
-                    output_tokens: int, max_cost_nanos: int) -> Admission:
-        """Admit one call or raise `PermissionDenied` (model not allowed), `RateLimited` or `BudgetExceeded`."""
+                    output_tokens: int, max_cost_nanos: int, rider: Rider | None = None) -> Admission:
+        """Admit one call or raise `PermissionDenied` (model not allowed), `RateLimited` or `BudgetExceeded`.
+
+        `rider` (the credit hold's script) runs in the limiter's round trip if the limiter admits the
+        call; whoever passed it closes what it got, also when this raises."""
         allowed = caller.limits.allowed_models
         if allowed is not None and model_id not in allowed:
             raise PermissionDenied(f"This API key may not use the model `{model_id}`; it may use: "
@@ -129,7 +132,7 @@ class LimitControl:
                     f"Request too large for {model_id} on tokens per min (TPM): Limit {quota.tokens_per_minute}, "
                     f"Requested {prompt_tokens}. The input must be reduced in order to run successfully.",
                     retry_after=0, code="request_too_large")
-        decision = await self.limiter.acquire(caller.account_id, quotas, prompt_tokens + output_tokens)
+        decision = await self.limiter.acquire(caller.account_id, quotas, prompt_tokens + output_tokens, rider)
         status = decision.status
         if decision.ticket is None:
             raise self._refusal(caller, decision.denied or "requests", decision.denied_scope,

@@ -10,7 +10,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, ScopeStatus, Ticket, adjust, drain
+from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, Rider, ScopeStatus, Ticket, adjust, drain
 
 CONCURRENCY_RETRY_MS = 1000
 PRUNE_EVERY = 10_000
@@ -56,7 +56,8 @@ class MemoryRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._admitted = 0
 
-    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int) -> Decision:
+    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int, rider: Rider | None = None) -> Decision:
+        # A rider is a Redis script: it is not carried here (its `reply` stays None).
         now = int(self.clock() * 1000)
         buckets = self._buckets
         # per scope: (bucket, drained requests level, level after this call, same for tokens, token cost)

@@ -12,7 +12,7 @@ Concurrency is a count of calls admitted and not yet released.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -126,15 +126,31 @@ class Decision(msgspec.Struct, frozen=True):
         return RateLimitStatus.of(self.scopes)
 
 
+class Rider:
+    """A Lua script that rides along with an admission: the Redis limiter runs it in the same script
+    call, only if the call is admitted, and stores its result in `reply` (the credit hold rides this
+    way, so a call costs one Redis round trip before the upstream instead of two). Its `keys` must
+    carry the admission's hash tag (`{group}`). A backend that cannot carry it leaves `reply` None."""
+
+    __slots__ = ("source", "keys", "args", "reply")
+
+    def __init__(self, source: str, keys: list[str], args: list[int | str]) -> None:
+        self.source = source
+        self.keys = keys
+        self.args = args
+        self.reply: list[Any] | None = None
+
+
 class RateLimiter(Protocol):
     """Admission against several scopes at once: all pass and are charged, or none is."""
 
     clock: Clock
 
-    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int) -> Decision:
+    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int, rider: Rider | None = None) -> Decision:
         """Admit one call costing `tokens` (estimated) in every scope, or say why not and for how long.
 
-        `group` names the account: all its scopes live together (one Redis slot)."""
+        `group` names the account: all its scopes live together (one Redis slot). If admitted,
+        `rider` runs in the same round trip where the backend can (see `Rider`)."""
 
     def release(self, ticket: Ticket, actual_tokens: int) -> None:
         """The call is over: free its concurrency slot and replace the token estimate by `actual_tokens`.

@@ -1,7 +1,8 @@
 """The Redis rate limiter: the same GCRA buckets as `memory.py`, kept in Redis for many instances.
 
 One admission is one round trip: a Lua script checks every scope's requests, tokens and
-concurrency and charges all of them or none, atomically. Releases (free the concurrency
+concurrency and charges all of them or none, atomically; a `Rider` (the credit hold) runs in
+the same script call when the call is admitted. Releases (free the concurrency
 slot, replace the token estimate by real usage) are queued and sent in pipelined batches.
 A concurrency slot is a sorted-set member with a lease, so a crashed instance's calls stop
 counting once the lease ends. All of an account's keys share a hash tag (one cluster slot).
@@ -18,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, ScopeStatus, Ticket
+from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, Rider, ScopeStatus, Ticket
 from runapi.storage.redis_client import redis_client, run_scripts
 
 log = logging.getLogger("runapi.limits")
@@ -132,6 +134,25 @@ end
 return 1
 """
 
+# ACQUIRE and a rider's script as two functions of one script. ARGV[1], ARGV[2]: how many of
+# KEYS and of the remaining ARGV are ACQUIRE's; the rest are the rider's. Returns {ACQUIRE's
+# reply} if refused, {ACQUIRE's reply, the rider's reply} if admitted.
+_WITH_RIDER = """
+local function acquire(KEYS, ARGV)
+{acquire}
+end
+local function rider(KEYS, ARGV)
+{rider}
+end
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ak, aa, rk, ra = {{}}, {{}}, {{}}, {{}}
+for i = 1, #KEYS do if i <= nk then ak[#ak + 1] = KEYS[i] else rk[#rk + 1] = KEYS[i] end end
+for i = 3, #ARGV do if i <= na + 2 then aa[#aa + 1] = ARGV[i] else ra[#ra + 1] = ARGV[i] end end
+local out = acquire(ak, aa)
+if out[1] ~= 0 then return {{out}} end
+return {{out, rider(rk, ra)}}
+"""
+
 _DIMENSIONS: dict[int, Dimension] = {1: "requests", 2: "tokens", 3: "concurrency"}
 
 
@@ -146,6 +167,7 @@ class RedisRateLimiter:
         self._lease_ms = int(lease_s * 1000)
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
+        self._with_rider: dict[str, AsyncScript] = {}  # by the rider's source
         self._pending: list[tuple[Ticket, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -161,13 +183,24 @@ class RedisRateLimiter:
             keys += [f"{self._prefix}:rl:{{{group}}}:{quota.scope}", f"{self._prefix}:cc:{{{group}}}:{quota.scope}"]
         return keys
 
-    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int) -> Decision:
+    async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int, rider: Rider | None = None) -> Decision:
         member = secrets.token_hex(8)
         args: list[int | str] = [int(self.clock() * 1000), member, PERIOD_MS, self._lease_ms]
         for quota in quotas:
             args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests,
                      quota.token_cost(tokens)]
-        out = [int(x) for x in await self._acquire(keys=self._keys(group, quotas), args=args)]
+        keys = self._keys(group, quotas)
+        if rider is None:
+            reply = await self._acquire(keys=keys, args=args)
+        else:
+            script = self._with_rider.get(rider.source)
+            if script is None:
+                script = self._with_rider[rider.source] = self._redis.register_script(
+                    _WITH_RIDER.format(acquire=ACQUIRE, rider=rider.source))
+            both = await script(keys=[*keys, *rider.keys], args=[len(keys), len(args), *args, *rider.args])
+            reply = both[0]
+            rider.reply = both[1] if len(both) > 1 else None
+        out = [int(x) for x in reply]
         statuses = tuple(ScopeStatus(q, *out[3 + 4 * i: 7 + 4 * i]) for i, q in enumerate(quotas))
         if out[0]:
             return Decision(statuses, denied=_DIMENSIONS[out[0]], denied_scope=quotas[out[1] - 1].scope,

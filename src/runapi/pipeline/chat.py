@@ -74,13 +74,22 @@ async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, st
     order = attempt_plan(entry, gw.catalog, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
     max_cost = _ceiling_cost(request, ceiling.input_tokens, [entry, *(gw.catalog.models[d.model_id] for d in order)])
     explicit_max = request.max_completion_tokens or request.max_tokens
-    admission = await gw.limits.admit(  # closed by the settlement of record.generation_id
-        principal, entry.id, generation_id=record.generation_id, prompt_tokens=ceiling.input_tokens,
-        output_tokens=ceiling.output_tokens if explicit_max else
-        request.output_limit(min(entry.max_output, UNSET_MAX_TOKENS_ESTIMATE)), max_cost_nanos=max_cost)
+    rider = gw.credit.rider(principal.account_id, max_cost)  # the hold, in the limiter's round trip
+    try:
+        admission = await gw.limits.admit(  # closed by the settlement of record.generation_id
+            principal, entry.id, generation_id=record.generation_id, prompt_tokens=ceiling.input_tokens,
+            output_tokens=ceiling.output_tokens if explicit_max else
+            request.output_limit(min(entry.max_output, UNSET_MAX_TOKENS_ESTIMATE)), max_cost_nanos=max_cost,
+            rider=rider)
+    except BaseException:
+        if rider is not None and (taken := gw.credit.take(rider)) is not None:
+            gw.credit.release(taken)  # admitted with its hold, then refused (a spend cap)
+        raise
     record.rate_limit = admission.status
     try:
-        hold = await gw.credit.reserve(principal.account_id, max_cost)
+        hold = gw.credit.take(rider) if rider is not None else None
+        if hold is None:  # no rider, or it got no hold: `reserve` loads, waits or says why not
+            hold = await gw.credit.reserve(principal.account_id, max_cost)
     except BaseException:
         admission.close()
         raise
