@@ -470,3 +470,20 @@ async def test_a_hold_rides_the_rate_limiters_admission(engine: AsyncEngine, ins
         assert await settled_available(b, account, balance) == balance
     finally:
         await limiter.close()
+
+
+async def test_many_holds_closed_at_once_count_each_charge_once(engine: AsyncEngine, instances: list[Instance]
+                                                                ) -> None:
+    """250 holds of two accounts closed together (on Redis: one flush, several SETTLE calls for the
+    first account): every hold is dropped and every charge counted once."""
+    small = USD // 1000
+    accounts = [await new_account(engine), await new_account(engine)]
+    a, b = instances
+    holds = [await a.guard.reserve(accounts[i % 5 == 0], small) for i in range(250)]  # 200 and 50
+    assert await b.guard.available(accounts[0]) == USD - 200 * small
+    charges = [small // 2 if i % 2 else 0 for i in range(250)]  # every other hold released
+    await asyncio.gather(*(a.settle(hold, charge) for hold, charge in zip(holds, charges, strict=True)))
+    for index, account in enumerate(accounts):
+        balance, _ = await a.ledger.balance(account)
+        assert balance == USD - sum(c for i, c in enumerate(charges) if (i % 5 == 0) == bool(index))
+        assert await settled_available(b, account, balance) == balance

@@ -61,6 +61,7 @@ from runapi.storage.redis_client import redis_client, run_scripts
 log = logging.getLogger("runapi.credit")
 
 _GRANTED, _NOT_LOADED, _STALE, _WAIT, _SHORT = range(5)
+_SETTLES_PER_CALL = 100  # hold closings per SETTLE call (each call stays short)
 _OVERRUN_TIMEOUT_S = 2.0  # the most `cover_overrun` delays a settlement batch
 _RELOADING = "Credit for this account is being reloaded from the ledger; retry shortly."
 
@@ -363,8 +364,13 @@ class RedisCreditGuard:
             self._reasserted_for = boot
             return
         try:
-            calls = [(self._scripts["settle"], self._keys(hold.account_id)[:4],
-                      [hold.id, "" if ledger_id is None else ledger_id, charge]) for hold, ledger_id, charge in closing]
+            settles: dict[str, list[int | str]] = {}  # per account: one SETTLE for its closings
+            for hold, ledger_id, charge in closing:
+                settles.setdefault(hold.account_id, []).extend((hold.id, "" if ledger_id is None else ledger_id,
+                                                               charge))
+            chunks = [(account_id, args[i:i + 3 * _SETTLES_PER_CALL])
+                      for account_id, args in settles.items() for i in range(0, len(args), 3 * _SETTLES_PER_CALL)]
+            calls = [(self._scripts["settle"], self._keys(account_id)[:4], args) for account_id, args in chunks]
             for account_id, holds in by_account.items():  # SETTLE and REASSERT are safe to re-run
                 pairs = [x for hold in holds for x in (hold.id, hold.amount)]
                 calls.append((self._scripts["reassert"], self._keys(account_id)[:3], [self._ttl_ms, *pairs]))
@@ -374,9 +380,9 @@ class RedisCreditGuard:
             raise
         if reassert:
             self._reasserted_for = boot  # if Redis restarted meanwhile, `_boot` has moved on: again next time
-        for (hold, _, _), entries in zip(closing, results, strict=False):
+        for (account_id, _), entries in zip(chunks, results, strict=False):  # SETTLE's replies come first
             if int(entries) >= self._compact_at:
-                self._compact(hold.account_id)
+                self._compact(account_id)
 
     async def close(self) -> None:
         """Send what is queued (for up to 5 s), then stop and close the connection pool."""

@@ -9,6 +9,14 @@ local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local function int(x) return string.format('%d', x) end
 local function neg(s) return int(-tonumber(s)) end
+local function drop(s, h, d, id)  -- close hold `id`: no longer held, no longer due
+  local amount = redis.call('HGET', h, id)
+  if amount then
+    redis.call('HDEL', h, id)
+    redis.call('HINCRBY', s, 'held', neg(amount))
+  end
+  redis.call('ZREM', d, id)
+end
 """
 
 # KEYS: state, holds, deadlines. ARGV: hold ID, amount, ttl ms.
@@ -17,14 +25,7 @@ RESERVE = HEAD + """
 local s, h, d = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('HEXISTS', s, 'bal') == 0 then return {1, 0} end
 local expired = redis.call('ZRANGEBYSCORE', d, '-inf', now, 'LIMIT', 0, 100)
-for _, id in ipairs(expired) do
-  local amount = redis.call('HGET', h, id)
-  if amount then
-    redis.call('HDEL', h, id)
-    redis.call('HINCRBY', s, 'held', neg(amount))
-  end
-  redis.call('ZREM', d, id)
-end
+for _, id in ipairs(expired) do drop(s, h, d, id) end
 if #expired > 0 then redis.call('HSET', s, 'stale', '1') end
 local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready')
 if st[4] == '1' then return {2, 0} end
@@ -39,18 +40,18 @@ redis.call('HINCRBY', s, 'held', ARGV[2])
 return {0, free - tonumber(ARGV[2])}
 """
 
-# KEYS: state, holds, deadlines, charged. ARGV: hold ID, ledger entry ID ('' when released), charge.
-# Returns the number of charged entries (the caller reloads the account when there are many).
+# KEYS: state, holds, deadlines, charged. ARGV: per hold closed, its ID, its ledger entry ID ('' when
+# released) and its charge. Returns the number of charged entries (the caller reloads the account
+# when there are many).
 SETTLE = HEAD + """
 local s, h, d, c = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local amount = redis.call('HGET', h, ARGV[1])
-if amount then
-  redis.call('HDEL', h, ARGV[1])
-  redis.call('HINCRBY', s, 'held', neg(amount))
-end
-redis.call('ZREM', d, ARGV[1])
-if ARGV[2] ~= '' and tonumber(ARGV[3]) > 0 and redis.call('HEXISTS', s, 'bal') == 1 then
-  if redis.call('HSETNX', c, ARGV[2], ARGV[3]) == 1 then redis.call('HINCRBY', s, 'charged', ARGV[3]) end
+local loaded = redis.call('HEXISTS', s, 'bal') == 1
+for i = 1, #ARGV, 3 do
+  local id, entry, charge = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  drop(s, h, d, id)
+  if entry ~= '' and tonumber(charge) > 0 and loaded then
+    if redis.call('HSETNX', c, entry, charge) == 1 then redis.call('HINCRBY', s, 'charged', charge) end
+  end
 end
 return redis.call('HLEN', c)
 """

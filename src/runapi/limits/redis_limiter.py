@@ -3,7 +3,8 @@
 One admission is one round trip: a Lua script checks every scope's requests, tokens and
 concurrency and charges all of them or none, atomically; a `Rider` (the credit hold) runs in
 the same script call when the call is admitted. Releases (free the concurrency
-slot, replace the token estimate by real usage) are queued and sent in pipelined batches.
+slot, replace the token estimate by real usage) are queued and sent in batches: one script call
+per account for all its queued releases, the calls of all accounts pipelined.
 A concurrency slot is a sorted-set member with a lease, so a crashed instance's calls stop
 counting once the lease ends. All of an account's keys share a hash tag (one cluster slot).
 Times come from the limiter's clock; instances are assumed NTP-synchronised.
@@ -114,21 +115,27 @@ end
 return out
 """
 
-# KEYS as for ACQUIRE. ARGV: now_ms, member, period_ms, then per scope: tpm, token delta
-# (real − charged). Frees the concurrency slot and corrects the tokens bucket.
+# KEYS: the (bucket, concurrency set) pairs of one group's scopes. ARGV: now_ms, '', period_ms, then
+# per ticket: its member, its number of scopes n, then n times: pair index, tpm, token delta
+# (real − charged). Frees each ticket's concurrency slots and corrects the tokens buckets.
 RELEASE = _LUA_COMMON + """
-local n = #KEYS / 2
-for i = 1, n do
-  local bucket, inflight = KEYS[2 * i - 1], KEYS[2 * i]
-  local tpm, delta = tonumber(ARGV[4 + 2 * (i - 1)]), tonumber(ARGV[5 + 2 * (i - 1)])
-  redis.call('ZREM', inflight, member)
-  if tpm > 0 and delta ~= 0 then
-    local h = redis.call('HMGET', bucket, 'tl', 'tt')
-    local tl = drain(tonumber(h[1]) or 0, tonumber(h[2]) or now, tpm) + delta * period
-    if tl < 0 then tl = 0 end
-    redis.call('HSET', bucket, 'tl', int(tl), 'tt', int(now))
-    local ttl = math.max(redis.call('PTTL', bucket), math.ceil(tl / tpm) + 1000)
-    redis.call('PEXPIRE', bucket, ttl)
+local i = 4
+while i <= #ARGV do
+  local m, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, n do
+    local p, tpm, delta = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    i = i + 3
+    local bucket, inflight = KEYS[2 * p - 1], KEYS[2 * p]
+    redis.call('ZREM', inflight, m)
+    if tpm > 0 and delta ~= 0 then
+      local h = redis.call('HMGET', bucket, 'tl', 'tt')
+      local tl = drain(tonumber(h[1]) or 0, tonumber(h[2]) or now, tpm) + delta * period
+      if tl < 0 then tl = 0 end
+      redis.call('HSET', bucket, 'tl', int(tl), 'tt', int(now))
+      local ttl = math.max(redis.call('PTTL', bucket), math.ceil(tl / tpm) + 1000)
+      redis.call('PEXPIRE', bucket, ttl)
+    end
   end
 end
 return 1
@@ -152,6 +159,8 @@ local out = acquire(ak, aa)
 if out[1] ~= 0 then return {{out}} end
 return {{out, rider(rk, ra)}}
 """
+
+RELEASES_PER_CALL = 100
 
 _DIMENSIONS: dict[int, Dimension] = {1: "requests", 2: "tokens", 3: "concurrency"}
 
@@ -220,14 +229,8 @@ class RedisRateLimiter:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                calls = []
-                for ticket, actual in batch:
-                    args: list[int | str] = [int(self.clock() * 1000), ticket.id, PERIOD_MS]
-                    for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
-                        args += [quota.tokens_per_minute, actual - charged]
-                    calls.append((self._release, self._keys(ticket.group, ticket.quotas), args))
                 # One script: a NOSCRIPT fails every call of the batch alike, so re-sending it is safe.
-                await run_scripts(self._redis, calls)
+                await run_scripts(self._redis, self._release_calls(batch))
                 delay = 0.05
             except Exception:  # Redis away: keep the releases (leases bound the damage) and retry
                 log.warning("could not release %d rate-limit tickets; retrying", len(batch), exc_info=True)
@@ -235,6 +238,28 @@ class RedisRateLimiter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._idle.set()
+
+    def _release_calls(self, batch: list[tuple[Ticket, int]]) -> list[tuple[AsyncScript, list[str], list[int | str]]]:
+        """One RELEASE call per group for up to `RELEASES_PER_CALL` of its tickets (each call stays short)."""
+        now = int(self.clock() * 1000)
+        calls: list[tuple[AsyncScript, list[str], list[int | str]]] = []
+        open_calls: dict[str, tuple[list[str], dict[str, int], list[int | str]]] = {}
+        counts: dict[str, int] = {}
+        for ticket, actual in batch:
+            group = ticket.group
+            if counts.get(group, 0) % RELEASES_PER_CALL == 0:
+                open_calls[group] = ([], {}, [now, "", PERIOD_MS])
+                calls.append((self._release, open_calls[group][0], open_calls[group][2]))
+            counts[group] = counts.get(group, 0) + 1
+            keys, pairs, args = open_calls[group]
+            args += [ticket.id, len(ticket.quotas)]
+            for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
+                pair = pairs.get(quota.scope)
+                if pair is None:
+                    pair = pairs[quota.scope] = len(pairs) + 1
+                    keys += self._keys(group, [quota])
+                args += [pair, quota.tokens_per_minute, actual - charged]
+        return calls
 
     async def flush(self) -> None:
         await self._idle.wait()
