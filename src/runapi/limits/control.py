@@ -2,10 +2,11 @@
 
 `LimitControl.admit()` runs before the credit hold. It checks the key's model allow-list,
 admits the call against the account tier's and the key's own rate limits (one limiter
-round trip, which on Redis also carries the credit hold: `Rider`) and counts its most expensive outcome against the spend caps. The returned
-`Admission` is closed exactly once: by the settlement of its generation (the control
-observes every committed settlement; the token estimate is replaced by real usage and
-the concurrency slot freed), or by `Admission.close()` when the call ends without one.
+round trip, which on Redis also carries the credit hold: `Rider`) and counts its most
+expensive outcome against the spend caps. The returned `Admission` is closed exactly once:
+by the settlement of its generation (the control observes every committed settlement; the
+token estimate is replaced by real usage and the concurrency slot freed), or by
+`Admission.close()` when the call ends without one.
 """
 
 from __future__ import annotations
