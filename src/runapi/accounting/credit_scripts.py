@@ -23,11 +23,14 @@ end
 # Returns {0 granted | 1 not loaded | 2 stale | 3 wait | 4 short, free credit or ms to wait}.
 RESERVE = HEAD + """
 local s, h, d = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('HEXISTS', s, 'bal') == 0 then return {1, 0} end
+local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready')
+if not st[1] then return {1, 0} end
 local expired = redis.call('ZRANGEBYSCORE', d, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do drop(s, h, d, id) end
-if #expired > 0 then redis.call('HSET', s, 'stale', '1') end
-local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready')
+if #expired > 0 then
+  redis.call('HSET', s, 'stale', '1')
+  return {2, 0}
+end
 if st[4] == '1' then return {2, 0} end
 local ready = tonumber(st[5] or '0')
 if now < ready then return {3, ready - now} end
