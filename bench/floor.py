@@ -124,10 +124,11 @@ async def serve(upstream: str, port: int, mode: str) -> None:
         return
     import uvicorn
 
+    from runapi.config import ServerSettings
     from runapi.http.server_protocol import guarded_protocol
 
     config = uvicorn.Config(asgi_app(forwarder), host="127.0.0.1", port=port, loop="none", lifespan="off",
-                            http=guarded_protocol(10.0, 30.0), log_level="warning", access_log=False)
+                            http=guarded_protocol(ServerSettings()), log_level="warning", access_log=False)
     await uvicorn.Server(config).serve()
 
 

@@ -141,26 +141,27 @@ async def test_concurrency_slots_are_held_until_release(limiter: tuple[RateLimit
 
 async def test_many_releases_at_once_free_every_slot_and_correct_every_bucket(
         limiter: tuple[RateLimiter, ManualClock]) -> None:
-    """150 calls of two accounts, two scopes each, released together (on Redis: one batch, more than one
+    """170 calls of two accounts, two scopes each, released together (on Redis: one batch, more than one
     script call's worth for account a): every slot is freed and every tokens bucket corrected."""
     backend, _ = limiter
 
     def quotas(account: str) -> list[Quota]:
-        return [Quota(f"acct:{account}", tokens_per_minute=100_000, concurrent_requests=100),
-                Quota(f"key:{account}", tokens_per_minute=100_000, concurrent_requests=100)]
+        return [Quota(f"acct:{account}", tokens_per_minute=100_000, concurrent_requests=121),
+                Quota(f"key:{account}", tokens_per_minute=100_000, concurrent_requests=121)]
     tickets = []
-    for account, calls in (("a", 100), ("b", 50)):
+    for account, calls in (("a", 120), ("b", 50)):
         for _ in range(calls):
-            decision = await backend.acquire(account, quotas(account), 700)  # 70,000 tokens charged to a
+            decision = await backend.acquire(account, quotas(account), 700)  # 84,000 tokens charged to a
             assert decision.ticket is not None
             tickets.append(decision.ticket)
+    assert (await backend.acquire("a", quotas("a"), 1)).ticket is not None  # the 121st slot
     assert (await backend.acquire("a", quotas("a"), 1)).denied == "concurrency"
     for ticket in tickets:
-        backend.release(ticket, 100)  # real usage: 10,000 tokens for a's 100 calls
+        backend.release(ticket, 100)  # real usage: 12,000 tokens for a's 120 calls
     await backend.flush()
     for account in ("a", "b"):  # 85,000 more tokens fit only if every estimate was corrected
         assert (await backend.acquire(account, quotas(account), 85_000)).ticket is not None
-    for _ in range(99):  # and the other 99 slots are free
+    for _ in range(119):  # and the other 119 of the 120 released slots are free
         assert (await backend.acquire("a", quotas("a"), 1)).ticket is not None
     assert (await backend.acquire("a", quotas("a"), 1)).denied == "concurrency"
 

@@ -1,7 +1,8 @@
 """Slow-loris clients are cut off: a request head must arrive within `[server] header_timeout` of the
 request's first byte (trickling does not extend it), a request body may not stall for longer
-than `body_timeout`, and once `body_timeout` has passed it must average `min_body_rate` bytes/s. Raw sockets against a real gateway on loopback, run with the protocol
-`runapi serve` ships (`runapi.http.server_protocol`), with short deadlines."""
+than `body_timeout`, and once `body_timeout` has passed it must average `min_body_rate` bytes/s.
+Raw sockets against a real gateway on loopback, run with the protocol `runapi serve` ships
+(`runapi.http.server_protocol`), with short deadlines."""
 
 from __future__ import annotations
 

@@ -45,8 +45,7 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
 
 def gateway_protocol(settings: Settings) -> Any:
     """uvicorn's `http=` for a gateway: the slow-client deadlines, as `runapi serve` runs it."""
-    return guarded_protocol(settings.server.header_timeout, settings.server.body_timeout,
-                            settings.server.min_body_rate)
+    return guarded_protocol(settings.server)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:

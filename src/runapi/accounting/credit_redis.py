@@ -51,17 +51,16 @@ from redis.exceptions import RedisError
 from runapi.accounting import credit_scripts as scripts
 from runapi.accounting.credit import CreditGuard, Hold, MemoryCreditGuard, insufficient_credit
 from runapi.errors import ServiceUnavailable
+from runapi.limits.rates import Rider
 from runapi.storage import Ledger, Settlement
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.outage import REDIS_DOWN
-from runapi.limits.rates import Rider
-from runapi.storage.redis_client import redis_client, run_scripts
+from runapi.storage.redis_client import per_group, redis_client, run_scripts
 
 log = logging.getLogger("runapi.credit")
 
 _GRANTED, _NOT_LOADED, _STALE, _WAIT, _SHORT = range(5)
-_SETTLES_PER_CALL = 100  # hold closings per SETTLE call (each call stays short)
 _OVERRUN_TIMEOUT_S = 2.0  # the most `cover_overrun` delays a settlement batch
 _RELOADING = "Credit for this account is being reloaded from the ledger; retry shortly."
 
@@ -364,13 +363,11 @@ class RedisCreditGuard:
             self._reasserted_for = boot
             return
         try:
-            settles: dict[str, list[int | str]] = {}  # per account: one SETTLE for its closings
-            for hold, ledger_id, charge in closing:
-                settles.setdefault(hold.account_id, []).extend((hold.id, "" if ledger_id is None else ledger_id,
-                                                               charge))
-            chunks = [(account_id, args[i:i + 3 * _SETTLES_PER_CALL])
-                      for account_id, args in settles.items() for i in range(0, len(args), 3 * _SETTLES_PER_CALL)]
-            calls = [(self._scripts["settle"], self._keys(account_id)[:4], args) for account_id, args in chunks]
+            chunks = per_group(closing, lambda item: item[0].account_id)
+            calls = [(self._scripts["settle"], self._keys(account_id)[:4],
+                      [x for hold, ledger_id, charge in items for x in (hold.id, "" if ledger_id is None else ledger_id,
+                                                                        charge)])
+                     for account_id, items in chunks]
             for account_id, holds in by_account.items():  # SETTLE and REASSERT are safe to re-run
                 pairs = [x for hold in holds for x in (hold.id, hold.amount)]
                 calls.append((self._scripts["reassert"], self._keys(account_id)[:3], [self._ttl_ms, *pairs]))

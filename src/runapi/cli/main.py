@@ -70,8 +70,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     _check_schema(settings.database_url)
     console.print(f"RunAPI gateway on http://{host}:{port}/v1 ({workers} worker{'s' if workers > 1 else ''})")
     uvicorn.run("runapi.http.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http=guarded_protocol(settings.server.header_timeout, settings.server.body_timeout,
-                                                     settings.server.min_body_rate),
+                loop="uvloop", http=guarded_protocol(settings.server),
                 log_level="warning", access_log=False)
 
 
@@ -162,8 +161,7 @@ Python (openai SDK):
         messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)
 """, soft_wrap=True)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, loop="uvloop",
-                http=guarded_protocol(settings.server.header_timeout, settings.server.body_timeout,
-                                      settings.server.min_body_rate),
+                http=guarded_protocol(settings.server),
                 log_level="warning")
 
 

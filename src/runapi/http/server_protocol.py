@@ -17,7 +17,8 @@ body, an app task waiting in `receive()`) for as long as it likes. This subclass
 
 The normal path costs one `loop.call_later` handle per request head (cancelled once the headers
 are parsed), plus a second only for a body not complete in the read that completed the head, and
-one `loop.time()` per read while a body is expected. Pass `guarded_protocol(...)` as uvicorn's `http=`.
+one `loop.time()` per read while a body is expected. Pass `guarded_protocol(settings.server)` as
+uvicorn's `http=`.
 
 uvicorn writes an answer's status line and headers as soon as the app sends `http.response.start`,
 then the body in a second write: two `send(2)` calls and two TCP segments for every JSON answer.
@@ -29,9 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from runapi.config import ServerSettings
 
 __all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
 
@@ -202,8 +206,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def guarded_protocol(header_timeout: float, body_timeout: float, min_body_rate: int = 0) -> Any:
-    """The protocol to pass as uvicorn's `http=`: a partial of a module-level class, so it pickles
-    (uvicorn spawns `--workers` processes with their `Config`)."""
-    return functools.partial(GuardedHttpToolsProtocol, header_timeout=header_timeout, body_timeout=body_timeout,
-                             min_body_rate=min_body_rate)
+def guarded_protocol(server: ServerSettings) -> Any:
+    """The protocol to pass as uvicorn's `http=`, with the `[server]` deadlines and body rate floor: a partial
+    of a module-level class, so it pickles (uvicorn spawns `--workers` processes with their `Config`)."""
+    return functools.partial(GuardedHttpToolsProtocol, header_timeout=server.header_timeout,
+                             body_timeout=server.body_timeout, min_body_rate=server.min_body_rate)

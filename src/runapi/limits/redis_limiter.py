@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, Rider, ScopeStatus, Ticket
-from runapi.storage.redis_client import redis_client, run_scripts
+from runapi.storage.redis_client import per_group, redis_client, run_scripts
 
 log = logging.getLogger("runapi.limits")
 
@@ -160,8 +160,6 @@ if out[1] ~= 0 then return {{out}} end
 return {{out, rider(rk, ra)}}
 """
 
-RELEASES_PER_CALL = 100
-
 _DIMENSIONS: dict[int, Dimension] = {1: "requests", 2: "tokens", 3: "concurrency"}
 
 
@@ -240,18 +238,17 @@ class RedisRateLimiter:
         self._idle.set()
 
     def _release_calls(self, batch: list[tuple[Ticket, int]]) -> list[tuple[AsyncScript, list[str], list[int | str]]]:
-        """One RELEASE call per group for up to `RELEASES_PER_CALL` of its tickets (each call stays short)."""
+        """One RELEASE call per account for up to `PER_SCRIPT_CALL` of its tickets."""
         now = int(self.clock() * 1000)
-        calls: list[tuple[AsyncScript, list[str], list[int | str]]] = []
-        open_calls: dict[str, tuple[list[str], dict[str, int], list[int | str]]] = {}
-        counts: dict[str, int] = {}
-        for ticket, actual in batch:
-            group = ticket.group
-            if counts.get(group, 0) % RELEASES_PER_CALL == 0:
-                open_calls[group] = ([], {}, [now, "", PERIOD_MS])
-                calls.append((self._release, open_calls[group][0], open_calls[group][2]))
-            counts[group] = counts.get(group, 0) + 1
-            keys, pairs, args = open_calls[group]
+        return [self._release_call(group, tickets, now)
+                for group, tickets in per_group(batch, lambda item: item[0].group)]
+
+    def _release_call(self, group: str, tickets: list[tuple[Ticket, int]], now: int
+                      ) -> tuple[AsyncScript, list[str], list[int | str]]:
+        keys: list[str] = []
+        pairs: dict[str, int] = {}  # scope → its (bucket, concurrency set) pair's index in `keys`, from 1
+        args: list[int | str] = [now, "", PERIOD_MS]
+        for ticket, actual in tickets:
             args += [ticket.id, len(ticket.quotas)]
             for quota, charged in zip(ticket.quotas, ticket.charges, strict=True):
                 pair = pairs.get(quota.scope)
@@ -259,7 +256,7 @@ class RedisRateLimiter:
                     pair = pairs[quota.scope] = len(pairs) + 1
                     keys += self._keys(group, [quota])
                 args += [pair, quota.tokens_per_minute, actual - charged]
-        return calls
+        return self._release, keys, args
 
     async def flush(self) -> None:
         await self._idle.wait()

@@ -3,8 +3,8 @@ batched Lua script calls in one round trip."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -37,6 +37,21 @@ def redis_client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
                                    retry=Retry(NoBackoff(), 1), health_check_interval=30,
                                    connection_class=HiredisPackingConnection)
+
+
+T = TypeVar("T")
+
+PER_SCRIPT_CALL = 100  # queued items (hold closings, rate-limit releases) one script call handles at most
+
+
+def per_group(items: Iterable[T], group_of: Callable[[T], str], size: int = PER_SCRIPT_CALL
+              ) -> list[tuple[str, list[T]]]:
+    """`items` by group, in runs of at most `size`, in their order: one script call per run (one group's
+    keys share a hash tag, and a call stays short)."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    return [(group, members[i:i + size]) for group, members in groups.items() for i in range(0, len(members), size)]
 
 
 async def run_scripts(client: aioredis.Redis, calls: Sequence[tuple[AsyncScript, Sequence[Any], Sequence[Any]]]
