@@ -206,3 +206,39 @@ async def test_journaled_settlements_linger_to_share_a_commit_until_someone_wait
         await sink.sink.close()
     charges = [e for e in gateway.ledger(account) if e["kind"] == "charge"]
     assert len(charges) == 5
+
+
+async def test_a_journaled_calls_bookkeeping_follows_its_answer_and_precedes_its_commit(gateway: RunningGateway,
+                                                                                       tmp_path: Path) -> None:
+    """`submit` returns as soon as the settlement is journaled, and the answer goes out in that task step;
+    the hold's shrink to the charge and the `on_durable` observers run right after it, before the writer
+    can commit the settlement and close the hold, even when a `flush` hurries the commit."""
+    import asyncio
+
+    from runapi.accounting.credit import MemoryCreditGuard
+    from runapi.accounting.settlement import SettlementWriter
+    from runapi.storage import Ledger
+
+    account, _ = gateway.create_account("1")  # $1 = 10^9 nano-dollars
+    guard = MemoryCreditGuard(Ledger(gateway.gateway.engine))
+    sink = SqliteSettlementSink(gateway.settings.database_url.split("///", 1)[1])
+    events: list[tuple[str, str, int]] = []
+
+    writer = SettlementWriter(sink, guard, journal=SettlementJournal(tmp_path / "journal"), linger=60.0,
+                              on_durable=[lambda s: events.append(("durable", s.generation.id, 0))],
+                              observers=[lambda s: events.append(("committed", s.generation.id, s.ledger_id or 0))])
+    writer.start()
+    try:
+        hold = await guard.reserve(account, 300_000)
+        settlement = _settlement(account, 1, 1000)
+        await writer.submit(settlement, hold)
+        assert events == [] and hold.amount == 300_000  # not yet: the caller answers first
+        flushing = asyncio.ensure_future(writer.flush())  # hurries the commit into the next loop turns
+        await asyncio.sleep(0)
+        assert events == [("durable", settlement.generation.id, 0)] and hold.amount == 1000 and hold.open
+        await asyncio.wait_for(flushing, 5.0)
+        assert [kind for kind, _, _ in events] == ["durable", "committed"] and events[1][2] > 0
+        assert not hold.open and await guard.available(account) == 10**9 - 1000  # charged once, the hold closed
+    finally:
+        await writer.close()
+        await sink.close()

@@ -42,7 +42,8 @@ class SettlementWriter:
                  on_durable: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000,
                  linger: float = 0.005) -> None:
         """`observers` see each settlement once committed (with its ledger ID); `on_durable` as soon as
-        it is durable (journaled, or else committed): what must follow traffic at once, like health.
+        it is durable (right after the task step that journaled it, or else once committed): what must
+        follow traffic at once, like health.
         `linger`: how long a journaled settlement (already durable, nobody waiting) waits for others to
         share its commit; a waiter (a caller without journal, a `flush`) ends the wait at once."""
         self._sink = sink
@@ -75,15 +76,22 @@ class SettlementWriter:
             except OSError:  # the journal's disk refuses: wait for the commit instead
                 log.exception("could not journal generation %s; waiting for its commit", settlement.generation.id)
             else:
+                # The bookkeeping of a durable settlement waits for the end of this task step, so the
+                # caller's answer is written first; scheduled before the item is queued, it runs before
+                # the writer can commit the item (callbacks run in order).
+                asyncio.get_running_loop().call_soon(self._journaled, settlement, hold)
                 self._put(_Item(settlement, hold, None, segment))
-                if hold is not None:  # the call is over: hold only its charge until the commit
-                    self._guard.shrink(hold, settlement.charge_nanos)
-                self._notify(self._on_durable, settlement)
                 return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put(_Item(settlement, hold, done))
         # Shielded: a caller that is cancelled (client gone) still gets its charge written.
         await asyncio.shield(done)
+
+    def _journaled(self, settlement: Settlement, hold: Hold | None) -> None:
+        """A journaled call is over: its hold keeps only its charge until the commit; `on_durable` sees it."""
+        if hold is not None:
+            self._guard.shrink(hold, settlement.charge_nanos)
+        self._notify(self._on_durable, settlement)
 
     @property
     def pending(self) -> int:

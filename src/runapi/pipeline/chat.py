@@ -71,7 +71,7 @@ async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, st
     if generation_id:  # fixed by the caller (a task): a re-run's settlement is skipped, never charged twice
         record.generation_id = generation_id
     ceiling = Usage(input_tokens=estimate_tokens(record.prompt_bytes), output_tokens=request.output_limit(entry.max_output))
-    order = attempt_plan(entry, gw.catalog, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
+    order = attempt_plan(entry, gw.fallbacks, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
     max_cost = _ceiling_cost(request, ceiling.input_tokens, [entry, *(gw.catalog.models[d.model_id] for d in order)])
     explicit_max = request.max_completion_tokens or request.max_tokens
     rider = gw.credit.rider(principal.account_id, max_cost)  # the hold, in the limiter's round trip

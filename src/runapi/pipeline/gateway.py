@@ -71,9 +71,8 @@ class Gateway:
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
             for entry in self.catalog.models.values()
         }
-        try:
-            for entry in self.catalog.models.values():
-                fallback_models(entry, self.catalog)
+        try:  # each model's fallbacks, resolved once (a bad name fails the start)
+            self.fallbacks = {entry.id: fallback_models(entry, self.catalog) for entry in self.catalog.models.values()}
         except ValueError as exc:
             raise ConfigError(f"catalog: {exc}") from exc
         server = settings.server

@@ -31,6 +31,8 @@ def deployments_for(entry: ModelEntry, catalog: Catalog, provider_keys: dict[str
 
 def attempt_order(deployments: list[Deployment], rng: random.Random) -> list[Deployment]:
     """A weighted shuffle (Efraimidis–Spirakis): heavier deployments tend to come first."""
+    if len(deployments) < 2:
+        return list(deployments)
     return sorted(deployments, key=lambda d: rng.random() ** (1.0 / d.weight), reverse=True)
 
 
@@ -49,10 +51,11 @@ def fallback_models(entry: ModelEntry, catalog: Catalog) -> list[ModelEntry]:
     return chain
 
 
-def attempt_plan(entry: ModelEntry, catalog: Catalog, deployments: dict[str, list[Deployment]],
+def attempt_plan(entry: ModelEntry, chains: dict[str, list[ModelEntry]], deployments: dict[str, list[Deployment]],
                  rng: random.Random) -> list[Deployment]:
-    """The model's deployments in weighted order, then each fallback model's, in configured order."""
+    """The model's deployments in weighted order, then each fallback model's (`chains`: each model's
+    `fallback_models`, resolved once), in configured order."""
     plan = attempt_order(deployments[entry.id], rng)
-    for fallback in fallback_models(entry, catalog):
+    for fallback in chains[entry.id]:
         plan.extend(attempt_order(deployments[fallback.id], rng))
     return plan
