@@ -31,8 +31,10 @@ from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
 from runapi.storage import (AccountStore, Ledger, LedgerEntry, Settlement, check_schema, create_engine,
                             create_settlement_sink, read_epoch)
 from runapi.storage.background import stop_task
+from runapi.storage.idle_gate import ChangeProbe, IdleGate
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
+from runapi.storage.settlement_sink import sqlite_file
 
 log = logging.getLogger("runapi.gateway")
 
@@ -60,6 +62,7 @@ class Gateway:
                                         health_clock)
         self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
+        self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
         directory = journal_directory(settings.server.settlement_journal, settings.database_url)
         self.settlements = SettlementWriter(self.settlement_sink, self.credit,
                                             observers=[self.limits.settled],
@@ -111,6 +114,7 @@ class Gateway:
         if self.settlements.journal is not None:
             self.settlements.journal.close()
         await self.settlement_sink.close()
+        self.change_probe.close()
         await self.credit.close()
         if self.changes is not None:
             await self.changes.close()
@@ -173,12 +177,16 @@ class Gateway:
 
     async def _poll_epoch(self) -> None:
         last: int | None = None
+        gate = IdleGate(self.change_probe)  # only bumps (commits) move the epoch: read it after a commit
         while True:
-            try:
-                epoch = await read_epoch(self.engine)
-                if last is not None and epoch != last:  # something changed, somewhere: forget everything
-                    self.apply_change(Change("all"))
-                last = epoch
-            except Exception:  # keep polling; the database may come back
-                log.warning("could not read the cache epoch", exc_info=True)
+            if gate.begin():
+                try:
+                    epoch = await read_epoch(self.engine)
+                    if last is not None and epoch != last:  # something changed, somewhere: forget everything
+                        self.apply_change(Change("all"))
+                    last = epoch
+                    gate.idle()
+                except Exception:  # keep polling; the database may come back
+                    gate.busy()
+                    log.warning("could not read the cache epoch", exc_info=True)
             await asyncio.sleep(EPOCH_POLL_S)

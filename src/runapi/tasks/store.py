@@ -119,6 +119,17 @@ class TaskStore:
             row = (await conn.execute(claim)).first()
         return None if row is None else Task.from_row(row)
 
+    async def next_due(self) -> datetime | None:
+        """When the next task becomes claimable by time alone (a queued task's `run_after`, a running
+        task's lapsing lease), or None if none will."""
+        async with self.engine.connect() as conn:
+            queued = (await conn.execute(sa.select(sa.func.min(tasks.c.run_after))
+                                         .where(tasks.c.status == "queued"))).scalar()
+            leased = (await conn.execute(sa.select(sa.func.min(tasks.c.locked_until))
+                                         .where(tasks.c.status == "running"))).scalar()
+        times = [as_utc(t) for t in (queued, leased) if t is not None]
+        return min(times) if times else None  # type: ignore[type-var]
+
     async def generation_for_run(self, task: Task) -> tuple[str, bool]:
         """(generation ID for this run, whether it was already charged): the first `gen-<task>-<k>`
         not recorded as failed (see `first_open_generation`)."""

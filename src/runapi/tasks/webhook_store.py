@@ -91,6 +91,16 @@ class WebhookStore:
             row = (await conn.execute(claim)).first()
         return None if row is None else WebhookEvent.from_row(row)
 
+    async def next_due(self) -> datetime | None:
+        """When the next pending event becomes claimable by time alone (its retry time, or its lease
+        lapsing, whichever is later), or None if none will."""
+        events = webhook_events.c
+        later = sa.case((events.locked_until > events.next_attempt_at, events.locked_until),
+                        else_=events.next_attempt_at)
+        async with self.engine.connect() as conn:
+            due = (await conn.execute(sa.select(sa.func.min(later)).where(events.status == "pending"))).scalar()
+        return as_utc(due) if due is not None else None
+
     async def record_attempt(self, event: WebhookEvent, *, status_code: int | None, error: str | None,
                              duration_ms: float, next_attempt_at: datetime | None, delivered: bool) -> str:
         """Record one attempt and move the event on: delivered, retried at `next_attempt_at`, or failed.

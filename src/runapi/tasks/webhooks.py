@@ -12,7 +12,6 @@ is failed. A URL the SSRF guard refuses at delivery time fails at once. Every at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from runapi.config import TaskSettings
 from runapi.storage.clock import utcnow
+from runapi.storage.idle_gate import ChangeProbe, IdleGate
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore
@@ -45,7 +45,9 @@ def retry_at(event: WebhookEvent, attempt: int, now: datetime, settings: TaskSet
 
 
 class WebhookSender:
-    def __init__(self, store: WebhookStore, settings: TaskSettings, guard: CallbackGuard) -> None:
+    def __init__(self, store: WebhookStore, settings: TaskSettings, guard: CallbackGuard,
+                 probe: ChangeProbe | None = None) -> None:
+        self.probe = probe or ChangeProbe(None)  # the database's, when a SQLite file: quiet idle polls
         self.store = store
         self.settings = settings
         self.guard = guard
@@ -73,20 +75,33 @@ class WebhookSender:
             await self._session.close()
 
     async def _poll(self) -> None:
+        gate = IdleGate(self.probe)  # idle on SQLite: query only after a commit or a due time
+        woken = True
         while True:
-            try:
-                while len(self._in_flight) < MAX_IN_FLIGHT:
-                    event = await self.store.claim(self.settings.webhook_timeout + 30)
-                    if event is None:
-                        break
-                    task = asyncio.get_running_loop().create_task(self._deliver(event), name=f"webhook {event.id}")
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._done)
-            except Exception:
-                log.warning("could not claim webhook events", exc_info=True)
+            if gate.begin() or woken:
+                try:
+                    await self._claim(gate)
+                except Exception:
+                    gate.busy()
+                    log.warning("could not claim webhook events", exc_info=True)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                woken = True
+            except TimeoutError:
+                woken = False
+
+    async def _claim(self, gate: IdleGate) -> None:
+        """Start deliveries of claimed events, at most `MAX_IN_FLIGHT`; tell `gate` when none was left."""
+        while len(self._in_flight) < MAX_IN_FLIGHT:
+            event = await self.store.claim(self.settings.webhook_timeout + 30)
+            if event is None:
+                gate.idle(await self.store.next_due() if gate.watching else None)
+                return
+            task = asyncio.get_running_loop().create_task(self._deliver(event), name=f"webhook {event.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+        gate.busy()  # at the limit: a finishing delivery wakes the poller
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

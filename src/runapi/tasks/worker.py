@@ -27,6 +27,7 @@ from runapi.errors import AuthError, GatewayError, RateLimited
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
 from runapi.storage.clock import utcnow
+from runapi.storage.idle_gate import IdleGate
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.runners import RUNNERS
 from runapi.tasks.store import EventFactory, TaskStore
@@ -83,19 +84,31 @@ class TaskWorkers:
             runner.cancel()
 
     async def _poll(self) -> None:
+        gate = IdleGate(self.gw.change_probe)  # idle on SQLite: query only after a commit or a due time
+        woken = True
         while True:
-            try:
-                while len(self._running) < self.settings.workers:
-                    task = await self.store.claim(self.name, self.settings.lease)
-                    if task is None:
-                        break
-                    self._running[task.id] = asyncio.get_running_loop().create_task(self._run(task),
-                                                                                     name=f"task {task.id}")
-            except Exception:  # the database may be away: keep polling
-                log.warning("could not claim tasks", exc_info=True)
+            if gate.begin() or woken:
+                try:
+                    await self._claim(gate)
+                except Exception:  # the database may be away: keep polling
+                    gate.busy()
+                    log.warning("could not claim tasks", exc_info=True)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                woken = True
+            except TimeoutError:
+                woken = False
+
+    async def _claim(self, gate: IdleGate) -> None:
+        """Start claimed tasks while workers are free; tell `gate` when nothing was left to claim."""
+        while len(self._running) < self.settings.workers:
+            task = await self.store.claim(self.name, self.settings.lease)
+            if task is None:
+                gate.idle(await self.store.next_due() if gate.watching else None)
+                return
+            self._running[task.id] = asyncio.get_running_loop().create_task(self._run(task), name=f"task {task.id}")
+        gate.busy()  # every worker is busy: a finishing run wakes the poller
 
     async def _run(self, task: Task) -> None:
         runner = asyncio.current_task()
