@@ -1,14 +1,14 @@
 """Quiet idle polls on SQLite: a poller queries only when the database changed or a time it knows comes.
 
 The cache-epoch poller and the task and webhook claimers look at the database every half second.
-Through SQLAlchemy and aiosqlite each look costs about a millisecond of CPU, so an idle gateway
-spent 8 ms of CPU a second on them (bench/RESULTS.md). On a SQLite file, `ChangeProbe` reads
-`PRAGMA data_version` on a connection of its own, on the loop's thread, in microseconds: the
-number moves whenever any other connection (of this process or another) commits. An `IdleGate`
-lets its poller query when the number moved since its last query, when the next time something
-becomes due by itself has come (a queued task's `run_after`, a lease lapsing, a webhook retry),
-or at the latest every `MAX_IDLE_S`. On other databases, or when the probe cannot tell, every
-poll queries, as before.
+Through SQLAlchemy and aiosqlite each look costs a query and a hop to aiosqlite's thread: an idle
+gateway spent 36–50 ms of CPU a second on this project's VM, 14–18 without them (bench/RESULTS.md,
+sixth session). On a SQLite file, `ChangeProbe` reads `PRAGMA data_version` on a connection of its
+own, on the loop's thread, in microseconds: the number moves whenever any other connection (of this
+process or another) commits. An `IdleGate` lets its poller query when the number moved since its
+last query, when the next time something becomes due by itself has come (a queued task's
+`run_after`, a lease lapsing, a webhook retry), or at the latest every `MAX_IDLE_S`. On other
+databases, or when the probe cannot tell, every poll queries, as before.
 """
 
 from __future__ import annotations
@@ -84,4 +84,5 @@ class IdleGate:
         self._seen, self._until = self._reading, until
 
     def busy(self) -> None:
+        """The query found work, or failed: the next `begin()` says to query again."""
         self._seen = None
