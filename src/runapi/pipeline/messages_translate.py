@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from runapi.accounting.money import Usage
 from runapi.errors import InvalidRequest
+from runapi.pipeline.chat_request import decode_typed_body
 from runapi.providers.sse import frame
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -60,21 +61,9 @@ class CountTokensRequest(msgspec.Struct):
     tools: list[dict[str, Any]] | None = None
 
 
-_decode_raw = msgspec.json.Decoder(dict[str, Any]).decode
-
-
 def decode_messages_request(body: bytes, type_: type[Any] = MessagesRequest) -> tuple[Any, dict[str, Any]]:
     """Validate a Messages body as `type_`. Raises `InvalidRequest` naming the bad field."""
-    try:
-        raw = _decode_raw(body)
-        request = msgspec.convert(raw, type_)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        path = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else None
-        raise InvalidRequest(f"Invalid request body: {message}", param=path) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nesting too deep
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
-    return request, raw
+    return decode_typed_body(body, type_)
 
 
 # -- request --------------------------------------------------------------------------------------
