@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 
 from runapi.http import create_app
+from runapi.http.server_protocol import guarded_protocol
 from runapi.storage import upgrade
-from tests.support.gateway import (RunningGateway, gateway_protocol, gateway_settings, run_gateway, simulator_config,
+from tests.support.gateway import (RunningGateway, gateway_settings, run_gateway, simulator_config,
                                    sqlite_url)
 from tests.support.servers import serve_asgi
 
@@ -149,10 +150,10 @@ def test_the_serve_process_freezes_what_start_up_made(sim_url: str, tmp_path: Pa
     database_url = sqlite_url(tmp_path)
     upgrade(database_url)
     settings = gateway_settings(database_url, simulator_config(sim_url))
-    with serve_asgi(create_app(settings), http=gateway_protocol(settings)):
+    with serve_asgi(create_app(settings), http=guarded_protocol(settings.server)):
         assert gc.get_freeze_count() == 0
     try:
-        with serve_asgi(create_app(settings, freeze_gc=True), http=gateway_protocol(settings)) as base_url:
+        with serve_asgi(create_app(settings, freeze_gc=True), http=guarded_protocol(settings.server)) as base_url:
             assert gc.get_freeze_count() > 10_000  # modules, catalog, pools
             assert httpx.get(f"{base_url}/health", timeout=10).status_code == 200
     finally:

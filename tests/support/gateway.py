@@ -43,11 +43,6 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
                             "tiers": GENEROUS_TIERS if tiers is None else tiers}, ConfigFile)
 
 
-def gateway_protocol(settings: Settings) -> Any:
-    """uvicorn's `http=` for a gateway: the slow-client deadlines, as `runapi serve` runs it."""
-    return guarded_protocol(settings.server)
-
-
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
     return load_settings({"RUNAPI_DATABASE_URL": database_url, "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, **env}, config)
 
@@ -96,7 +91,7 @@ def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, A
     upgrade(database_url)
     settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, **server), **(env or {}))
     app = create_app(settings, clock=clock)
-    with serve_asgi(app, http=gateway_protocol(settings)) as base_url:
+    with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:
         running = RunningGateway(base_url, settings, app)
         try:
             yield running

@@ -26,7 +26,7 @@ class _ThreadedServer(uvicorn.Server):
 @contextlib.contextmanager
 def serve_asgi(app: Any, port: int | None = None, http: Any = "auto") -> Iterator[str]:
     """Serve `app` on 127.0.0.1 until the block exits; yields the base URL. `http` is uvicorn's protocol
-    (a gateway passes `gateway_protocol(settings)`, as `runapi serve` does)."""
+    (a gateway passes `guarded_protocol(settings.server)`, as `runapi serve` does)."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio",
                             http=http)

@@ -13,9 +13,10 @@ import msgspec
 
 from runapi.config import ConfigFile
 from runapi.http import create_app
+from runapi.http.server_protocol import guarded_protocol
 from runapi.simulator import create_simulator_app
 from runapi.storage import upgrade
-from tests.support.gateway import RunningGateway, gateway_protocol, gateway_settings, simulator_config, sqlite_url
+from tests.support.gateway import RunningGateway, gateway_settings, simulator_config, sqlite_url
 from tests.support.servers import free_port, serve_asgi
 
 FIRST, LAST = 1e9, 1e-9
@@ -95,7 +96,7 @@ def custom_gateway(directory: Path, config: ConfigFile, *, health_clock: FakeClo
     upgrade(database_url)
     settings = gateway_settings(database_url, config)
     app = create_app(settings, health_clock=health_clock) if health_clock else create_app(settings)
-    with serve_asgi(app, http=gateway_protocol(settings)) as base_url:
+    with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:
         running = RunningGateway(base_url, settings, app)
         try:
             yield running

@@ -13,10 +13,11 @@ databases, or when the probe cannot tell, every poll queries, as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from runapi.storage.clock import as_utc
@@ -86,3 +87,24 @@ class IdleGate:
     def busy(self) -> None:
         """The query found work, or failed: the next `begin()` says to query again."""
         self._seen = None
+
+
+async def poll(gate: IdleGate, wake: asyncio.Event, interval: float, look: Callable[[], Awaitable[None]],
+               failed: Callable[[], None]) -> None:
+    """Run `look` every `interval` seconds when `gate` says so, and at once whenever `wake` is set (work
+    made in this process). `look` tells the gate what it found; when it raises, `failed` is called (to
+    log) and the next poll looks again. Runs until cancelled."""
+    woken = True
+    while True:
+        if gate.begin() or woken:
+            try:
+                await look()
+            except Exception:  # the database may be away: keep polling
+                gate.busy()
+                failed()
+        wake.clear()
+        try:
+            await asyncio.wait_for(wake.wait(), interval)
+            woken = True
+        except TimeoutError:
+            woken = False

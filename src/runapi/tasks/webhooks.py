@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from runapi.config import TaskSettings
 from runapi.storage.clock import utcnow
-from runapi.storage.idle_gate import ChangeProbe, IdleGate
+from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore
@@ -76,20 +76,8 @@ class WebhookSender:
 
     async def _poll(self) -> None:
         gate = IdleGate(self.probe)  # idle on SQLite: query only after a commit or a due time
-        woken = True
-        while True:
-            if gate.begin() or woken:
-                try:
-                    await self._claim(gate)
-                except Exception:
-                    gate.busy()
-                    log.warning("could not claim webhook events", exc_info=True)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                woken = True
-            except TimeoutError:
-                woken = False
+        await poll(gate, self._wake, self.settings.poll_interval, lambda: self._claim(gate),
+                   lambda: log.warning("could not claim webhook events", exc_info=True))
 
     async def _claim(self, gate: IdleGate) -> None:
         """Start deliveries of claimed events, at most `MAX_IN_FLIGHT`; tell `gate` when none was left."""

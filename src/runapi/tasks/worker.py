@@ -27,7 +27,7 @@ from runapi.errors import AuthError, GatewayError, RateLimited
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
 from runapi.storage.clock import utcnow
-from runapi.storage.idle_gate import IdleGate
+from runapi.storage.idle_gate import IdleGate, poll
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.runners import RUNNERS
 from runapi.tasks.store import EventFactory, TaskStore
@@ -85,20 +85,8 @@ class TaskWorkers:
 
     async def _poll(self) -> None:
         gate = IdleGate(self.gw.change_probe)  # idle on SQLite: query only after a commit or a due time
-        woken = True
-        while True:
-            if gate.begin() or woken:
-                try:
-                    await self._claim(gate)
-                except Exception:  # the database may be away: keep polling
-                    gate.busy()
-                    log.warning("could not claim tasks", exc_info=True)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                woken = True
-            except TimeoutError:
-                woken = False
+        await poll(gate, self._wake, self.settings.poll_interval, lambda: self._claim(gate),
+                   lambda: log.warning("could not claim tasks", exc_info=True))
 
     async def _claim(self, gate: IdleGate) -> None:
         """Start claimed tasks while workers are free; tell `gate` when nothing was left to claim."""
