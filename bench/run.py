@@ -23,6 +23,7 @@ from rich.console import Console  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.cells import Row, add_baselines, measure_cell  # noqa: E402
+from bench.litellm_peer import start_litellm  # noqa: E402
 from bench.loads import wrk_available  # noqa: E402
 from bench.profiling import ProfiledRun, profile_section, profile_under_load, py_spy  # noqa: E402
 from bench.scenarios import FULL_PLAN, QUICK_PLAN, SCENARIOS  # noqa: E402
@@ -44,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a subset of cells with short windows (< 60 s)")
     parser.add_argument("--postgres", action="store_true",
                         help="add a RunAPI row on PostgreSQL (127.0.0.1:5432) + Redis (127.0.0.1:6379)")
-    parser.add_argument("--litellm", action="store_true", help="add a LiteLLM row (not implemented: skipped)")
+    parser.add_argument("--litellm", action="store_true",
+                        help="add a row for LiteLLM's proxy as a peer (installed once into its own virtual "
+                             "environment under ~/.cache/runapi-bench: bench/litellm_peer.py)")
     parser.add_argument("--profile", action="store_true", help="py-spy the SQLite gateway under load afterwards")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="then load the SQLite gateway for SECONDS, sampling its RSS")
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
                         help="comma-separated targets (direct,nginx,runapi-sqlite; also floor-raw and floor-asgi, a "
                              "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
-                             "--postgres adds runapi-postgres")
+                             "--postgres adds runapi-postgres, --litellm litellm")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="add rows for `runapi serve --workers N` and for one worker set up the same way "
                              "(SQLite + Redis at 127.0.0.1:6379, as several workers need): the scaling, like for like")
@@ -71,6 +74,8 @@ def _gateway_targets(args: argparse.Namespace) -> list[str]:
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     if args.postgres and "runapi-postgres" not in names:
         names.append("runapi-postgres")
+    if args.litellm and "litellm" not in names:
+        names.append("litellm")
     if "nginx" in names and nginx_path() is None:
         console.print("[yellow]nginx is not installed (apt-get install -y nginx): skipping its row[/yellow]")
         names.remove("nginx")
@@ -107,6 +112,8 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
         return start_gateway(workdir, upstream, name=name)
     if name == "runapi-postgres":
         return start_gateway(workdir, upstream, name=name, postgres=True)
+    if name == "litellm":
+        return start_litellm(workdir, upstream, console)
     raise SystemExit(f"unknown target {name!r}")
 
 
@@ -125,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         wanted = {s.strip() for s in args.only.split(",")}
         plan = [(s, c) for s, c in plan if s in wanted]
-    if args.litellm:
-        console.print("[yellow]--litellm: the LiteLLM row is not implemented yet; skipped[/yellow]")
     if not wrk_available():
         console.print("[yellow]wrk is not installed (apt-get install -y wrk): JSON cells use the aiohttp client, "
                       "whose own CPU limits requests/s[/yellow]")

@@ -8,11 +8,15 @@ own aiohttp client (JSON and SSE), one short wrk run, and the /proc readings.
 from __future__ import annotations
 
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bench import litellm_peer
 from bench.cells import Row, add_baselines, measure_cell
 from bench.loads import LoadResult, run_async_client
 from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
@@ -107,3 +111,29 @@ def test_the_workers_verdict_compares_with_one_worker_set_up_the_same_way() -> N
     flat = [memory, _json16("runapi-sqlite-x1", 2000), _json16("runapi-sqlite-x2", 2100)]
     assert [check[2] for check in target_checks(flat) if "--workers" in check[0]] == ["missed"]
     assert not [check for check in target_checks([memory]) if "--workers" in check[0]]  # not measured: no line
+
+
+@pytest.mark.skipif(not litellm_peer.VENV.joinpath("bin", "litellm").exists(),
+                    reason="LiteLLM is not installed for the benchmark: `python bench/run.py --litellm` installs it")
+def test_the_litellm_peer_relays_the_same_scenarios(servers: tuple[Target, Target, Target], tmp_path: Path) -> None:
+    """`--litellm`: LiteLLM's proxy in front of the simulator, with its master key, passing `x_sim` through
+    (the stream has the scenario's 20 content chunks, not the simulator's default)."""
+    upstream = servers[0]
+    peer = litellm_peer.start_litellm(tmp_path, upstream, Console(quiet=True))
+    try:
+        request = urllib.request.Request(peer.url, data=SCENARIOS["stream20"].body, headers={
+            "authorization": f"Bearer {peer.api_key}", "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            events = [line for line in response.read().split(b"\n") if line.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]"
+        assert sum(b'"delta":{"content":"' in event for event in events) == 20
+        refused = urllib.request.Request(peer.url, data=SCENARIOS["json"].body, headers={
+            "authorization": "Bearer sk-wrong", "content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(refused, timeout=30)
+        error.value.close()
+        assert error.value.code in (400, 401)
+        result = run_async_client(peer.url, SCENARIOS["json"].body, peer.api_key, 2, stream=False, requests=10)
+        assert (result.requests, result.errors) == (10, 0)
+    finally:
+        peer.stop()

@@ -225,7 +225,7 @@ def test_failed_keys_are_counted_across_instances_sharing_redis(sim_url: str, tm
                 run_gateway(database_url, sim_url, env=env, auth_failures_per_minute=6, auth_lockout=30) as b:
             _, warm = a.create_account("1")
             _, cold = a.create_account("1")
-            time.sleep(1.0)  # let both cache-epoch polls see the new accounts (they empty the key cache)
+            time.sleep(2.0)  # let both cache-epoch polls (every 0.5 s) see the new accounts: they empty the key cache
             assert chat(a, warm).status_code == 200 and chat(b, warm).status_code == 200  # proven on both
             statuses = [chat(gw, f"rk-guess-{i}").status_code for i in range(3) for gw in (a, b)]
             assert statuses == [401] * 6  # 3 + 3: neither instance alone reached 6
