@@ -1,5 +1,6 @@
 """RunAPI's benchmark, in one command: `python bench/run.py [--quick] [--postgres] [--profile] [--soak SECONDS]`
-(`--workers N` adds a multi-worker row, `--baseline GIT_REF` an A/B row for another commit).
+(`--workers N` adds a multi-worker row, `--baseline GIT_REF` an A/B row for another commit, `--litellm` a
+row for LiteLLM's proxy as a peer).
 
 Starts the upstream simulator, then measures side by side the upstream called directly,
 nginx as a plain reverse proxy, and `runapi serve` with its full pipeline (SQLite; and
