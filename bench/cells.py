@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.loads import LoadResult, run_async_client, run_wrk, wrk_available
-from bench.procs import cpu_meter, tree_peak_rss_mib
+from bench.procs import cpu_meter, largest_peak_rss_mib, tree_peak_rss_mib
 from bench.scenarios import Scenario
 from bench.servers import Target
 
@@ -24,9 +24,10 @@ class Row:
     load: LoadResult
     gateway_cpu_ms: float | None  # per request; None for "direct" (there is no gateway)
     upstream_cpu_ms: float
-    peak_rss_mib: float | None
+    peak_rss_mib: float | None  # Σ over the process tree (workers, their supervisor)
     added_p50_ms: float | None = None
     added_ttft_ms: float | None = None
+    process_rss_mib: float | None = None  # the largest single process's peak (a worker's, with --workers)
 
     def as_dict(self) -> dict[str, object]:
         load = self.load
@@ -38,7 +39,7 @@ class Row:
             "overhead_hdr_p50_ms": _r(load.overhead_hdr_p50_ms), "client": load.client,
             "gateway_cpu_ms_per_req": _r(self.gateway_cpu_ms), "upstream_cpu_ms_per_req": _r(self.upstream_cpu_ms),
             "peak_rss_mib": _r(self.peak_rss_mib, 1), "added_p50_ms": _r(self.added_p50_ms),
-            "added_ttft_ms": _r(self.added_ttft_ms),
+            "added_ttft_ms": _r(self.added_ttft_ms), "largest_process_peak_rss_mib": _r(self.process_rss_mib, 1),
         }
 
 
@@ -70,6 +71,7 @@ def measure_cell(target: Target, upstream: Target, scenario: Scenario, concurren
         gateway_cpu_ms=gateway_cpu[0] * per_request if gateway_pid else None,
         upstream_cpu_ms=upstream_cpu[0] * per_request,
         peak_rss_mib=tree_peak_rss_mib(gateway_pid) if gateway_pid else None,
+        process_rss_mib=largest_peak_rss_mib(gateway_pid) if gateway_pid else None,
     )
 
 

@@ -121,6 +121,12 @@ def tree_peak_rss_mib(root: int) -> float:
     return sum(_status_kib(pid, "VmHWM") for pid in tree_pids(root)) / 1024
 
 
+def largest_peak_rss_mib(root: int) -> float:
+    """The largest VmHWM (peak resident set) of one process in the tree, in MiB: the gateway itself, or
+    its biggest worker under `--workers N` (the figure issue 8 bounds per worker)."""
+    return max((_status_kib(pid, "VmHWM") for pid in tree_pids(root)), default=0) / 1024
+
+
 def tree_rss_mib(root: int) -> float:
     """Σ VmRSS (current resident set) of the processes in the tree, in MiB."""
     return sum(_status_kib(pid, "VmRSS") for pid in tree_pids(root)) / 1024

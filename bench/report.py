@@ -90,7 +90,22 @@ def target_checks(rows: Sequence[Row], gateway: str = "runapi-sqlite") -> list[t
         else:
             verdict = "met" if value <= limit else f"missed ({value / limit:.1f}× the target)"
             out.append((text, f"{value:.3f} ms", verdict))
-    return out + worker_scaling(rows)
+    return out + worker_scaling(rows) + worker_rss(rows)
+
+
+RSS_PER_WORKER_MIB = 150.0
+
+
+def worker_rss(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    """RSS per worker ≤ 150 MiB: the largest peak of any one RunAPI process (a lone gateway or one of
+    `--workers N`), over every cell of the RunAPI rows of this commit (not the `--baseline` rows)."""
+    peaks = [(r.process_rss_mib, r.target) for r in rows
+             if r.target.startswith("runapi-") and "-at-" not in r.target and r.process_rss_mib is not None]
+    if not peaks:
+        return []
+    peak, target = max(peaks)
+    return [(f"RSS per worker ≤ {RSS_PER_WORKER_MIB:.0f} MiB (the largest peak of one RunAPI process, any cell)",
+             f"{peak:.1f} MiB ({target})", "met" if peak <= RSS_PER_WORKER_MIB else "missed")]
 
 
 def worker_scaling(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
@@ -106,6 +121,8 @@ def worker_scaling(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     workers = row.target.rsplit("x", 1)[1]
     ratio = row.load.rps / one.load.rps
     rss = "" if row.peak_rss_mib is None else f"; peak RSS {row.peak_rss_mib:.0f} MiB for the {workers} workers"
+    if row.peak_rss_mib is not None and row.process_rss_mib is not None:
+        rss += f" and their supervisor (the largest process: {row.process_rss_mib:.0f} MiB)"
     return [(f"--workers {workers}, json c=16 (SQLite + Redis): throughput grows with the workers",
              f"{row.load.rps:,.0f} against {one.load.rps:,.0f} req/s for one worker, {ratio:.2f}×{rss}",
              "met" if ratio > 1.1 else "missed")]

@@ -75,6 +75,7 @@ def test_cells_side_by_side_give_sane_rows(servers: tuple[Target, Target, Target
     assert direct.gateway_cpu_ms is None and direct.added_p50_ms is None
     assert proxied.gateway_cpu_ms is not None and proxied.peak_rss_mib and proxied.added_p50_ms is not None
     assert gw.gateway_cpu_ms is not None and gw.gateway_cpu_ms > 0 and gw.peak_rss_mib and gw.peak_rss_mib > 20
+    assert gw.process_rss_mib is not None and 20 < gw.process_rss_mib <= gw.peak_rss_mib  # one process here
     assert "runapi-sqlite" in markdown_table(rows)
     assert any(value != "not measured in this run" for _, value, _ in target_checks(rows))
 
@@ -96,10 +97,22 @@ def test_the_python_floor_proxies_relay_json_and_streams(servers: tuple[Target, 
         floor.stop()
 
 
-def _json16(target: str, rps: float) -> Row:
+def _json16(target: str, rps: float, process_rss_mib: float = 100.0) -> Row:
     load = LoadResult(requests=int(rps * 4), errors=0, duration_s=4.0, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0,
                       client="wrk")
-    return Row(target, "json", 16, load, gateway_cpu_ms=0.3, upstream_cpu_ms=0.03, peak_rss_mib=200.0)
+    return Row(target, "json", 16, load, gateway_cpu_ms=0.3, upstream_cpu_ms=0.03, peak_rss_mib=200.0,
+               process_rss_mib=process_rss_mib)
+
+
+def test_the_rss_per_worker_verdict_takes_the_largest_process_of_this_commits_rows() -> None:
+    """Issue 8 bounds RSS per worker (150 MiB): judged on the largest single process, not the tree's sum
+    (two workers and their supervisor), and not on a --baseline row."""
+    rows = [_json16("runapi-sqlite", 4000, 120.0), _json16("runapi-sqlite-x2", 2000, 140.0),
+            _json16("runapi-sqlite-at-abc123", 4000, 400.0), _json16("nginx", 20000, 900.0)]
+    (text, measured, verdict), = [check for check in target_checks(rows) if "RSS per worker" in check[0]]
+    assert verdict == "met" and measured == "140.0 MiB (runapi-sqlite-x2)"
+    rows.append(_json16("runapi-postgres", 1500, 151.0))
+    assert [check[2] for check in target_checks(rows) if "RSS per worker" in check[0]] == ["missed"]
 
 
 def test_the_workers_verdict_compares_with_one_worker_set_up_the_same_way() -> None:
