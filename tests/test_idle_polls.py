@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -22,7 +23,7 @@ from runapi.storage.idle_gate import MAX_IDLE_S, ChangeProbe, IdleGate
 from runapi.storage.schema import accounts, tasks, webhook_events
 from runapi.tasks.store import TaskStore
 from runapi.tasks.webhook_store import WebhookStore
-from tests.support.gateway import sqlite_url
+from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
 from tests.support.tasks import chat_task, client, fast_tasks, run_task_gateway, wait_finished
 
 
@@ -197,3 +198,28 @@ async def test_a_queued_task_that_falls_due_later_is_claimed_then_without_any_co
         await engine.dispose()
     assert len(queried) == 2, queried  # the first look, then the claim when due
     assert 0.95 <= queried[1] <= 1.3 and task is not None and task.id == "t-later"
+
+
+def test_a_key_revoked_on_one_instance_is_refused_by_another_through_the_cache_epoch(sim_url: str,
+                                                                                     tmp_path: Path) -> None:
+    """Without Redis, the cache epoch is the only way a change on one instance reaches another: the other
+    instance's epoch poller (every 0.5 s, gated by the data version) must see the revocation's bump and
+    empty its key cache, well before the cache's own 60 s expiry."""
+    database_url = sqlite_url(tmp_path)
+    with run_gateway(database_url, sim_url) as a, run_gateway(database_url, sim_url) as b:
+        account, key = a.create_account("1")
+        (key_id,) = [k["id"] for k in a.admin.get(f"/admin/accounts/{account}/keys").json()["data"]]
+        time.sleep(1.0)  # b's poller has seen the account's creation (which empties its cache)
+
+        def status(gw: RunningGateway) -> int:
+            return httpx.post(f"{gw.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                              json={"model": "glm-4.5-air", "messages": [{"role": "user", "content": "hi"}],
+                                    "max_tokens": 4}, timeout=10).status_code
+
+        assert status(b) == 200  # cached on b
+        a.admin.delete(f"/admin/keys/{key_id}").raise_for_status()
+        revoked = time.monotonic()
+        assert status(a) == 401  # a applied its own change at once
+        while status(b) == 200:
+            assert time.monotonic() - revoked < 2.0, "b still accepts the revoked key after 2 s"
+            time.sleep(0.05)

@@ -31,7 +31,7 @@ from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
 from runapi.storage import (AccountStore, Ledger, LedgerEntry, Settlement, check_schema, create_engine,
                             create_settlement_sink, read_epoch)
 from runapi.storage.background import stop_task
-from runapi.storage.idle_gate import ChangeProbe, IdleGate
+from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
 from runapi.storage.settlement_sink import sqlite_file
@@ -176,17 +176,17 @@ class Gateway:
             self.limits.invalidate()
 
     async def _poll_epoch(self) -> None:
-        last: int | None = None
         gate = IdleGate(self.change_probe)  # only bumps (commits) move the epoch: read it after a commit
-        while True:
-            if gate.begin():
-                try:
-                    epoch = await read_epoch(self.engine)
-                    if last is not None and epoch != last:  # something changed, somewhere: forget everything
-                        self.apply_change(Change("all"))
-                    last = epoch
-                    gate.idle()
-                except Exception:  # keep polling; the database may come back
-                    gate.busy()
-                    log.warning("could not read the cache epoch", exc_info=True)
-            await asyncio.sleep(EPOCH_POLL_S)
+        last: int | None = None  # the epoch last read
+
+        async def look() -> None:
+            nonlocal last
+            epoch = await read_epoch(self.engine)
+            if last is not None and epoch != last:  # something changed, somewhere: forget everything
+                self.apply_change(Change("all"))
+            last = epoch
+            gate.idle()
+
+        # Nothing in this process wakes it early: its own changes are applied where they are made.
+        await poll(gate, asyncio.Event(), EPOCH_POLL_S, look,
+                   lambda: log.warning("could not read the cache epoch", exc_info=True))
