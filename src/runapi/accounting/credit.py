@@ -11,13 +11,17 @@ exceeds its hold plus the account's free balance at settlement.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import logging
 from typing import Protocol
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.errors import InsufficientCredit
 from runapi.limits.rates import Rider
 from runapi.storage import Ledger, Settlement
+from runapi.storage.background import stop_task
+from runapi.storage.balance_snapshot import balance_snapshot
+
+log = logging.getLogger("runapi.credit")
 
 
 class Hold:
@@ -81,51 +85,94 @@ def insufficient_credit(amount: int, free: int) -> InsufficientCredit:
                               f"${nanos_to_usd(free)} available. Add credit or lower max_tokens.")
 
 
-class _Balance:
-    __slots__ = ("nanos", "high_id")
+class _Account:
+    """One account's credit state in this process (see `MemoryCreditGuard`)."""
 
-    def __init__(self, nanos: int, high_id: int) -> None:
-        self.nanos = nanos
-        self.high_id = high_id  # highest ledger entry reflected in `nanos`
+    __slots__ = ("balance", "held", "charged", "charged_total", "loaded_at", "stale_at", "lock", "compacting")
+
+    def __init__(self) -> None:
+        self.balance: int | None = None  # Σ ledger in the last snapshot read (None: never read)
+        self.held = 0  # Σ open holds
+        self.charged: dict[int, int] = {}  # ledger ID → charge committed, not known to be in `balance`
+        self.charged_total = 0  # Σ charged
+        self.loaded_at = -1  # tick at which the last installed snapshot's read began
+        self.stale_at = 0  # tick of the last invalidation: a snapshot read before it may miss a top-up
+        self.lock = asyncio.Lock()  # snapshots are read one at a time, each newer than the last
+        self.compacting = False
+
+    def free(self) -> int:
+        assert self.balance is not None
+        return self.balance - self.charged_total - self.held
 
 
 class MemoryCreditGuard:
-    """Holds in this process's memory; correct for a single gateway process."""
+    """Holds in this process's memory; correct for a single gateway process.
 
-    def __init__(self, ledger: Ledger) -> None:
+    Per account it keeps what `RedisCreditGuard` keeps in Redis: `balance` (Σ ledger in the last
+    snapshot read), `held` (Σ open holds) and `charged` (ledger ID → charge committed since, not
+    known to be in `balance`); available credit is `balance − charged − held`. Why that never
+    exceeds the truth, by construction:
+
+    - a charge is committed while its hold is open, and the hold (≥ the charge) is closed only in
+      the same step that adds the charge to `charged`: at every instant the charge is counted once
+      or twice, never zero times;
+    - a `charged` entry is dropped only by a snapshot that reports including it
+      (`balance_snapshot` reads the sum and the membership of those IDs in one statement);
+    - snapshots are read one at a time per account (a lock), so each installed one is newer than
+      the last: an older snapshot never replaces a newer one;
+    - negative entries other than charges (adjustments) are taken as holds first (`Gateway.add_credit`).
+
+    So `balance − charged` is at most the committed balance, every open hold bounds its charge,
+    and a hold is granted only while `balance − charged − held ≥ amount`: the balance never goes
+    below zero. An invalidation (a top-up, a tier change, anything) only forces the next hold to
+    read a newer snapshot; it never forgets a hold or a charge.
+    """
+
+    def __init__(self, ledger: Ledger, *, compact_at: int = 256) -> None:
         self._ledger = ledger
-        self._balances: dict[str, _Balance] = {}
-        self._held: defaultdict[str, int] = defaultdict(int)
-        self._loading: dict[str, asyncio.Future[_Balance]] = {}
+        self._accounts: dict[str, _Account] = {}
+        self._tick = 0  # orders snapshot reads and invalidations
+        self._stale_all_at = 0  # tick of the last invalidation of every account
+        self._compact_at = compact_at
+        self._background: set[asyncio.Task[None]] = set()
 
-    async def _load(self, account_id: str) -> _Balance:
-        pending = self._loading.get(account_id)
-        if pending is not None:  # one query at a time per account
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Balance] = asyncio.get_running_loop().create_future()
-        self._loading[account_id] = future
-        try:
-            nanos, high_id = await self._ledger.balance(account_id)
-            current = self._balances.get(account_id)
-            if current is None or high_id >= current.high_id:
-                current = self._balances[account_id] = _Balance(nanos, high_id)
-            future.set_result(current)
-            return current
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it
-            raise
-        finally:
-            del self._loading[account_id]
+    def _account(self, account_id: str) -> _Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            account = self._accounts[account_id] = _Account()
+        return account
+
+    def _fresh(self, account: _Account) -> bool:
+        return account.balance is not None and account.loaded_at > max(account.stale_at, self._stale_all_at)
+
+    def _next_tick(self) -> int:
+        self._tick += 1
+        return self._tick
+
+    async def _read(self, account_id: str, account: _Account, newer_than: int) -> None:
+        """Install a snapshot whose read began after tick `newer_than` (unless one already was)."""
+        async with account.lock:
+            if account.loaded_at > newer_than:
+                return  # another caller read one meanwhile
+            began = self._next_tick()
+            ids = list(account.charged)
+            total, included = await balance_snapshot(self._ledger.engine, account_id, ids)
+            for ledger_id in included:
+                charge = account.charged.pop(ledger_id, None)
+                if charge is not None:
+                    account.charged_total -= charge
+            account.balance = total
+            account.loaded_at = began
 
     async def reserve(self, account_id: str, amount: int) -> Hold:
-        balance = self._balances.get(account_id) or await self._load(account_id)
-        if balance.nanos - self._held[account_id] < amount:
-            balance = await self._load(account_id)  # a top-up may have landed meanwhile
-            if balance.nanos - self._held[account_id] < amount:
-                free = max(0, balance.nanos - self._held[account_id])
-                raise insufficient_credit(amount, free)
-        self._held[account_id] += amount
+        account = self._account(account_id)
+        if not self._fresh(account):
+            await self._read(account_id, account, max(account.stale_at, self._stale_all_at))
+        if account.free() < amount:
+            await self._read(account_id, account, self._next_tick())  # a top-up may have landed meanwhile
+            if account.free() < amount:
+                raise insufficient_credit(amount, max(0, account.free()))
+        account.held += amount  # no await since the check: checked and taken at once
         return Hold(account_id, amount)
 
     def rider(self, account_id: str, amount: int) -> Rider | None:
@@ -135,29 +182,31 @@ class MemoryCreditGuard:
         return None
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
-        if cost <= hold.amount:
-            return cost
-        balance = self._balances.get(hold.account_id)
-        free = 0 if balance is None else max(0, balance.nanos - self._held[hold.account_id])
+        if cost <= hold.amount or not hold.open:
+            return min(cost, hold.amount)
+        account = self._account(hold.account_id)
+        free = 0 if account.balance is None else max(0, account.free())
         charge = min(cost, hold.amount + free)
-        self._held[hold.account_id] += charge - hold.amount
+        account.held += charge - hold.amount
         hold.amount = charge
         return charge
 
     def shrink(self, hold: Hold, charge: int) -> None:
         if hold.open and charge < hold.amount:
-            self._held[hold.account_id] -= hold.amount - charge
+            self._account(hold.account_id).held -= hold.amount - charge
             hold.amount = charge
 
     async def cover_overrun(self, hold: Hold, settlement: Settlement) -> None:
         """Nothing to do: `cap_charge` already charged min(cost, hold + free balance), exactly."""
 
     def charged(self, hold: Hold, charge: int, ledger_id: int) -> None:
+        account = self._account(hold.account_id)
+        if charge > 0 and ledger_id not in account.charged:
+            account.charged[ledger_id] = charge
+            account.charged_total += charge
         self._close(hold)
-        balance = self._balances.get(hold.account_id)
-        if balance is not None and ledger_id > balance.high_id:
-            balance.nanos -= charge
-            balance.high_id = ledger_id
+        if len(account.charged) >= self._compact_at and not account.compacting:
+            self._compact(hold.account_id, account)
 
     def release(self, hold: Hold) -> None:
         self._close(hold)
@@ -165,17 +214,49 @@ class MemoryCreditGuard:
     def _close(self, hold: Hold) -> None:
         if hold.open:
             hold.open = False
-            self._held[hold.account_id] -= hold.amount
+            self._account(hold.account_id).held -= hold.amount
+
+    def _compact(self, account_id: str, account: _Account) -> None:
+        """Read a snapshot in the background, dropping the `charged` entries it includes."""
+        account.compacting = True
+
+        async def compact() -> None:
+            try:
+                await self._read(account_id, account, self._next_tick())
+            finally:
+                account.compacting = False
+
+        task = asyncio.get_running_loop().create_task(compact(), name=f"credit-compact-{account_id}")
+        self._background.add(task)
+        task.add_done_callback(self._compacted)
+
+    def _compacted(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background credit read failed: %s", task.exception())
 
     def invalidate(self, account_id: str | None = None) -> None:
         if account_id is None:
-            self._balances.clear()
+            self._stale_all_at = self._next_tick()
         else:
-            self._balances.pop(account_id, None)
+            account = self._accounts.get(account_id)
+            if account is not None:
+                account.stale_at = self._next_tick()
+        self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        """Drop the state of accounts with nothing held, charged or being read (bounded memory)."""
+        if len(self._accounts) < 10_000:
+            return
+        for account_id, account in list(self._accounts.items()):
+            if not account.held and not account.charged and not account.lock.locked():
+                del self._accounts[account_id]
 
     async def available(self, account_id: str) -> int:
-        balance = await self._load(account_id)
-        return balance.nanos - self._held[account_id]
+        account = self._account(account_id)
+        await self._read(account_id, account, self._next_tick())
+        return account.free()
 
     async def close(self) -> None:
-        pass
+        for task in list(self._background):
+            await stop_task(task)

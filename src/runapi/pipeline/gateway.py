@@ -19,6 +19,7 @@ from runapi.catalog import ModelEntry
 from runapi.config import Settings
 from runapi.pipeline.auth import Authenticator
 from runapi.config import ConfigError
+from runapi.errors import InsufficientCredit, InvalidRequest
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
 from runapi.providers.http_client import UpstreamClient
@@ -150,8 +151,26 @@ class Gateway:
 
     async def add_credit(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
         """Append a top-up, refund or adjustment; a top-up may earn a higher tier. Every instance
-        sees the new balance (and tier) at once."""
-        entry = await self.ledger.add_entry(account_id, kind, amount_nanos, note)
+        sees the new balance (and tier) at once.
+
+        A negative entry is taken as a credit hold first, like a call's charge: it can only take what
+        neither the balance's other holds (calls in flight) nor earlier charges have taken, so it can
+        never push the balance below zero once those calls are charged."""
+        hold = None
+        if amount_nanos < 0:
+            try:
+                hold = await self.credit.reserve(account_id, -amount_nanos)
+            except InsufficientCredit as exc:
+                raise InvalidRequest("That adjustment would take the balance below zero (counting the calls "
+                                     f"in flight): {exc.message}", param="amount_usd") from exc
+        try:
+            entry = await self.ledger.add_entry(account_id, kind, amount_nanos, note)
+        except BaseException:
+            if hold is not None:
+                self.credit.release(hold)
+            raise
+        if hold is not None:
+            self.credit.charged(hold, -amount_nanos, entry.id)
         if kind == "topup":
             await promote_by_topups(self.engine, self.limits.tiers, account_id)
         await self.announce(Change("account", account_id))
