@@ -3,8 +3,10 @@
 Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`,
 `POST /v1/messages/count_tokens` (Anthropic); control endpoints `POST /_sim/faults`
 (`{"faults": [...]}`, consumed one per model request, before any configured fault),
-`POST /_sim/reset` and `GET /_sim/stats`. A model request's body may carry
-`"x_sim": {...}` with `SimulatorConfig` fields that override the instance config.
+`POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
+`runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
+set at run time cleared) and `GET /_sim/stats`. A model request's body may carry
+`"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
 from .generation import WireFormat, plan_reply
 from .openai_protocol import MODELS_BODY, OpenAIChat
+from .script import ScriptTurn
 
 __all__ = ["SimulatorApp", "create_simulator_app", "serve"]
 
@@ -37,6 +40,10 @@ class _FaultsRequest(msgspec.Struct, forbid_unknown_fields=True):
     faults: list[str]
 
 
+class _ScriptRequest(msgspec.Struct, forbid_unknown_fields=True):
+    script: tuple[ScriptTurn, ...]
+
+
 class SimulatorApp:
     """ASGI app that plays OpenAI and Anthropic upstreams on loopback (a development tool).
 
@@ -46,6 +53,7 @@ class SimulatorApp:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
+        self._initial_config = self.config
         self._faults: deque[str] = deque()
         self._requests = 0
         self._last_request: Any = None
@@ -75,8 +83,11 @@ class SimulatorApp:
             await _respond(send, 200, MODELS_BODY)
         elif path == "/_sim/faults":
             await self._queue_faults(body, send)
+        elif path == "/_sim/script":
+            await self._set_script(body, send)
         elif path == "/_sim/reset":
             self._faults.clear()
+            self.config = self._initial_config
             self._requests, self._last_request, self._last_headers = 0, None, {}
             await _respond(send, 200, b'{"ok":true}')
         else:
@@ -141,6 +152,14 @@ class SimulatorApp:
         self._faults.extend(faults)
         await _respond(send, 200, _encode({"queued": list(self._faults)}))
 
+    async def _set_script(self, body: bytes, send: Send) -> None:
+        try:
+            script = msgspec.json.decode(body, type=_ScriptRequest).script
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return await _respond(send, 400, _OPENAI.error(400, str(exc)))
+        self.config = msgspec.structs.replace(self.config, script=script)
+        await _respond(send, 200, _encode({"turns": len(script)}))
+
 
 _ROUTES = frozenset(
     {
@@ -150,6 +169,7 @@ _ROUTES = frozenset(
         "/v1/messages/count_tokens",
         "/_sim/faults",
         "/_sim/reset",
+        "/_sim/script",
         "/_sim/stats",
     }
 )
