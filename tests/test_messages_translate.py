@@ -8,6 +8,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from anthropic.types.beta.message_create_params import MessageCreateParamsBase as BetaMessageCreateParams
 from anthropic.types.message_create_params import MessageCreateParamsBase, MessageCreateParamsStreaming
 
 from runapi.errors import (
@@ -40,6 +41,7 @@ def chat(**fields: Any) -> dict[str, Any]:
 
 def test_every_sdk_request_field_is_translated_or_dropped() -> None:
     fields = set(MessageCreateParamsBase.__annotations__) | set(MessageCreateParamsStreaming.__annotations__)
+    fields |= set(BetaMessageCreateParams.__annotations__)
     assert fields <= _HANDLED, fields - _HANDLED  # a new SDK field must be decided on, not sent to OpenAI upstreams
 
 

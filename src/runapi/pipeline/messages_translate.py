@@ -27,6 +27,8 @@ _HANDLED = frozenset({
     "tools", "tool_choice", "metadata", "thinking", "output_config", "output_format", "service_tier", "container",
     "mcp_servers", "context_management", "cache_control", "diagnostics", "inference_geo", "speed",
     "user_profile_id", "workspace_id", "betas",
+    # the beta surface's (`?beta=true`): server-held threads, compaction requests, refusal fallbacks, billing
+    "thread", "compaction", "fallbacks", "fallback_credit_token", "billing_policy",
 })
 _DROPPED_ASSISTANT_BLOCKS = frozenset({"redacted_thinking", "server_tool_use", "mcp_tool_use", "mcp_tool_result",
                                        "container_upload"})

@@ -5,7 +5,8 @@ Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messag
 (`{"faults": [...]}`, consumed one per model request, before any configured fault),
 `POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
 `runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
-set at run time cleared) and `GET /_sim/stats`. A model request's body may carry
+set at run time cleared) and `GET /_sim/stats` (request count, the last request's body, headers and
+path with query). A model request's body may carry
 `"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config.
 """
 
@@ -58,6 +59,7 @@ class SimulatorApp:
         self._requests = 0
         self._last_request: Any = None
         self._last_headers: dict[str, str] = {}
+        self._last_target = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -88,16 +90,19 @@ class SimulatorApp:
         elif path == "/_sim/reset":
             self._faults.clear()
             self.config = self._initial_config
-            self._requests, self._last_request, self._last_headers = 0, None, {}
+            self._requests, self._last_request, self._last_headers, self._last_target = 0, None, {}, ""
             await _respond(send, 200, b'{"ok":true}')
         else:
-            stats = {"requests": self._requests, "last_request": self._last_request, "last_headers": self._last_headers}
+            stats = {"requests": self._requests, "last_request": self._last_request, "last_headers": self._last_headers,
+                     "last_target": self._last_target}
             await _respond(send, 200, _encode(stats))
 
     def _record(self, scope: Scope, raw: Any) -> None:
         self._requests += 1
         self._last_request = raw
         self._last_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
+        self._last_target = scope["path"] + (f"?{query}" if query else "")
 
     async def _generate(self, fmt: WireFormat, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         try:
@@ -113,6 +118,11 @@ class SimulatorApp:
             call = fmt.parse(raw)
         except (msgspec.ValidationError, ValueError) as exc:
             return await _respond(send, 400, fmt.error(400, str(exc)))
+        if config.reject_system_messages and any(
+                isinstance(m, dict) and m.get("role") == "system" for m in raw.get("messages") or ()) \
+                and fmt is _ANTHROPIC:
+            message = "messages: role 'system' is not supported on this model (simulated)"
+            return await _respond(send, 400, fmt.error(400, message))
         fault = self._faults.popleft() if self._faults else config.fault
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
