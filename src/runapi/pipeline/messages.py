@@ -10,9 +10,10 @@ Usage is reported in Anthropic's semantics (`input_tokens` exclude cache reads a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Hashable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -42,6 +43,18 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 _decode = msgspec.json.Decoder().decode
 
 MESSAGE_STOP = frame(b'{"type":"message_stop"}', "message_stop")
+
+
+@functools.cache
+def _is_native(kind: Hashable) -> bool:
+    """Whether a provider class takes Messages bodies (`NativeMessages`): asked once per class, as a
+    runtime protocol check walks every member (20 µs a call)."""
+    return isinstance(kind, type) and issubclass(kind, NativeMessages)
+
+
+def native_provider(provider: object) -> NativeMessages | None:
+    """`provider` as a `NativeMessages`, or None when it speaks chat completions only."""
+    return cast(NativeMessages, provider) if _is_native(cast(Hashable, type(provider))) else None
 
 
 class MessagesCall:
@@ -97,8 +110,9 @@ async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCal
 
     async def attempt(deployment: Deployment) -> tuple[UpstreamReply, bool]:
         provider = gw.provider_for(deployment)
-        if isinstance(provider, NativeMessages):
-            return await provider.complete_native(call.body, deployment, call.headers, beta=call.beta), True
+        native = native_provider(provider)
+        if native is not None:
+            return await native.complete_native(call.body, deployment, call.headers, beta=call.beta), True
         return await provider.complete(call.chat_body(), deployment), False
 
     try:
@@ -133,9 +147,10 @@ class MessagesStream(ChatStream):
 
     def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         provider = self.gw.provider_for(deployment)
-        self.native = isinstance(provider, NativeMessages)  # the last attempt is the one that answers
-        if isinstance(provider, NativeMessages):
-            return provider.stream_native(self.call.body, deployment, self.call.headers, beta=self.call.beta)
+        native = native_provider(provider)
+        self.native = native is not None  # the last attempt is the one that answers
+        if native is not None:
+            return native.stream_native(self.call.body, deployment, self.call.headers, beta=self.call.beta)
         return provider.stream(self.call.chat_body(), deployment)
 
     def _events_writer(self) -> ChatToMessagesEvents:
@@ -153,7 +168,7 @@ class MessagesStream(ChatStream):
         """The Messages events for one chunk (b"" for none)."""
         self._track(chunk)
         if not self.native:
-            return self._events_writer().feed(_decode(chunk.payload))
+            return self._events_writer().feed_payload(chunk.payload)
         if not chunk.payload.startswith((b"event: message_start", b"event: message_delta", b"event: message_stop")):
             return chunk.payload
         event = parse_sse_event(chunk.payload.strip())
@@ -195,10 +210,10 @@ async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, s
                        param="model", code="model_not_found")
     call = MessagesCall({**raw, "max_tokens": 1}, headers, beta=beta)
     for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
-        provider = gw.provider_for(deployment)
-        if isinstance(provider, NativeMessages):
+        native = native_provider(gw.provider_for(deployment))
+        if native is not None:
             try:
-                return await provider.count_tokens(raw, deployment, call.headers, beta=beta)
+                return await native.count_tokens(raw, deployment, call.headers, beta=beta)
             except UpstreamRejected:
                 raise
             except UpstreamError:

@@ -62,11 +62,41 @@ def error_event(error_type: str, message: str) -> bytes:
     return frame(_encode({"type": "error", "error": {"type": error_type, "message": message}}), "error")
 
 
+class _ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: dict[str, Any] | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+def _delta_event(index: int, kind: bytes, field: bytes, value: str) -> bytes:
+    """A `content_block_delta` event, written directly: one per streamed chunk, the hot part of a stream."""
+    return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
+            % (index, kind, field)) + _encode(value) + b"}}\n\n"
+
+
 class ChatToMessagesEvents:
     """`chat.completion.chunk`s → Messages SSE events (pure, stateful).
 
-    `feed` each decoded chunk; `finish(usage, cost)` closes the open block and sends
-    `message_delta` (stop reason, full usage) and `message_stop`.
+    `feed_payload` each chunk's JSON (or `feed` a decoded one); `finish(usage, cost)` closes the
+    open block and sends `message_delta` (stop reason, full usage) and `message_stop`.
     """
 
     def __init__(self, message_id: str, model: str) -> None:
@@ -103,36 +133,40 @@ class ChatToMessagesEvents:
         return self._event("content_block_stop", {"index": self._block})
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
+        return self._feed(msgspec.convert(chunk, _Chunk))
+
+    def feed_payload(self, payload: bytes) -> bytes:
+        return self._feed(_decode_chunk(payload))
+
+    def _feed(self, chunk: _Chunk) -> bytes:
         out = self.start()
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                if self._kind != "thinking":
-                    out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                out += self._event("content_block_delta", {"index": self._block, "delta": {
-                    "type": "thinking_delta", "thinking": delta["reasoning_content"]}})
-            if delta.get("content"):
-                if self._kind != "text":
-                    out += self._open("text", {"type": "text", "text": ""})
-                out += self._event("content_block_delta", {"index": self._block, "delta": {
-                    "type": "text_delta", "text": delta["content"]}})
-            for call in delta.get("tool_calls") or ():
-                out += self._tool_delta(call)
-            if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+        for choice in chunk.choices or ():
+            delta = choice.delta
+            if delta is not None:
+                if delta.reasoning_content:
+                    if self._kind != "thinking":
+                        out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                    out += _delta_event(self._block, b"thinking_delta", b"thinking", delta.reasoning_content)
+                if delta.content:
+                    if self._kind != "text":
+                        out += self._open("text", {"type": "text", "text": ""})
+                    out += _delta_event(self._block, b"text_delta", b"text", delta.content)
+                for call in delta.tool_calls or ():
+                    out += self._tool_delta(call)
+            if choice.finish_reason:
+                self.stop_reason = STOP_REASONS.get(choice.finish_reason, "end_turn")
         return out
 
-    def _tool_delta(self, call: dict[str, Any]) -> bytes:
+    def _tool_delta(self, call: _ToolCallDelta) -> bytes:
         out = b""
-        index = int(call.get("index", 0))
-        function = call.get("function") or {}
-        if index not in self._tool_blocks:
-            out += self._open("tool_use", {"type": "tool_use", "id": call.get("id", ""),
+        function = call.function or {}
+        if call.index not in self._tool_blocks:
+            out += self._open("tool_use", {"type": "tool_use", "id": call.id or "",
                                            "name": function.get("name", ""), "input": {}})
-            self._tool_blocks[index] = self._block
+            self._tool_blocks[call.index] = self._block
         if function.get("arguments"):
-            out += self._event("content_block_delta", {"index": self._tool_blocks[index], "delta": {
-                "type": "input_json_delta", "partial_json": function["arguments"]}})
+            out += _delta_event(self._tool_blocks[call.index], b"input_json_delta", b"partial_json",
+                                str(function["arguments"]))
         return out
 
     def finish(self, usage: Usage, cost: Decimal) -> bytes:
