@@ -86,10 +86,18 @@ class _Chunk(msgspec.Struct):
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
-def _delta_event(index: int, kind: bytes, field: bytes, value: str) -> bytes:
-    """A `content_block_delta` event, written directly: one per streamed chunk, the hot part of a stream."""
+def _delta_prefix(index: int, kind: bytes, field: bytes) -> bytes:
     return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
-            % (index, kind, field)) + _encode(value) + b"}}\n\n"
+            % (index, kind, field))
+
+
+def _delta_event(index: int, kind: bytes, field: bytes, value: str) -> bytes:
+    """A `content_block_delta` event, written directly (the hot part of a stream: one per chunk)."""
+    return _delta_prefix(index, kind, field) + _encode(value) + _DELTA_END
+
+
+_DELTA_END = b"}}\n\n"
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 class ChatToMessagesEvents:
@@ -107,6 +115,7 @@ class ChatToMessagesEvents:
         self._block = -1  # index of the open content block
         self._kind = ""  # its type: text, thinking or tool_use
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → block index
+        self._prefix = b""  # the open text or thinking block's delta event, up to its value
 
     def _event(self, name: str, payload: dict[str, Any]) -> bytes:
         return frame(_encode({"type": name, **payload}), name)
@@ -124,6 +133,10 @@ class ChatToMessagesEvents:
         out = self._close()
         self._block += 1
         self._kind = kind
+        if kind == "text":
+            self._prefix = _delta_prefix(self._block, b"text_delta", b"text")
+        elif kind == "thinking":
+            self._prefix = _delta_prefix(self._block, b"thinking_delta", b"thinking")
         return out + self._event("content_block_start", {"index": self._block, "content_block": block})
 
     def _close(self) -> bytes:
@@ -139,18 +152,18 @@ class ChatToMessagesEvents:
         return self._feed(_decode_chunk(payload))
 
     def _feed(self, chunk: _Chunk) -> bytes:
-        out = self.start()
+        out = b"" if self._started else self.start()
         for choice in chunk.choices or ():
             delta = choice.delta
             if delta is not None:
                 if delta.reasoning_content:
                     if self._kind != "thinking":
                         out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                    out += _delta_event(self._block, b"thinking_delta", b"thinking", delta.reasoning_content)
+                    out += self._prefix + _encode(delta.reasoning_content) + _DELTA_END
                 if delta.content:
                     if self._kind != "text":
                         out += self._open("text", {"type": "text", "text": ""})
-                    out += _delta_event(self._block, b"text_delta", b"text", delta.content)
+                    out += self._prefix + _encode(delta.content) + _DELTA_END
                 for call in delta.tool_calls or ():
                     out += self._tool_delta(call)
             if choice.finish_reason:
@@ -173,4 +186,4 @@ class ChatToMessagesEvents:
         out = self.start() + self._close()
         out += self._event("message_delta", {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
                                              "usage": messages_usage_json(usage, cost)})
-        return out + self._event("message_stop", {})
+        return out + _MESSAGE_STOP
