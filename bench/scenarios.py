@@ -9,6 +9,7 @@ native path); each is compared with the chat scenario of the same shape (`CHAT_T
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MODEL = "glm-4.5-air"
@@ -32,7 +33,7 @@ class Scenario:
         return "messages" if self.path == MESSAGES_PATH else "chat"
 
 
-def _body(content: str, *, stream: bool = False, x_sim: dict[str, float] | None = None) -> bytes:
+def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
     data: dict[str, object] = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 64}
     if stream:
         data["stream"] = True
@@ -42,7 +43,7 @@ def _body(content: str, *, stream: bool = False, x_sim: dict[str, float] | None 
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def _messages_body(content: str, model: str, *, stream: bool = False, x_sim: dict[str, float] | None = None) -> bytes:
+def _messages_body(content: str, model: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
     data: dict[str, object] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": content}]}
     if stream:
         data["stream"] = True

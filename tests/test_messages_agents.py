@@ -19,7 +19,7 @@ MODELS = ["glm-4.6", "claude-sonnet-5-5"]
 SYSTEM = "You are a coding agent."
 ENVIRONMENT = {"role": "system", "content": "# Environment\nPrimary working directory: /tmp/w"}
 ASK: list[Any] = [{"role": "user", "content": "Read notes.txt and tell me what it says."}, ENVIRONMENT]
-READ = {"name": "Read", "description": "Read a file.", "input_schema": {
+READ: Any = {"name": "Read", "description": "Read a file.", "input_schema": {
     "type": "object", "properties": {"file_path": {"type": "string"}, "limit": {"type": "integer"}},
     "required": ["file_path"]}}
 SCRIPT = [{"tool_call": {"name": "Read", "arguments": {"file_path": "/tmp/w/notes.txt"}}},
@@ -50,7 +50,7 @@ def test_agent_loop_with_system_messages_and_tools(gateway: RunningGateway, sim:
         with client.messages.stream(model=model, max_tokens=4096, system=SYSTEM, messages=messages, tools=[READ],
                                     extra_body=extra) as events:
             deltas = [event for event in events if event.type == "message_delta"]
-            return events.get_final_message(), Decimal(str(deltas[-1].usage.model_extra["cost"]))
+            return events.get_final_message(), Decimal(str((deltas[-1].usage.model_extra or {})["cost"]))
 
     first, first_cost = call(ASK)
     sent = sim.get("/_sim/stats").json()["last_request"]
@@ -65,7 +65,7 @@ def test_agent_loop_with_system_messages_and_tools(gateway: RunningGateway, sim:
                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "ship it"}]}]
     second, second_cost = call(history)
     assert second.stop_reason == "end_turn" and second.content[-1].text == "The notes say: ship it."  # type: ignore[union-attr]
-    rows = {row["id"]: row for row in charged_generations(gateway, account, client.api_key, Decimal(1))}
+    rows = {row["id"]: row for row in charged_generations(gateway, account, str(client.api_key), Decimal(1))}
     assert set(rows) == {first.id, second.id}
     assert rows[first.id]["cost"] == first_cost and rows[second.id]["cost"] == second_cost  # usage.cost is exact
     assert rows[second.id]["usage"]["output_tokens"] == 5 and rows[first.id]["stream"] is stream
@@ -129,13 +129,15 @@ def test_errors_clients_recognise(gateway: RunningGateway, sdk: tuple[str, anthr
     assert missing.value.body == {"type": "error", "error": {"type": "not_found_error", "message": "model: claude-0"}}
     with pytest.raises(anthropic.InternalServerError) as overloaded:
         client.messages.create(model="glm-4.6", max_tokens=5, messages=ASK, extra_body={"x_sim": {"fault": "429"}})
-    assert overloaded.value.status_code == 529 and overloaded.value.body["error"]["type"] == "overloaded_error"
+    body: Any = overloaded.value.body
+    assert overloaded.value.status_code == 529 and body["error"]["type"] == "overloaded_error"
     poor, poor_key = gateway.create_account("0.000001")
     with anthropic.Anthropic(base_url=gateway.base_url, api_key=poor_key, max_retries=0) as broke:
         with pytest.raises(anthropic.APIStatusError) as billing:
             broke.messages.create(model="claude-sonnet-5-5", max_tokens=4096, messages=ASK)
-    assert billing.value.status_code == 402 and billing.value.body["error"]["type"] == "billing_error"
-    assert "credit balance is too low" in billing.value.body["error"]["message"].lower()
+    body = billing.value.body
+    assert billing.value.status_code == 402 and body["error"]["type"] == "billing_error"
+    assert "credit balance is too low" in body["error"]["message"].lower()
     assert gateway.balance(account) == Decimal(1) and gateway.balance(poor) == Decimal("0.000001")
 
 
@@ -151,6 +153,6 @@ def test_generation_cost_is_catalog_prices_times_usage(gateway: RunningGateway,
     _, client = sdk
     message = client.messages.create(model="claude-sonnet-5-5", max_tokens=64, messages=ASK,
                                      extra_body={"x_sim": {"cached_tokens": 3, "cache_creation_tokens": 4}})
-    row = generation(gateway, client.api_key, message.id)
+    row = generation(gateway, str(client.api_key), message.id)
     assert row["usage"]["cache_read_tokens"] == 3 and row["usage"]["cache_write_tokens"] == 4
     assert row["cost"] == price("claude-sonnet-5-5", row["usage"]) > 0

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import anthropic
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import openai
 import pydantic
 import pytest
@@ -40,8 +40,8 @@ EDIT_SCHEMA: dict[str, Any] = {
         "email": {"type": "string", "format": "email"},
         "tags": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 1}}}},
 }
-OPENAI_EDIT = [{"type": "function", "function": {"name": "edit", "parameters": EDIT_SCHEMA}}]
-CLAUDE_EDIT = [{"name": "edit", "description": "Edit a file.", "input_schema": EDIT_SCHEMA}]
+OPENAI_EDIT: Any = [{"type": "function", "function": {"name": "edit", "parameters": EDIT_SCHEMA}}]
+CLAUDE_EDIT: Any = [{"name": "edit", "description": "Edit a file.", "input_schema": EDIT_SCHEMA}]
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +138,12 @@ def test_openai_tool_arguments_validate(oai: openai.OpenAI, stream: bool) -> Non
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_anthropic_tool_input_validates(claude: anthropic.Anthropic, stream: bool) -> None:
+    message: anthropic.types.Message
     if stream:
-        with claude.messages.stream(model="m", max_tokens=50, messages=ASK, tools=CLAUDE_EDIT) as events:  # type: ignore[arg-type]
+        with claude.messages.stream(model="m", max_tokens=50, messages=ASK, tools=CLAUDE_EDIT) as events:
             message = events.get_final_message()
     else:
-        message = claude.messages.create(model="m", max_tokens=50, messages=ASK, tools=CLAUDE_EDIT)  # type: ignore[arg-type]
+        message = claude.messages.create(model="m", max_tokens=50, messages=ASK, tools=CLAUDE_EDIT)
     (use,) = [block for block in message.content if block.type == "tool_use"]
     jsonschema.validate(use.input, EDIT_SCHEMA)
 
@@ -173,7 +174,7 @@ def test_anthropic_output_config_format(claude: anthropic.Anthropic, http: httpx
         with claude.messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as events:  # type: ignore[arg-type]
             text = events.get_final_text()
     else:
-        text = claude.messages.create(**body).content[0].text  # type: ignore[arg-type, union-attr]
+        text = claude.messages.create(**body).content[0].text  # type: ignore[call-overload]
     Verdict.model_validate_json(text)
 
 
@@ -220,8 +221,8 @@ def test_anthropic_script_set_by_the_control_endpoint(claude: anthropic.Anthropi
 
     def call(messages: list[Any]) -> anthropic.types.Message:
         if not stream:
-            return claude.messages.create(model="m", max_tokens=5, messages=messages, tools=CLAUDE_EDIT)  # type: ignore[arg-type]
-        with claude.messages.stream(model="m", max_tokens=5, messages=messages, tools=CLAUDE_EDIT) as events:  # type: ignore[arg-type]
+            return claude.messages.create(model="m", max_tokens=5, messages=messages, tools=CLAUDE_EDIT)
+        with claude.messages.stream(model="m", max_tokens=5, messages=messages, tools=CLAUDE_EDIT) as events:
             return events.get_final_message()
 
     first = call(ASK)

@@ -22,8 +22,9 @@ PRICES = {  # the built-in catalog's, USD per 1M tokens: input, output, cache re
 def price(model: str, usage: dict[str, Any]) -> Decimal:
     """The exact cost of a generation's usage (the generation view's token fields) at catalog prices."""
     price_in, price_out, price_read, price_write = PRICES[model]
-    return (usage["input_tokens"] * price_in + usage["output_tokens"] * price_out
+    cost: Decimal = (usage["input_tokens"] * price_in + usage["output_tokens"] * price_out
             + usage["cache_read_tokens"] * price_read + usage["cache_write_tokens"] * price_write) / M
+    return cost
 
 
 def generation(gw: RunningGateway, key: str, generation_id: str) -> dict[str, Any]:
