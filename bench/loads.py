@@ -89,8 +89,10 @@ def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: f
                       p50_ms=data["p50"] / 1000, p90_ms=data["p90"] / 1000, p99_ms=data["p99"] / 1000, client="wrk")
 
 
-_FIRST_TOKEN = b'"delta":{"content":"'
-_DONE = b"data: [DONE]"
+_MARKERS = {  # protocol → (first token of a stream, its end, a successful JSON answer)
+    "chat": (b'"delta":{"content":"', b"data: [DONE]", b'"choices"'),
+    "messages": (b'"type":"text_delta"', b"event: message_stop", b'"content"'),
+}
 
 
 class _Tally:
@@ -103,7 +105,8 @@ class _Tally:
 
 
 async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], stream: bool,
-               tally: _Tally, record: bool) -> None:
+               tally: _Tally, record: bool, protocol: str = "chat") -> None:
+    first_token, done, answered = _MARKERS[protocol]
     started = time.perf_counter()
     ttft = None
     try:
@@ -112,13 +115,13 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
             if stream:
                 tail = b""
                 async for data in response.content.iter_any():
-                    if ttft is None and _FIRST_TOKEN in tail[-32:] + data:
+                    if ttft is None and first_token in tail[-32:] + data:
                         ttft = time.perf_counter() - started
                     tail = (tail + data)[-64:]
-                ok = response.status == 200 and _DONE in tail and ttft is not None
+                ok = response.status == 200 and done in tail and ttft is not None
             else:
                 payload = await response.read()
-                ok = response.status == 200 and b'"choices"' in payload
+                ok = response.status == 200 and answered in payload
                 tail = payload[-200:]
     except (aiohttp.ClientError, TimeoutError) as exc:
         ok, tail = False, repr(exc).encode()
@@ -136,7 +139,7 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
 
 
 async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float, stream: bool,
-                requests: int | None, warmup_s: float) -> LoadResult:
+                requests: int | None, warmup_s: float, protocol: str) -> LoadResult:
     headers = {"content-type": "application/json"}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
@@ -146,7 +149,8 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
         warm_until = time.perf_counter() + warmup_s
         while time.perf_counter() < warm_until:
-            await asyncio.gather(*(_one(session, url, body, headers, stream, tally, False) for _ in range(concurrency)))
+            await asyncio.gather(*(_one(session, url, body, headers, stream, tally, False, protocol)
+                                   for _ in range(concurrency)))
         budget = [requests] if requests is not None else None
         deadline = time.perf_counter() + duration_s
         started = time.perf_counter()
@@ -159,7 +163,7 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
                     budget[0] -= 1
                 elif time.perf_counter() >= deadline:
                     return
-                await _one(session, url, body, headers, stream, tally, True)
+                await _one(session, url, body, headers, stream, tally, True, protocol)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -177,14 +181,16 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
 
 
 def run_async_client(url: str, body: bytes, api_key: str, concurrency: int, *, stream: bool,
-                     duration_s: float = 0.0, requests: int | None = None, warmup_s: float = 0.0) -> LoadResult:
+                     duration_s: float = 0.0, requests: int | None = None, warmup_s: float = 0.0,
+                     protocol: str = "chat") -> LoadResult:
     """Drive `url` with `concurrency` aiohttp workers for `duration_s` seconds (or `requests` requests).
 
-    For SSE, TTFT is the time to the first chunk carrying `delta.content`; a stream that
-    does not end with `data: [DONE]` counts as an error.
+    For SSE, TTFT is the time to the first chunk carrying text (`delta.content`; a Messages
+    `text_delta`); a stream that does not end with `data: [DONE]` (`message_stop`) counts as an error.
     """
+    load = _load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s, protocol)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency of the project
-        return asyncio.run(_load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s))
-    return uvloop.run(_load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s))
+        return asyncio.run(load)
+    return uvloop.run(load)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cells import Row
-from bench.scenarios import SCENARIOS
+from bench.scenarios import CHAT_TWIN, SCENARIOS
 
 SECTION = re.compile(r"<!-- section:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /section:(?P=name) -->", re.S)
 ORDER = ["header", "results", "targets", "notes", "profile", "soak", "analysis"]
@@ -90,7 +90,26 @@ def target_checks(rows: Sequence[Row], gateway: str = "runapi-sqlite") -> list[t
         else:
             verdict = "met" if value <= limit else f"missed ({value / limit:.1f}× the target)"
             out.append((text, f"{value:.3f} ms", verdict))
-    return out + worker_scaling(rows) + worker_rss(rows)
+    return out + messages_cpu(rows, gateway) + worker_scaling(rows) + worker_rss(rows)
+
+
+MESSAGES_CPU_MARGIN = 1.15
+
+
+def messages_cpu(rows: Sequence[Row], gateway: str = "runapi-sqlite") -> list[tuple[str, str, str]]:
+    """Issue 19: the gateway CPU per request of each `/v1/messages` scenario within 15 % of the chat
+    scenario of the same shape (`CHAT_TWIN`), at the same concurrency, in the same run."""
+    found = {(r.scenario, r.concurrency): r for r in rows if r.target == gateway}
+    out = []
+    for (scenario, c), row in sorted(found.items()):
+        twin = found.get((CHAT_TWIN.get(scenario, ""), c))
+        if twin is None or row.gateway_cpu_ms is None or not twin.gateway_cpu_ms:
+            continue
+        ratio = row.gateway_cpu_ms / twin.gateway_cpu_ms
+        out.append((f"{scenario} c={c}: gateway CPU per request within 15 % of {twin.scenario}'s",
+                    f"{row.gateway_cpu_ms:.3f} ms against {twin.gateway_cpu_ms:.3f} ms ({ratio - 1:+.0%})",
+                    "met" if ratio <= MESSAGES_CPU_MARGIN else "missed"))
+    return out
 
 
 RSS_PER_WORKER_MIB = 150.0

@@ -1,12 +1,21 @@
 """The request bodies of the benchmark. Simulator knobs travel in the body's `x_sim` object,
-which every target passes through untouched (the gateway forwards unknown fields)."""
+which every target passes through untouched (the gateway forwards unknown fields).
+
+The `messages` scenarios post Anthropic Messages bodies to `/v1/messages`: on glm-4.5-air the
+gateway translates them to chat completions for its OpenAI-protocol upstream and back (the
+translated path), on claude-sonnet-5-5 it relays them to an Anthropic-protocol upstream (the
+native path); each is compared with the chat scenario of the same shape (`CHAT_TWIN`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MODEL = "glm-4.5-air"
+CLAUDE = "claude-sonnet-5-5"
+CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
 
 
 @dataclass(frozen=True)
@@ -16,13 +25,28 @@ class Scenario:
     stream: bool
     body: bytes
     paced: bool = False
+    path: str = CHAT_PATH
+
+    @property
+    def protocol(self) -> str:
+        """"chat" or "messages": which answers the load clients check."""
+        return "messages" if self.path == MESSAGES_PATH else "chat"
 
 
-def _body(content: str, *, stream: bool = False, x_sim: dict[str, float] | None = None) -> bytes:
+def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
     data: dict[str, object] = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 64}
     if stream:
         data["stream"] = True
         data["stream_options"] = {"include_usage": True}
+    if x_sim:
+        data["x_sim"] = x_sim
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _messages_body(content: str, model: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
+    data: dict[str, object] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        data["stream"] = True
     if x_sim:
         data["x_sim"] = x_sim
     return json.dumps(data, separators=(",", ":")).encode()
@@ -51,6 +75,22 @@ SCENARIOS = {
     "paced": Scenario("paced", "streaming paced by upstream (5 ms + 20×2 ms)", True,
                       _body("Count to twenty, slowly.", stream=True, x_sim=PACED), paced=True),
 }
+CHAT_SCENARIOS = list(SCENARIOS)
+MESSAGES_SCENARIOS = {
+    "messages": Scenario("messages", "/v1/messages on glm-4.5-air (translated), non-streaming", False,
+                         _messages_body("Say hello in one short sentence.", MODEL), path=MESSAGES_PATH),
+    "messages20": Scenario("messages20", "/v1/messages on glm-4.5-air (translated), streaming, 20 chunks", True,
+                           _messages_body("Count to twenty.", MODEL, stream=True, x_sim=STREAM_20),
+                           path=MESSAGES_PATH),
+    "claude": Scenario("claude", f"/v1/messages on {CLAUDE} (native), non-streaming", False,
+                       _messages_body("Say hello in one short sentence.", CLAUDE), path=MESSAGES_PATH),
+    "claude20": Scenario("claude20", f"/v1/messages on {CLAUDE} (native), streaming, 20 chunks", True,
+                         _messages_body("Count to twenty.", CLAUDE, stream=True, x_sim=STREAM_20),
+                         path=MESSAGES_PATH),
+}
+SCENARIOS.update(MESSAGES_SCENARIOS)
+CHAT_TWIN = {"messages": "json", "messages20": "stream20", "claude": "json", "claude20": "stream20"}
+"""Each messages scenario → the chat scenario of the same shape, for the CPU comparison."""
 
-FULL_PLAN = [(name, c) for name in SCENARIOS for c in (1, 16, 64)]
-QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1)]
+FULL_PLAN = [(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS]
+QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1), ("messages20", 16)]

@@ -201,8 +201,11 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
-    config.write_text(f'[providers.zai]\nbase_url = "{upstream.base_url}/v1"\n' + _bench_tier_toml())
-    env = {**os.environ, "RUNAPI_CONFIG": str(config), "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "ZAI_API_KEY": "sk-bench"}
+    # Z.ai (chat completions) and Anthropic (Messages, for the native `claude` scenarios) on the simulator.
+    config.write_text(f'[providers.zai]\nbase_url = "{upstream.base_url}/v1"\n'
+                      f'[providers.anthropic]\nbase_url = "{upstream.base_url}"\n' + _bench_tier_toml())
+    env = {**os.environ, "RUNAPI_CONFIG": str(config), "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "ZAI_API_KEY": "sk-bench",
+           "ANTHROPIC_API_KEY": "sk-ant-bench"}
     env.pop("RUNAPI_REDIS_URL", None)
     runapi = RUNAPI
     if source is not None:

@@ -187,7 +187,7 @@ def test_errors_are_anthropic_shaped(gateway: RunningGateway, client: Client) ->
     with pytest.raises(anthropic.APIStatusError) as upstream:
         client(gateway, key).messages.create(model="glm-4.5-air", max_tokens=5, messages=HELLO,
                                              extra_body={"x_sim": {"fault": "500"}})
-    assert upstream.value.status_code == 503 and upstream.value.body["error"]["type"] == "overloaded_error"
+    assert upstream.value.status_code == 529 and upstream.value.body["error"]["type"] == "overloaded_error"
     assert gateway.balance(account) == Decimal(1)
 
 
@@ -213,8 +213,7 @@ def test_stream_cut_after_first_bytes_ends_with_an_error_event_and_is_free(gatew
     assert gateway.balance(account) == Decimal(1) == gateway.ledger_sum(account)
 
 
-def test_blocks_only_anthropic_understands_pass_natively_and_are_400_elsewhere(gateway: RunningGateway,
-                                                                              sim: httpx.Client) -> None:
+def test_search_results_pass_natively_and_become_text_elsewhere(gateway: RunningGateway, sim: httpx.Client) -> None:
     account, key = gateway.create_account("1")
     messages = [{"role": "user", "content": [
         {"type": "search_result", "source": "https://example.com", "title": "Doc",
@@ -226,6 +225,12 @@ def test_blocks_only_anthropic_understands_pass_natively_and_are_400_elsewhere(g
     assert sim.get("/_sim/stats").json()["last_request"]["messages"] == messages
     response = httpx.post(f"{gateway.base_url}/v1/messages", headers={"x-api-key": key},
                           json={**body, "model": "glm-4.5-air"})
+    assert response.status_code == 200, response.text
+    assert sim.get("/_sim/stats").json()["last_request"]["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Doc\nhttps://example.com\n\nsome facts"}, {"type": "text", "text": "summarise"}]}]
+    file_image = {"type": "image", "source": {"type": "file", "file_id": "file_1"}}  # Anthropic's Files API only
+    response = httpx.post(f"{gateway.base_url}/v1/messages", headers={"x-api-key": key}, json={
+        **body, "model": "glm-4.5-air", "messages": [{"role": "user", "content": [file_image]}]})
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
-    assert "search_result" in response.json()["error"]["message"]
-    assert len([e for e in gateway.ledger(account) if e["kind"] == "charge"]) == 1  # only the Claude call
+    assert response.json()["error"]["message"].startswith("Images need a base64 or url source")
+    assert len([e for e in gateway.ledger(account) if e["kind"] == "charge"]) == 2  # the refused call is free

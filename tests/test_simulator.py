@@ -528,7 +528,8 @@ def test_stats_record_pass_through(oai: openai.OpenAI, claude: anthropic.Anthrop
         and stats["last_headers"]["anthropic-version"] == "2023-06-01"
     )
     http.post("/_sim/reset")
-    assert http.get("/_sim/stats").json() == {"requests": 0, "last_request": None, "last_headers": {}}
+    assert http.get("/_sim/stats").json() == {"requests": 0, "last_request": None, "last_headers": {},
+                                              "last_target": ""}
 
 
 def test_latency_and_chunk_delay(http: httpx.Client) -> None:

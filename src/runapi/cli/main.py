@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -78,13 +79,18 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
 def sim(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8790),
         latency_ms: float = typer.Option(0.0, help="Delay before the first byte"),
         chunk_delay_ms: float = typer.Option(0.0, help="Delay between streamed chunks"),
-        completion_tokens: int = typer.Option(12, help="Words in each reply")) -> None:
+        completion_tokens: int = typer.Option(12, help="Words in each reply"),
+        script: Path | None = typer.Option(None, help="JSON file: a list of scripted turns (docs/simulator.md)"),
+        ) -> None:
     """Run the local upstream simulator alone (a development tool, not a provider)."""
-    from runapi.simulator import SimulatorConfig, serve as serve_simulator
+    import msgspec
 
+    from runapi.simulator import ScriptTurn, SimulatorConfig, serve as serve_simulator
+
+    turns = msgspec.json.decode(script.read_bytes(), type=tuple[ScriptTurn, ...]) if script else ()
     console.print(f"Upstream simulator (development tool) on http://{host}:{port}/v1")
     serve_simulator(host, port, SimulatorConfig(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
-                                                completion_tokens=completion_tokens))
+                                                completion_tokens=completion_tokens, script=turns))
 
 
 def _free_port() -> int:

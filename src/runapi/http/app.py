@@ -22,6 +22,7 @@ from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.openapi import openapi_json
+from runapi.http.probes import answers_probe, probe
 from runapi.http.responses import json_response
 from runapi.http import tasks_api
 from runapi.limits import Clock
@@ -54,6 +55,9 @@ class GatewayApp(Starlette):
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
+        elif scope["type"] == "http" and answers_probe(scope["method"], scope["path"]):
+            await probe(scope, receive, send)  # HEAD / and Claude Code's /api/hello: 200, not a redirect or 404
+            return
         await super().__call__(scope, receive, send)
 
 

@@ -1,7 +1,9 @@
 """`POST /v1/messages` and `POST /v1/messages/count_tokens` (Anthropic-compatible), as raw ASGI endpoints.
 
 Same key (`x-api-key` or `Authorization: Bearer`), limits, holds and billing as chat
-completions; errors in Anthropic's shape: `{"type": "error", "error": {"type", "message"}}`.
+completions; errors in Anthropic's shape and words: `{"type": "error", "error": {"type", "message"}}`
+(see `pipeline.messages_errors`). `?beta=true` (how Claude Code and the SDKs' beta clients call)
+is accepted and passed on to Anthropic-protocol upstreams.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 
 import msgspec
 
-from runapi.errors import GatewayError
+from runapi.errors import GatewayError, NotFound
 from runapi.http.asgi import (
     ClientGone,
     Receive,
@@ -29,21 +31,39 @@ from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.messages import (
     complete_messages,
     count_message_tokens,
-    error_type,
     open_messages_stream,
     prepare_messages_call,
 )
+from runapi.pipeline.messages_errors import anthropic_error
 from runapi.providers.anthropic import FORWARDED_HEADERS
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
-def anthropic_error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """(status, headers, body) of an error in Anthropic's shape; the status and headers as for chat."""
+def anthropic_error_parts(exc: BaseException, model: str | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) of an error in Anthropic's shape and words; the headers as for chat.
+    `model`: the request's, for Anthropic's "model: <name>" wording of an unknown model."""
     status, headers, payload = error_parts(exc)
     message = _decode(payload)["error"]["message"]
-    return status, headers, _encode({"type": "error", "error": {"type": error_type(exc), "message": message}})
+    kind = "api_error"
+    if isinstance(exc, GatewayError):
+        status, kind, message = anthropic_error(exc, status, message, model)
+    return status, headers, _encode({"type": "error", "error": {"type": kind, "message": message}})
+
+
+def beta_query(scope: Scope) -> bool:
+    """Whether the client called with `?beta=true` (other query parameters are ignored)."""
+    return b"beta=true" in scope.get("query_string", b"").split(b"&")
+
+
+def _model_of(body: bytes) -> str | None:
+    """The request's `model`, for an error's wording (None when the body has none)."""
+    try:
+        model = _decode(body).get("model")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
 
 
 def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
@@ -58,11 +78,12 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
         headers = header_map(scope)
         client_id = headers.get(b"x-client-request-id")
         client_request_id = client_id.decode("latin-1")[:200] if client_id else None
+        body = b""
         try:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
             principal = await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
-            call = prepare_messages_call(body, _forwarded(headers))
+            call = prepare_messages_call(body, _forwarded(headers), beta=beta_query(scope))
             if call.body.get("stream"):
                 stream = await open_messages_stream(self.gw, principal, call, started=started,
                                                     client_request_id=client_request_id)
@@ -75,7 +96,7 @@ class MessagesEndpoint(ChatCompletionsEndpoint):
         except ClientGone:
             return
         except Exception as exc:  # noqa: BLE001 - every failure becomes an Anthropic-shaped error (500s are logged)
-            status, extra, payload = anthropic_error_parts(exc)
+            status, extra, payload = anthropic_error_parts(exc, _model_of(body) if isinstance(exc, NotFound) else None)
             if client_id is not None and len(client_id) <= 512:
                 extra.append((b"x-client-request-id", client_id))
             await send_bytes(send, status, payload, extra)
@@ -91,15 +112,16 @@ class CountTokensEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
+        body = b""
         try:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
             await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
-            count = await count_message_tokens(self.gw, body, _forwarded(headers))
+            count = await count_message_tokens(self.gw, body, _forwarded(headers), beta=beta_query(scope))
         except ClientGone:
             return
         except GatewayError as exc:
-            status, extra, payload = anthropic_error_parts(exc)
+            status, extra, payload = anthropic_error_parts(exc, _model_of(body) if isinstance(exc, NotFound) else None)
             await send_bytes(send, status, payload, extra)
             return
         await send_bytes(send, 200, _encode({"input_tokens": count}), [])

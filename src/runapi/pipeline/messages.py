@@ -2,37 +2,37 @@
 
 The same steps as chat completions — resolve, admit, hold, fail over, settle — reused from
 `pipeline.chat`. Per attempt, an upstream that takes Messages bodies (`NativeMessages`: the
-Anthropic adapter) gets the client's body as is, with `anthropic-version` / `anthropic-beta`;
-any other upstream gets its chat-completions translation, and the answer is translated back.
+Anthropic adapter) gets the client's body as is, with `anthropic-version` / `anthropic-beta`
+(and `?beta=true` when the client called that); any other upstream gets its chat-completions
+translation, and the answer is translated back. Errors take Anthropic's words (`messages_errors`).
 Usage is reported in Anthropic's semantics (`input_tokens` exclude cache reads and writes).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Hashable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from runapi.accounting.credit import Hold
 from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
-from runapi.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
+from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.metering import CallRecord
+from runapi.pipeline.messages_answers import ChatToMessagesEvents, error_event, messages_usage_json, to_message
+from runapi.pipeline.messages_errors import error_type
 from runapi.pipeline.messages_translate import (
-    ChatToMessagesEvents,
     CountTokensRequest,
     MessagesRequest,
     decode_messages_request,
-    error_event,
-    messages_usage_json,
     to_chat_request,
-    to_message,
 )
 from runapi.pipeline.routing import attempt_order
 from runapi.providers import Deployment, NativeMessages, UpstreamChunk, UpstreamReply
@@ -42,25 +42,34 @@ from runapi.providers.sse import frame, parse_sse_event
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _decode = msgspec.json.Decoder().decode
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-               503: "overloaded_error", 529: "overloaded_error"}
-"""HTTP status → Anthropic error `type` (anything else: `api_error`)."""
-
 MESSAGE_STOP = frame(b'{"type":"message_stop"}', "message_stop")
+
+
+@functools.cache
+def _is_native(kind: Hashable) -> bool:
+    """Whether a provider class takes Messages bodies (`NativeMessages`): asked once per class, as a
+    runtime protocol check walks every member (20 µs a call)."""
+    return isinstance(kind, type) and issubclass(kind, NativeMessages)
+
+
+def native_provider(provider: object) -> NativeMessages | None:
+    """`provider` as a `NativeMessages`, or None when it speaks chat completions only."""
+    return cast(NativeMessages, provider) if _is_native(cast(Hashable, type(provider))) else None
 
 
 class MessagesCall:
     """One `/v1/messages` request: the client's body, its chat translation and the typed view for the hold.
 
     `chat` is None when the body uses blocks only Anthropic upstreams understand; such a call
-    fails with `translation_error` if it reaches any other upstream.
+    fails with `translation_error` if it reaches any other upstream. `beta`: the client called
+    `/v1/messages?beta=true`, which native upstreams are called with too.
     """
 
-    __slots__ = ("body", "chat", "request", "headers", "translation_error")
+    __slots__ = ("beta", "body", "chat", "request", "headers", "translation_error")
 
-    def __init__(self, body: dict[str, Any], headers: Mapping[str, str]) -> None:
+    def __init__(self, body: dict[str, Any], headers: Mapping[str, str], *, beta: bool = False) -> None:
         self.body = body
+        self.beta = beta
         self.headers = {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
         self.translation_error: InvalidRequest | None = None
         try:
@@ -81,14 +90,10 @@ class MessagesCall:
         return self.chat
 
 
-def prepare_messages_call(body: bytes, headers: Mapping[str, str]) -> MessagesCall:
+def prepare_messages_call(body: bytes, headers: Mapping[str, str], *, beta: bool = False) -> MessagesCall:
     """Validate a `/v1/messages` body; raises `InvalidRequest` naming the bad field."""
     _, raw = decode_messages_request(body, MessagesRequest)
-    return MessagesCall(raw, headers)
-
-
-def error_type(error: BaseException) -> str:
-    return ERROR_TYPES.get(error.status, "api_error") if isinstance(error, GatewayError) else "api_error"
+    return MessagesCall(raw, headers, beta=beta)
 
 
 def _message_parts(message: dict[str, Any]) -> int:
@@ -105,8 +110,9 @@ async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCal
 
     async def attempt(deployment: Deployment) -> tuple[UpstreamReply, bool]:
         provider = gw.provider_for(deployment)
-        if isinstance(provider, NativeMessages):
-            return await provider.complete_native(call.body, deployment, call.headers), True
+        native = native_provider(provider)
+        if native is not None:
+            return await native.complete_native(call.body, deployment, call.headers, beta=call.beta), True
         return await provider.complete(call.chat_body(), deployment), False
 
     try:
@@ -141,9 +147,10 @@ class MessagesStream(ChatStream):
 
     def _upstream_stream(self, deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         provider = self.gw.provider_for(deployment)
-        self.native = isinstance(provider, NativeMessages)  # the last attempt is the one that answers
-        if isinstance(provider, NativeMessages):
-            return provider.stream_native(self.call.body, deployment, self.call.headers)
+        native = native_provider(provider)
+        self.native = native is not None  # the last attempt is the one that answers
+        if native is not None:
+            return native.stream_native(self.call.body, deployment, self.call.headers, beta=self.call.beta)
         return provider.stream(self.call.chat_body(), deployment)
 
     def _events_writer(self) -> ChatToMessagesEvents:
@@ -161,7 +168,7 @@ class MessagesStream(ChatStream):
         """The Messages events for one chunk (b"" for none)."""
         self._track(chunk)
         if not self.native:
-            return self._events_writer().feed(_decode(chunk.payload))
+            return self._events_writer().feed_payload(chunk.payload)
         if not chunk.payload.startswith((b"event: message_start", b"event: message_delta", b"event: message_stop")):
             return chunk.payload
         event = parse_sse_event(chunk.payload.strip())
@@ -193,7 +200,7 @@ async def open_messages_stream(gw: Gateway, principal: Principal, call: Messages
     return stream
 
 
-async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, str]) -> int:
+async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, str], *, beta: bool = False) -> int:
     """`/v1/messages/count_tokens`: the upstream's count from a native deployment, else the gateway's
     estimate (prompt bytes / 3, as for holds). Free, and no generation is recorded."""
     request, raw = decode_messages_request(body, CountTokensRequest)
@@ -201,12 +208,12 @@ async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, s
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
-    call = MessagesCall({**raw, "max_tokens": 1}, headers)
+    call = MessagesCall({**raw, "max_tokens": 1}, headers, beta=beta)
     for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
-        provider = gw.provider_for(deployment)
-        if isinstance(provider, NativeMessages):
+        native = native_provider(gw.provider_for(deployment))
+        if native is not None:
             try:
-                return await provider.count_tokens(raw, deployment, call.headers)
+                return await native.count_tokens(raw, deployment, call.headers, beta=beta)
             except UpstreamRejected:
                 raise
             except UpstreamError:

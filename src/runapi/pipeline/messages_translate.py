@@ -1,41 +1,46 @@
-"""Inbound Anthropic Messages ↔ the gateway's chat-completions shape (pure functions).
+"""Inbound Anthropic Messages requests → the gateway's chat-completions shape (pure functions).
 
 - `decode_messages_request(body)`: validate a `/v1/messages` body (typed view + the raw dict).
 - `to_chat_request(raw)`: a Messages body → a chat-completions body for OpenAI-protocol upstreams.
-- `to_message(chat_reply)`: a `chat.completion` → a Messages `message`.
-- `ChatToMessagesEvents`: `chat.completion.chunk`s → Messages SSE events.
-- `messages_usage_json(usage, cost)`: usage in Anthropic's semantics, where `input_tokens`
-  excludes cache reads and writes (OpenAI's `prompt_tokens` includes them), plus `cost`.
+
+What the chat translation keeps, and what it drops (no OpenAI equivalent), is listed in
+docs/agents.md. Answers are translated back in `messages_answers`.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+import hashlib
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from runapi.accounting.money import Usage
 from runapi.errors import InvalidRequest
 from runapi.pipeline.chat_request import decode_typed_body
-from runapi.providers.sse import frame
+from runapi.pipeline.messages_tools import chat_tool_choice, chat_tools
 
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                "content_filter": "refusal"}
-"""OpenAI `finish_reason` → Anthropic `stop_reason`."""
-
-# Messages fields translated below, or dropped for OpenAI-protocol upstreams (no equivalent there).
-# Any other field is the client's extra and passes through unchanged.
-_HANDLED = frozenset({"model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature", "top_p",
-                      "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier", "container",
-                      "mcp_servers", "context_management"})
+# Messages fields translated below, or dropped for OpenAI-protocol upstreams (no equivalent there;
+# an OpenAI-compatible upstream would refuse them as unknown). Any other field is the client's extra
+# (GLM's own fields, the simulator's `x_sim`) and passes through unchanged.
+_HANDLED = frozenset({
+    "model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k",
+    "tools", "tool_choice", "metadata", "thinking", "output_config", "output_format", "service_tier", "container",
+    "mcp_servers", "context_management", "cache_control", "diagnostics", "inference_geo", "speed",
+    "user_profile_id", "workspace_id", "betas",
+    # the beta surface's (`?beta=true`): server-held threads, compaction requests, refusal fallbacks, billing
+    "thread", "compaction", "fallbacks", "fallback_credit_token", "billing_policy",
+})
+_DROPPED_ASSISTANT_BLOCKS = frozenset({"redacted_thinking", "server_tool_use", "mcp_tool_use", "mcp_tool_result",
+                                       "container_upload"})
+"""Assistant blocks an OpenAI upstream cannot take back (Anthropic-side tools and hidden reasoning)."""
+MAX_USER_ID = 64
+"""A longer `metadata.user_id` (Claude Code sends a JSON object) is sent as its SHA-256."""
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class InboundMessage(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
 
@@ -66,7 +71,7 @@ def decode_messages_request(body: bytes, type_: type[Any] = MessagesRequest) -> 
     return decode_typed_body(body, type_)
 
 
-# -- request --------------------------------------------------------------------------------------
+# -- blocks -----------------------------------------------------------------------------------------
 
 
 def _text_of(content: Any) -> str:
@@ -89,18 +94,74 @@ def _image_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     elif source.get("type") == "url":
         url = str(source.get("url", ""))
     else:
-        raise InvalidRequest("Images need a base64 or url source.", param=f"{path}.source")
+        raise InvalidRequest("Images need a base64 or url source for this model.", param=f"{path}.source")
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _titled(block: dict[str, Any], text: str) -> str:
+    heading = "\n".join(str(block[key]) for key in ("title", "context") if isinstance(block.get(key), str))
+    return f"{heading}\n\n{text}" if heading else text
 
 
 def _document_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     source = _source(block)
-    if source.get("type") == "text":
-        return {"type": "text", "text": str(source.get("data", ""))}
-    if source.get("type") == "base64":
+    kind = source.get("type")
+    if kind == "text":
+        return {"type": "text", "text": _titled(block, str(source.get("data", "")))}
+    if kind == "content":  # a document made of text blocks
+        return {"type": "text", "text": _titled(block, _text_of(source.get("content")))}
+    if kind == "url":
+        return {"type": "text", "text": _titled(block, f"Document: {source.get('url', '')}")}
+    if kind == "base64":
         data = f"data:{source.get('media_type', 'application/pdf')};base64,{source.get('data', '')}"
         return {"type": "file", "file": {"file_data": data, "filename": str(block.get("title") or "document.pdf")}}
-    raise InvalidRequest("Documents need a base64 or text source for this model.", param=f"{path}.source")
+    raise InvalidRequest("Documents need a base64, text, content or url source for this model.",
+                         param=f"{path}.source")
+
+
+def _search_result_part(block: dict[str, Any]) -> dict[str, Any]:
+    heading = "\n".join(str(block[key]) for key in ("title", "source") if isinstance(block.get(key), str))
+    return {"type": "text", "text": f"{heading}\n\n{_text_of(block.get('content'))}".strip()}
+
+
+def _user_part(block: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """One user content block as a chat content part (None: nothing to send)."""
+    kind = block.get("type")
+    if kind == "text":
+        return {"type": "text", "text": str(block.get("text", ""))}
+    if kind == "image":
+        return _image_part(block, path)
+    if kind == "document":
+        return _document_part(block, path)
+    if kind == "search_result":
+        return _search_result_part(block)
+    if kind == "container_upload":
+        return None  # a file for Anthropic's code execution container: no such container here
+    raise InvalidRequest(f"Content blocks of type {kind!r} are not supported by this model.", param=path)
+
+
+def _tool_message(block: dict[str, Any], path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A tool_result → (the chat tool message, its non-text parts for the user message after it):
+    chat tool messages carry text only, so images and files follow in a user message."""
+    content = block.get("content")
+    texts: list[str] = []
+    extra: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        texts.append(content)
+    for j, item in enumerate(content if isinstance(content, list) else ()):
+        part = _user_part(item, f"{path}.content[{j}]") if isinstance(item, dict) else None
+        if part is None:
+            continue
+        if part["type"] == "text":
+            texts.append(part["text"])
+        else:
+            extra.append(part)
+    text = "\n".join(texts)
+    if extra:
+        text += f"\n({len(extra)} attachment(s) follow in the next message)"
+    message = {"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")),
+               "content": f"Error: {text}" if block.get("is_error") else text}
+    return message, extra
 
 
 def _user_turn(content: Any, path: str) -> list[dict[str, Any]]:
@@ -110,19 +171,13 @@ def _user_turn(content: Any, path: str) -> list[dict[str, Any]]:
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     for j, block in enumerate(content):
-        where, kind = f"{path}[{j}]", block.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "text": str(block.get("text", ""))})
-        elif kind == "image":
-            parts.append(_image_part(block, where))
-        elif kind == "document":
-            parts.append(_document_part(block, where))
-        elif kind == "tool_result":
-            text = _text_of(block.get("content"))
-            tool_messages.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")),
-                                  "content": f"Error: {text}" if block.get("is_error") else text})
-        else:
-            raise InvalidRequest(f"Content blocks of type {kind!r} are not supported by this model.", param=where)
+        where = f"{path}[{j}]"
+        if block.get("type") == "tool_result":
+            message, attachments = _tool_message(block, where)
+            tool_messages.append(message)
+            parts += attachments
+        elif (part := _user_part(block, where)) is not None:
+            parts.append(part)
     if not parts:
         return tool_messages
     if len(parts) == 1 and parts[0]["type"] == "text":
@@ -130,13 +185,13 @@ def _user_turn(content: Any, path: str) -> list[dict[str, Any]]:
     return [*tool_messages, {"role": "user", "content": parts}]
 
 
-def _assistant_turn(content: Any, path: str) -> dict[str, Any]:
+def _assistant_turn(content: Any) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
-    for j, block in enumerate(content):
+    for block in content:
         kind = block.get("type")
         if kind == "text":
             texts.append(str(block.get("text", "")))
@@ -146,9 +201,9 @@ def _assistant_turn(content: Any, path: str) -> dict[str, Any]:
             arguments = _encode(block.get("input") or {}).decode()
             calls.append({"id": str(block.get("id", "")), "type": "function",
                           "function": {"name": str(block.get("name", "")), "arguments": arguments}})
-        elif kind != "redacted_thinking":
-            raise InvalidRequest(f"Content blocks of type {kind!r} are not supported by this model.",
-                                 param=f"{path}[{j}]")
+        elif kind == "compaction" and isinstance(block.get("content"), str):
+            texts.append(block["content"])  # context management's summary of the turns it replaced
+        # Other blocks (redacted thinking, server tool calls and their results) have no chat form: dropped.
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
@@ -157,182 +212,79 @@ def _assistant_turn(content: Any, path: str) -> dict[str, Any]:
     return message
 
 
-def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") not in (None, "custom") or not isinstance(tool.get("name"), str):
-            raise InvalidRequest("Only client tools (name, description, input_schema) are supported by this model.",
-                                 param=f"tools[{i}]")
-        function: dict[str, Any] = {"name": tool["name"],
-                                    "parameters": tool.get("input_schema") or {"type": "object", "properties": {}}}
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        out.append({"type": "function", "function": function})
-    return out
+# -- the request ------------------------------------------------------------------------------------
 
 
-def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool]:
-    """(OpenAI tool_choice, parallel tool calls allowed)."""
-    kind = choice.get("type")
-    mapped: Any = {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
-    if kind == "tool":
-        mapped = {"type": "function", "function": {"name": choice.get("name")}}
-    if mapped is None:
-        raise InvalidRequest(f"Unsupported tool_choice type {kind!r}.", param="tool_choice.type")
-    return mapped, not choice.get("disable_parallel_tool_use")
+def system_prompt(raw: dict[str, Any]) -> str:
+    """The whole system prompt: `system`, then each `role: "system"` message's text, in order."""
+    texts = [_text_of(raw.get("system"))] if raw.get("system") else []
+    texts += [_text_of(message.get("content")) for message in raw.get("messages") or ()
+              if isinstance(message, dict) and message.get("role") == "system"]
+    return "\n\n".join(text for text in texts if text)
+
+
+def _user_field(metadata: Any) -> str | None:
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    return user_id if len(user_id) <= MAX_USER_ID else hashlib.sha256(user_id.encode()).hexdigest()
+
+
+def _thinking(thinking: Any) -> dict[str, Any] | None:
+    """GLM's thinking switch for an explicit ask. `adaptive` (the model decides) is GLM's own default,
+    so it sends nothing, and neither do budgets, which have no OpenAI equivalent."""
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    return {"type": kind} if kind in ("enabled", "disabled") else None
+
+
+def _response_format(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """`output_config.format` (or the beta's `output_format`) → OpenAI `response_format`."""
+    config = raw.get("output_config")
+    spec = config.get("format") if isinstance(config, dict) else None
+    spec = spec or raw.get("output_format")
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": spec["schema"], "strict": True}}
 
 
 def to_chat_request(raw: dict[str, Any]) -> dict[str, Any]:
-    """A Messages body → a chat-completions body (for OpenAI-protocol upstreams)."""
+    """A Messages body → a chat-completions body (for OpenAI-protocol upstreams).
+
+    System messages anywhere in `messages` are folded into the one leading system message;
+    tool results become tool messages; fields with no OpenAI equivalent are dropped.
+    """
     messages: list[dict[str, Any]] = []
-    system = raw.get("system")
+    system = system_prompt(raw)
     if system:
-        messages.append({"role": "system", "content": _text_of(system)})
+        messages.append({"role": "system", "content": system})
     for i, message in enumerate(raw.get("messages") or ()):
-        path = f"messages[{i}].content"
-        if message.get("role") == "assistant":
-            messages.append(_assistant_turn(message.get("content"), path))
-        else:
-            messages.extend(_user_turn(message.get("content"), path))
+        role = message.get("role")
+        if role == "assistant":
+            messages.append(_assistant_turn(message.get("content")))
+        elif role == "user":
+            messages.extend(_user_turn(message.get("content"), f"messages[{i}].content"))
     chat: dict[str, Any] = {"model": raw.get("model"), "messages": messages, "max_tokens": raw.get("max_tokens")}
     for field in ("temperature", "top_p", "stream"):
         if raw.get(field) is not None:
             chat[field] = raw[field]
     if raw.get("stop_sequences"):
         chat["stop"] = raw["stop_sequences"]
-    if raw.get("tools"):
-        chat["tools"] = _tools(raw["tools"])
-    if isinstance(raw.get("tool_choice"), dict) and raw.get("tools"):
-        chat["tool_choice"], parallel = _tool_choice(raw["tool_choice"])
-        if not parallel:
-            chat["parallel_tool_calls"] = False
-    metadata = raw.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        chat["user"] = metadata["user_id"]
-    thinking = raw.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"):
-        chat["thinking"] = {"type": thinking["type"]}  # GLM's switch; budgets have no OpenAI equivalent
+    tools = chat_tools(raw.get("tools") or [])
+    if tools:
+        chat["tools"] = tools
+        if isinstance(raw.get("tool_choice"), dict):
+            choice, parallel = chat_tool_choice(raw["tool_choice"], {tool["function"]["name"] for tool in tools})
+            if choice is not None:
+                chat["tool_choice"] = choice
+            if not parallel:
+                chat["parallel_tool_calls"] = False
+    if (user := _user_field(raw.get("metadata"))) is not None:
+        chat["user"] = user
+    if (thinking := _thinking(raw.get("thinking"))) is not None:
+        chat["thinking"] = thinking
+    if (response_format := _response_format(raw)) is not None:
+        chat["response_format"] = response_format
     for key, value in raw.items():
         if key not in _HANDLED:
             chat[key] = value
     return chat
-
-
-# -- answers ----------------------------------------------------------------------------------------
-
-
-def messages_usage_json(usage: Usage, cost: Decimal) -> dict[str, Any]:
-    """Anthropic's usage object (input excludes cache reads and writes), plus `cost` in USD."""
-    return {"input_tokens": usage.input_tokens, "cache_creation_input_tokens": usage.cache_write_tokens,
-            "cache_read_input_tokens": usage.cache_read_tokens, "output_tokens": usage.output_tokens, "cost": cost}
-
-
-def _tool_input(arguments: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def to_message(reply: dict[str, Any]) -> dict[str, Any]:
-    """A `chat.completion` → a Messages `message` (usage is the caller's to fill)."""
-    choice = (reply.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    content: list[dict[str, Any]] = []
-    if message.get("reasoning_content"):
-        content.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
-    if message.get("content"):
-        content.append({"type": "text", "text": message["content"]})
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
-                        "input": _tool_input(function.get("arguments", ""))})
-    return {"id": reply.get("id", ""), "type": "message", "role": "assistant", "model": reply.get("model", ""),
-            "content": content, "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
-            "stop_sequence": None}
-
-
-def error_event(error_type: str, message: str) -> bytes:
-    """A Messages `error` SSE event."""
-    return frame(_encode({"type": "error", "error": {"type": error_type, "message": message}}), "error")
-
-
-class ChatToMessagesEvents:
-    """`chat.completion.chunk`s → Messages SSE events (pure, stateful).
-
-    `feed` each decoded chunk; `finish(usage, cost)` closes the open block and sends
-    `message_delta` (stop reason, full usage) and `message_stop`.
-    """
-
-    def __init__(self, message_id: str, model: str) -> None:
-        self.message_id = message_id
-        self.model = model
-        self.stop_reason = "end_turn"
-        self._started = False
-        self._block = -1  # index of the open content block
-        self._kind = ""  # its type: text, thinking or tool_use
-        self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → block index
-
-    def _event(self, name: str, payload: dict[str, Any]) -> bytes:
-        return frame(_encode({"type": name, **payload}), name)
-
-    def start(self) -> bytes:
-        if self._started:
-            return b""
-        self._started = True
-        message: dict[str, Any] = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
-        return self._event("message_start", {"message": message})
-
-    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
-        out = self._close()
-        self._block += 1
-        self._kind = kind
-        return out + self._event("content_block_start", {"index": self._block, "content_block": block})
-
-    def _close(self) -> bytes:
-        if not self._kind:
-            return b""
-        self._kind = ""
-        return self._event("content_block_stop", {"index": self._block})
-
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        out = self.start()
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                if self._kind != "thinking":
-                    out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                out += self._event("content_block_delta", {"index": self._block, "delta": {
-                    "type": "thinking_delta", "thinking": delta["reasoning_content"]}})
-            if delta.get("content"):
-                if self._kind != "text":
-                    out += self._open("text", {"type": "text", "text": ""})
-                out += self._event("content_block_delta", {"index": self._block, "delta": {
-                    "type": "text_delta", "text": delta["content"]}})
-            for call in delta.get("tool_calls") or ():
-                out += self._tool_delta(call)
-            if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
-        return out
-
-    def _tool_delta(self, call: dict[str, Any]) -> bytes:
-        out = b""
-        index = int(call.get("index", 0))
-        function = call.get("function") or {}
-        if index not in self._tool_blocks:
-            out += self._open("tool_use", {"type": "tool_use", "id": call.get("id", ""),
-                                           "name": function.get("name", ""), "input": {}})
-            self._tool_blocks[index] = self._block
-        if function.get("arguments"):
-            out += self._event("content_block_delta", {"index": self._tool_blocks[index], "delta": {
-                "type": "input_json_delta", "partial_json": function["arguments"]}})
-        return out
-
-    def finish(self, usage: Usage, cost: Decimal) -> bytes:
-        out = self.start() + self._close()
-        out += self._event("message_delta", {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-                                             "usage": messages_usage_json(usage, cost)})
-        return out + self._event("message_stop", {})

@@ -3,8 +3,11 @@
 `complete` and `stream` speak OpenAI chat completions to the pipeline and translate with
 `anthropic_translate`. The `NativeMessages` ability (`complete_native`, `stream_native`,
 `count_tokens`) relays a client's own Messages body, so `/v1/messages` reaches Anthropic
-without a round trip through the OpenAI shape. Headers sent: `x-api-key`, `anthropic-version`
-(the client's when given, else 2023-06-01) and the client's `anthropic-beta`.
+without a round trip through the OpenAI shape, to `/v1/messages?beta=true` when the client
+called that. Headers sent: `x-api-key`, `anthropic-version` (the client's when given, else
+2023-06-01) and the client's `anthropic-beta`. Mid-conversation `role: "system"` messages are
+relayed as they are; an upstream model that refuses them (a 400 naming `system`; models before
+Claude Opus 4.8 do) gets them folded into `system`, then and on every later call.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from runapi.providers.anthropic_stream import MessagesToChatStream, NativeStreamMeter, upstream_error_message
 from runapi.providers.anthropic_translate import (
     ANTHROPIC_VERSION,
+    fold_system_messages,
     from_messages_reply,
     messages_usage,
     to_messages_request,
@@ -51,19 +55,26 @@ def _until_failure(batch: list[tuple[str, bytes]], feed: Callable[[str, bytes], 
 
 @runtime_checkable
 class NativeMessages(Protocol):
-    """An upstream that takes Anthropic Messages bodies as they are (optional provider ability)."""
+    """An upstream that takes Anthropic Messages bodies as they are (optional provider ability).
+    `beta`: the client called `?beta=true` (Anthropic's beta surface)."""
 
     async def complete_native(self, body: dict[str, Any], deployment: Deployment,
-                              headers: Mapping[str, str]) -> UpstreamReply:
+                              headers: Mapping[str, str], *, beta: bool = False) -> UpstreamReply:
         """One complete answer; `body` of the reply is the upstream's Messages JSON."""
 
     def stream_native(self, body: dict[str, Any], deployment: Deployment,
-                      headers: Mapping[str, str]) -> AsyncIterator[list[UpstreamChunk]]:
+                      headers: Mapping[str, str], *, beta: bool = False) -> AsyncIterator[list[UpstreamChunk]]:
         """Messages SSE events, each chunk's payload one framed event; usage on `message_delta`.
         Listed per read, as `Provider.stream` lists chunks."""
 
-    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
+    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str], *,
+                           beta: bool = False) -> int:
         """The upstream's `input_tokens` count for a Messages body."""
+
+
+def _refuses_system_messages(error: UpstreamRejected, body: dict[str, Any]) -> bool:
+    return error.upstream_status == 400 and "system" in error.message.lower() and any(
+        message.get("role") == "system" for message in body.get("messages") or () if isinstance(message, dict))
 
 
 class AnthropicProvider:
@@ -72,6 +83,7 @@ class AnthropicProvider:
     def __init__(self, client: UpstreamClient, timeouts: Timeouts) -> None:
         self._client = client
         self._timeouts = timeouts
+        self._folds_system: set[tuple[str, str]] = set()  # (base URL, upstream model) refusing system messages
 
     def _headers(self, deployment: Deployment, client: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
@@ -83,8 +95,23 @@ class AnthropicProvider:
             headers["x-api-key"] = deployment.api_key
         return headers
 
-    def _url(self, deployment: Deployment, path: str = "/v1/messages") -> str:
-        return deployment.provider.base_url.rstrip("/") + path
+    def _url(self, deployment: Deployment, path: str = "/v1/messages", beta: bool = False) -> str:
+        return deployment.provider.base_url.rstrip("/") + path + ("?beta=true" if beta else "")
+
+    async def _post_native(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str],
+                           path: str, beta: bool) -> UpstreamResponse:
+        """POST a client's Messages body; system messages are folded for a model known to refuse them,
+        and once more when the upstream refuses them now."""
+        model = (deployment.provider.base_url, deployment.upstream_model)
+        sent = fold_system_messages(body) if model in self._folds_system else body
+        url, sent_headers = self._url(deployment, path, beta), self._headers(deployment, headers)
+        try:
+            return await self._post(url, sent_headers, _encode(sent))
+        except UpstreamRejected as exc:
+            if not _refuses_system_messages(exc, sent):
+                raise
+        self._folds_system.add(model)
+        return await self._post(url, sent_headers, _encode(fold_system_messages(sent)))
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
         return await post_to_upstream(self._client, self._timeouts, url, headers, body)
@@ -154,18 +181,18 @@ class AnthropicProvider:
     # -- NativeMessages: Anthropic bodies relayed as they are -------------------------------------
 
     async def complete_native(self, body: dict[str, Any], deployment: Deployment,
-                              headers: Mapping[str, str]) -> UpstreamReply:
+                              headers: Mapping[str, str], *, beta: bool = False) -> UpstreamReply:
         sent = {**body, "model": deployment.upstream_model}
         sent.pop("stream", None)
-        response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
+        response = await self._post_native(sent, deployment, headers, "/v1/messages", beta)
         message = await self._read_json(response)
         return UpstreamReply(body=message, usage=messages_usage(message.get("usage")),
                              upstream_id=str(message.get("id", "")))
 
     async def stream_native(self, body: dict[str, Any], deployment: Deployment,
-                            headers: Mapping[str, str]) -> AsyncIterator[list[UpstreamChunk]]:
+                            headers: Mapping[str, str], *, beta: bool = False) -> AsyncIterator[list[UpstreamChunk]]:
         sent = {**body, "model": deployment.upstream_model, "stream": True}
-        response = await self._post(self._url(deployment), self._headers(deployment, headers), _encode(sent))
+        response = await self._post_native(sent, deployment, headers, "/v1/messages", beta)
         meter = NativeStreamMeter()
 
         def relayed(name: str, data: bytes) -> list[UpstreamChunk]:
@@ -180,10 +207,10 @@ class AnthropicProvider:
                 if error is not None:
                     raise error
 
-    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str]) -> int:
+    async def count_tokens(self, body: dict[str, Any], deployment: Deployment, headers: Mapping[str, str], *,
+                           beta: bool = False) -> int:
         sent = {**body, "model": deployment.upstream_model}
-        url = self._url(deployment, "/v1/messages/count_tokens")
-        response = await self._post(url, self._headers(deployment, headers), _encode(sent))
+        response = await self._post_native(sent, deployment, headers, "/v1/messages/count_tokens", beta)
         raw = await read_upstream_body(response, self._timeouts)
         try:
             count = _decode(raw).get("input_tokens")

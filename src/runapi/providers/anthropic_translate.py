@@ -3,6 +3,8 @@
 - `to_messages_request(chat, upstream_model, max_output)`: a chat-completions body → a Messages body.
 - `from_messages_reply(body, created)`: a Messages answer → a `chat.completion` object and its usage.
 - `messages_usage(data)`: Anthropic usage (input excludes cache reads and writes) → `Usage`.
+- `fold_system_messages(body)`: a Messages body with its `role: "system"` messages moved into
+  `system`, for upstream models that refuse mid-conversation system messages.
 
 No I/O, no clock: callers pass `created`. Malformed client input raises `InvalidRequest`
 naming the field. Streams are translated in `anthropic_stream`.
@@ -67,6 +69,22 @@ def messages_usage(data: Any) -> Usage | None:
         return None
     return Usage.from_anthropic(usage.input_tokens or 0, usage.output_tokens or 0,
                                 usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0)
+
+
+def fold_system_messages(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with its `role: "system"` messages moved, in order, to the end of `system` (as text blocks;
+    the top-level system's own blocks and cache marks kept). Anthropic merges the user turns this
+    leaves adjacent. `raw` itself is not changed."""
+    folded = [message for message in raw.get("messages") or () if message.get("role") == "system"]
+    if not folded:
+        return raw
+    system = raw.get("system")
+    blocks: list[Any] = [{"type": "text", "text": system}] if isinstance(system, str) and system else list(system or ())
+    for message in folded:
+        content = message.get("content")
+        blocks += [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
+    messages = [message for message in raw["messages"] if message.get("role") != "system"]
+    return {**raw, "system": blocks, "messages": messages}
 
 
 # -- request ------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 
 from .config import SimulatorConfig
-from .generation import TOOL_ARGUMENT_FRAGMENTS, TOOL_ARGUMENTS, Call, Reply, StreamScript
+from .generation import Call, OutputFormat, Reply, StreamScript
+from .script import assistant_turns
 from .tokens import cache_split, chunk_texts, prompt_tokens
 
 __all__ = ["AnthropicMessages", "count_tokens_body"]
 
 _encode = msgspec.json.Encoder().encode
-_TOOL_INPUT = msgspec.json.decode(TOOL_ARGUMENTS)
 _SIGNATURE = "c2ltdWxhdGVkIHRoaW5raW5n"  # base64 "simulated thinking"
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -37,6 +37,8 @@ class _MessagesRequest(msgspec.Struct, kw_only=True):
     stream: bool | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None  # the structured-outputs beta's spelling
 
 
 class _CountTokensRequest(msgspec.Struct, kw_only=True):
@@ -64,6 +66,19 @@ def _chosen_tool(request: _MessagesRequest) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """name → input schema of each tool (server tools have none)."""
+    return {tool["name"]: tool.get("input_schema") for tool in tools or ()
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str)}
+
+
+def _output_format(request: _MessagesRequest) -> OutputFormat | None:
+    spec = (request.output_config or {}).get("format") or request.output_format
+    if isinstance(spec, dict) and spec.get("type") == "json_schema":
+        return OutputFormat(kind="json_schema", schema=spec.get("schema"))
+    return None
+
+
 def _usage(reply: Reply, config: SimulatorConfig) -> dict[str, int]:
     """Anthropic usage: `input_tokens` excludes cache reads and writes."""
     read, write = cache_split(reply.prompt_tokens, config.cached_tokens, config.cache_creation_tokens)
@@ -76,7 +91,7 @@ def _usage(reply: Reply, config: SimulatorConfig) -> dict[str, int]:
 
 
 def _stop_reason(reply: Reply) -> str:
-    if reply.tool:
+    if reply.tool_calls:
         return "tool_use"
     return "max_tokens" if reply.truncated else "end_turn"
 
@@ -106,16 +121,20 @@ class AnthropicMessages:
             prompt_tokens=prompt_tokens(request.messages, request.system),
             max_tokens=request.max_tokens,
             tool=_chosen_tool(request),
+            tools=_tool_schemas(request.tools),
+            output_format=_output_format(request),
+            assistant_turns=assistant_turns(request.messages),
         )
 
     def completion(self, reply: Reply, call: Call, config: SimulatorConfig) -> bytes:
         content: list[dict[str, Any]] = []
         if reply.reasoning:
             content.append({"type": "thinking", "thinking": reply.reasoning_text, "signature": _SIGNATURE})
-        if reply.tool:
-            content.append({"type": "tool_use", "id": _tool_use_id(), "name": reply.tool, "input": _TOOL_INPUT})
-        else:
+        if reply.words or not reply.tool_calls:
             content.append({"type": "text", "text": reply.text})
+        for plan in reply.tool_calls:
+            content.append({"type": "tool_use", "id": _tool_use_id(), "name": plan.name,
+                            "input": msgspec.json.decode(plan.arguments)})
         return _encode(
             {
                 "id": _message_id(),
@@ -164,16 +183,25 @@ class AnthropicMessages:
             script.add(_delta(index, b"signature_delta", b"signature", _SIGNATURE))
             close_block()
             index += 1
-        if reply.tool:
-            open_block({"type": "tool_use", "id": _tool_use_id(), "name": reply.tool, "input": {}})
-            answer = [_delta(index, b"input_json_delta", b"partial_json", part) for part in TOOL_ARGUMENT_FRAGMENTS]
-        else:
-            open_block({"type": "text", "text": ""})
-            answer = [_delta(index, b"text_delta", b"text", text) for text in chunk_texts(reply.words, config.chunks)]
-        script.midpoint = len(script.frames) + (len(answer) + 1) // 2
-        for frame in answer:
-            script.add(frame, paced=True)
-        close_block()
+        # The answer's blocks: (content_block_start payload, delta type, delta field, streamed parts).
+        blocks: list[tuple[dict[str, Any], bytes, bytes, list[str]]] = []
+        if reply.words or not reply.tool_calls:
+            blocks.append(({"type": "text", "text": ""}, b"text_delta", b"text", chunk_texts(reply.words, config.chunks)))
+        for plan in reply.tool_calls:
+            block = {"type": "tool_use", "id": _tool_use_id(), "name": plan.name, "input": {}}
+            blocks.append((block, b"input_json_delta", b"partial_json", plan.fragments()))
+        half = (sum(len(parts) for *_, parts in blocks) + 1) // 2
+        sent = 0
+        script.midpoint = len(script.frames)
+        for block, kind, field, parts in blocks:
+            open_block(block)
+            for part in parts:
+                script.add(_delta(index, kind, field, part), paced=True)
+                sent += 1
+                if sent == half:
+                    script.midpoint = len(script.frames)
+            close_block()
+            index += 1
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},

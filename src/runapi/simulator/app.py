@@ -3,8 +3,11 @@
 Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`,
 `POST /v1/messages/count_tokens` (Anthropic); control endpoints `POST /_sim/faults`
 (`{"faults": [...]}`, consumed one per model request, before any configured fault),
-`POST /_sim/reset` and `GET /_sim/stats`. A model request's body may carry
-`"x_sim": {...}` with `SimulatorConfig` fields that override the instance config.
+`POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
+`runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
+set at run time cleared) and `GET /_sim/stats` (request count, the last request's body, headers and
+path with query). A model request's body may carry
+`"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
 from .generation import WireFormat, plan_reply
 from .openai_protocol import MODELS_BODY, OpenAIChat
+from .script import ScriptTurn
 
 __all__ = ["SimulatorApp", "create_simulator_app", "serve"]
 
@@ -37,6 +41,10 @@ class _FaultsRequest(msgspec.Struct, forbid_unknown_fields=True):
     faults: list[str]
 
 
+class _ScriptRequest(msgspec.Struct, forbid_unknown_fields=True):
+    script: tuple[ScriptTurn, ...]
+
+
 class SimulatorApp:
     """ASGI app that plays OpenAI and Anthropic upstreams on loopback (a development tool).
 
@@ -46,10 +54,12 @@ class SimulatorApp:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
+        self._initial_config = self.config
         self._faults: deque[str] = deque()
         self._requests = 0
         self._last_request: Any = None
         self._last_headers: dict[str, str] = {}
+        self._last_target = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -75,18 +85,24 @@ class SimulatorApp:
             await _respond(send, 200, MODELS_BODY)
         elif path == "/_sim/faults":
             await self._queue_faults(body, send)
+        elif path == "/_sim/script":
+            await self._set_script(body, send)
         elif path == "/_sim/reset":
             self._faults.clear()
-            self._requests, self._last_request, self._last_headers = 0, None, {}
+            self.config = self._initial_config
+            self._requests, self._last_request, self._last_headers, self._last_target = 0, None, {}, ""
             await _respond(send, 200, b'{"ok":true}')
         else:
-            stats = {"requests": self._requests, "last_request": self._last_request, "last_headers": self._last_headers}
+            stats = {"requests": self._requests, "last_request": self._last_request, "last_headers": self._last_headers,
+                     "last_target": self._last_target}
             await _respond(send, 200, _encode(stats))
 
     def _record(self, scope: Scope, raw: Any) -> None:
         self._requests += 1
         self._last_request = raw
         self._last_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
+        self._last_target = scope["path"] + (f"?{query}" if query else "")
 
     async def _generate(self, fmt: WireFormat, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         try:
@@ -102,6 +118,11 @@ class SimulatorApp:
             call = fmt.parse(raw)
         except (msgspec.ValidationError, ValueError) as exc:
             return await _respond(send, 400, fmt.error(400, str(exc)))
+        if config.reject_system_messages and any(
+                isinstance(m, dict) and m.get("role") == "system" for m in raw.get("messages") or ()) \
+                and fmt is _ANTHROPIC:
+            message = "messages: role 'system' is not supported on this model (simulated)"
+            return await _respond(send, 400, fmt.error(400, message))
         fault = self._faults.popleft() if self._faults else config.fault
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
@@ -141,6 +162,14 @@ class SimulatorApp:
         self._faults.extend(faults)
         await _respond(send, 200, _encode({"queued": list(self._faults)}))
 
+    async def _set_script(self, body: bytes, send: Send) -> None:
+        try:
+            script = msgspec.json.decode(body, type=_ScriptRequest).script
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return await _respond(send, 400, _OPENAI.error(400, str(exc)))
+        self.config = msgspec.structs.replace(self.config, script=script)
+        await _respond(send, 200, _encode({"turns": len(script)}))
+
 
 _ROUTES = frozenset(
     {
@@ -150,6 +179,7 @@ _ROUTES = frozenset(
         "/v1/messages/count_tokens",
         "/_sim/faults",
         "/_sim/reset",
+        "/_sim/script",
         "/_sim/stats",
     }
 )

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .script import ScriptTurn
+
 __all__ = ["FAULTS", "SimulatorConfig", "with_overrides"]
 
 FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event"})
@@ -27,6 +29,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ignores `stream_options.include_usage`. `fault` is one of `FAULTS` or "".
     `pad_bytes` appends that many "x" to the last answer word (usage unchanged; streamed,
     it makes the last content event that much bigger), to test response size limits.
+    `reject_system_messages` answers Anthropic Messages requests holding `role: "system"` messages
+    with a 400, as Claude models before Opus 4.8 do. `script` plays a scripted agent exchange, one turn per assistant turn of the conversation
+    (see `runapi.simulator.script`); empty, the simulator answers lorem ipsum.
     """
 
     latency_ms: _NonNegFloat = 0.0
@@ -39,6 +44,8 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     honour_include_usage: bool = True
     fault: str = ""
     pad_bytes: _NonNegInt = 0
+    reject_system_messages: bool = False
+    script: tuple[ScriptTurn, ...] = ()
 
     def __post_init__(self) -> None:
         if self.fault and self.fault not in FAULTS:

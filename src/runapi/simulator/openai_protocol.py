@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from .config import SimulatorConfig
-from .generation import TOOL_ARGUMENT_FRAGMENTS, TOOL_ARGUMENTS, Call, Reply, StreamScript
+from .generation import Call, OutputFormat, Reply, StreamScript
+from .script import assistant_turns
 from .tokens import chunk_texts, prompt_tokens
 
 __all__ = ["MODELS_BODY", "OpenAIChat"]
@@ -49,6 +50,27 @@ class _ChatRequest(msgspec.Struct, kw_only=True):
     max_completion_tokens: int | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """name → parameters schema of each function tool."""
+    schemas: dict[str, Any] = {}
+    for tool in tools or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            schemas[function["name"]] = function.get("parameters")
+    return schemas
+
+
+def _output_format(response_format: dict[str, Any] | None) -> OutputFormat | None:
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return OutputFormat(kind="json_object")
+    if kind == "json_schema":
+        spec = (response_format or {}).get("json_schema")
+        return OutputFormat(kind="json_schema", schema=spec.get("schema") if isinstance(spec, dict) else None)
+    return None
 
 
 def _chosen_tool(request: _ChatRequest) -> str | None:
@@ -80,7 +102,7 @@ def _usage(reply: Reply, config: SimulatorConfig) -> dict[str, Any]:
 
 
 def _finish_reason(reply: Reply) -> str:
-    if reply.tool:
+    if reply.tool_calls:
         return "tool_calls"
     return "length" if reply.truncated else "stop"
 
@@ -101,16 +123,21 @@ class OpenAIChat:
             max_tokens=min(caps) if caps else None,
             tool=_chosen_tool(request),
             include_usage=bool(options and options.include_usage),
+            tools=_tool_schemas(request.tools),
+            output_format=_output_format(request.response_format),
+            assistant_turns=assistant_turns(request.messages),
         )
 
     def completion(self, reply: Reply, call: Call, config: SimulatorConfig) -> bytes:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.reasoning:
             message["reasoning_content"] = reply.reasoning_text
-        if reply.tool:
-            message["content"] = None
-            function = {"name": reply.tool, "arguments": TOOL_ARGUMENTS}
-            message["tool_calls"] = [{"id": _tool_call_id(), "type": "function", "function": function}]
+        if reply.tool_calls:
+            message["content"] = reply.text or None
+            message["tool_calls"] = [
+                {"id": _tool_call_id(), "type": "function", "function": {"name": plan.name, "arguments": plan.arguments}}
+                for plan in reply.tool_calls
+            ]
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(reply)}
         return _encode(
             {
@@ -143,16 +170,15 @@ class OpenAIChat:
         for text in chunk_texts(reply.reasoning, config.chunks):
             script.add(chunk(b'{"reasoning_content":' + _encode(text) + b"}"), paced=True)
         answer_start = len(script.frames)
-        if reply.tool:
-            function = {"name": reply.tool, "arguments": ""}
-            opening = {"index": 0, "id": _tool_call_id(), "type": "function", "function": function}
+        for text in chunk_texts(reply.words, config.chunks):
+            script.add(chunk(b'{"content":' + _encode(text) + b"}"), paced=True)
+        for index, plan in enumerate(reply.tool_calls):
+            function = {"name": plan.name, "arguments": ""}
+            opening = {"index": index, "id": _tool_call_id(), "type": "function", "function": function}
             script.add(chunk(_encode({"tool_calls": [opening]})), paced=True)
-            for fragment in TOOL_ARGUMENT_FRAGMENTS:
-                delta = b'{"tool_calls":[{"index":0,"function":{"arguments":' + _encode(fragment) + b"}}]}"
+            for fragment in plan.fragments():
+                delta = b'{"tool_calls":[{"index":%d,"function":{"arguments":%s}}]}' % (index, _encode(fragment))
                 script.add(chunk(delta), paced=True)
-        else:
-            for text in chunk_texts(reply.words, config.chunks):
-                script.add(chunk(b'{"content":' + _encode(text) + b"}"), paced=True)
         script.midpoint = answer_start + (len(script.frames) - answer_start + 1) // 2
         script.add(chunk(b"{}", b'"%s"' % _finish_reason(reply).encode()))
         if include_usage:
