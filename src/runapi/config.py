@@ -39,6 +39,7 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Where settlements are journaled so answers need not wait for the commit: "auto" (beside a SQLite
     # file; none for PostgreSQL), "off" (every answer waits for its commit), or a directory per host.
     settlement_journal: str = "auto"
+    max_header_bytes: int = 32 * 1024  # a request line + headers above this get 431 at once (0: no cap)
     header_timeout: float = 10.0  # seconds a client has to send a request's line and headers (then 408, closed)
     body_timeout: float = 30.0  # longest silence while a request body is being received (then closed)
     min_body_rate: int = 1024  # bytes/s a request body must average once body_timeout has passed (0: no floor)
