@@ -65,7 +65,7 @@ class WaitingConnectionPool(ConnectionPool):
     async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> AbstractConnection:
         if not self._waiters:  # nobody queued: take one if there is one (no barging past a queue)
             try:
-                return await super().get_connection()
+                return await self._checkout()
             except MaxConnectionsError:
                 pass
         loop = asyncio.get_running_loop()
@@ -90,9 +90,13 @@ class WaitingConnectionPool(ConnectionPool):
                 raise
             turns += 1
             try:
-                return await super().get_connection()
+                return await self._checkout()
             except MaxConnectionsError:
                 continue  # taken, between the release and this turn, by a caller that found no queue
+
+    async def _checkout(self) -> AbstractConnection:
+        connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
+        return connection
 
     async def release(self, connection: AbstractConnection) -> None:
         await super().release(connection)
