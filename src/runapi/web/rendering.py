@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.pipeline.gateway import Gateway
+from runapi.query import text_param
 from runapi.web.charts import bar_chart, column_chart
 from runapi.web.i18n import LANG_COOKIE, LANGUAGES, load_translations, negotiate_language, normalise_language
 
@@ -102,7 +103,7 @@ def public_base_url(request: Request) -> str:
 
 
 def request_language(request: Request) -> str:
-    return negotiate_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+    return negotiate_language(text_param(request.query_params, "lang"), request.cookies.get(LANG_COOKIE),
                               request.headers.get("accept-language"))
 
 
@@ -129,7 +130,7 @@ def render_page(request: Request, template: str, context: dict[str, Any], *, sta
     response = HTMLResponse(html, status_code=status_code)
     apply_security_headers(response, private=private)
     response.headers["vary"] = "Accept-Language, Cookie"
-    if normalise_language(request.query_params.get("lang")) is not None:
+    if normalise_language(text_param(request.query_params, "lang")) is not None:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, path="/", samesite="lax")
     return response
 
