@@ -32,7 +32,13 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_backoff: float = 0.1  # base of the jittered exponential wait before re-trying a deployment
     retry_backoff_max: float = 2.0
     retry_after_cap: float = 5.0  # honour an upstream's retry-after up to this; longer skips the deployment
-    circuit_failures: int = 5  # consecutive failures that open a deployment's circuit (0: never)
+    # A deployment's circuit opens for everyone when, within `circuit_window` seconds, `circuit_failures`
+    # requests failed, from `circuit_accounts` accounts or more, and they are `circuit_failure_rate` of its
+    # requests; for one account alone after `circuit_failures` consecutive failed requests (0: never).
+    circuit_failures: int = 5
+    circuit_accounts: int = 3
+    circuit_window: float = 60.0
+    circuit_failure_rate: float = 0.5
     circuit_cooldown: float = 30.0  # seconds an open circuit waits before one trial call (half-open)
     auth_failures_per_minute: int = 100  # unknown keys from one client address before a lockout (0: off)
     auth_lockout: float = 60.0  # seconds a locked-out address gets 429 for keys not already cached

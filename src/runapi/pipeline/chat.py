@@ -273,7 +273,7 @@ class ChatStream:
         except UpstreamError as exc:
             self.error = exc
             if self.record.deployment is not None:
-                self.gw.circuits.failed(deployment_key(self.record.deployment))
+                self.gw.circuits.failed(deployment_key(self.record.deployment), self.record.account_id)
             yield self._error_frame(exc)
             return
         self.finished = True

@@ -60,8 +60,9 @@ class Gateway:
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
         self.health = ModelHealth(health_clock)  # health windows and circuits share the monotonic clock
-        self.circuits = CircuitBreakers(settings.server.circuit_failures, settings.server.circuit_cooldown,
-                                        health_clock)
+        self.circuits = CircuitBreakers(server.circuit_failures, server.circuit_cooldown, health_clock,
+                                        accounts=server.circuit_accounts, window=server.circuit_window,
+                                        failure_rate=server.circuit_failure_rate)
         self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
