@@ -28,6 +28,9 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     first_byte_timeout: float = 120.0
     idle_timeout: float = 120.0
     public_base_url: str = ""
+    # Host headers (host or host:port, lower case) whose URL pages may show when public_base_url is unset;
+    # any other Host is not reflected (the server's own address is shown instead).
+    allowed_hosts: tuple[str, ...] = ()
     max_attempts: int = 3  # upstream calls per request, across deployments and fallback models
     retry_backoff: float = 0.1  # base of the jittered exponential wait before re-trying a deployment
     retry_backoff_max: float = 2.0
@@ -90,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True):
     tiers: TierTable = msgspec.field(default_factory=lambda: TierTable(tiers=dict(DEFAULT_TIERS)))
     tasks: TaskSettings = TaskSettings()
     output_secret: str = ""  # RUNAPI_OUTPUT_SECRET signs output URLs; empty: one generated and kept in the database
+    metrics_token: str = ""  # RUNAPI_METRICS_TOKEN: bearer token for /metrics; empty: loopback clients only
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
         return f"Settings(database_url={self.database_url!r}, redis_url={'set' if self.redis_url else ''!r})"
@@ -139,4 +143,5 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         provider_keys=keys,
         tasks=config.tasks,
         output_secret=env.get("RUNAPI_OUTPUT_SECRET", ""),
+        metrics_token=env.get("RUNAPI_METRICS_TOKEN", ""),
     )

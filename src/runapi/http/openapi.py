@@ -169,7 +169,7 @@ def build_openapi() -> dict[str, Any]:
         "/v1/webhooks/secret": {"get": _op("Your webhook signing secret")},
         "/v1/webhooks/secret/rotate": {"post": _op("Rotate your webhook signing secret")},
         "/health": {"get": _op("Liveness", auth=None)},
-        "/metrics": {"get": _op("Prometheus metrics", auth=None,
+        "/metrics": {"get": _op("Prometheus metrics (clients on this host, or Bearer RUNAPI_METRICS_TOKEN)", auth=None,
                                 ok_content={"text/plain": {"schema": {"type": "string"}}})},
         "/openapi.json": {"get": _op("This document", auth=None)},
         "/admin/accounts": {"post": _op("Create an account", auth="adminToken", body="NewAccount", ok=201),

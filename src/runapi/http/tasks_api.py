@@ -13,6 +13,7 @@ from starlette.routing import Route
 from runapi.errors import PayloadTooLarge
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
+from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, optional_int_param, text_param
 from runapi.http.responses import json_response
 from runapi.storage.clock import utcnow
@@ -44,7 +45,7 @@ async def create_task(request: Request) -> Response:
         raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
     new, raw = decode_new_task(body)
     key = idempotency_key({k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()})
-    origin = str(request.base_url).rstrip("/")
+    origin = public_root(runtime.gw.settings.server, request.scope)
     task, replayed = await runtime.submit(principal, new, raw, origin, key)
     response = json_response(await runtime.view(task), status_code=202)
     response.headers["location"] = f"/v1/tasks/{task.id}"

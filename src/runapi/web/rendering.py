@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.pipeline.gateway import Gateway
+from runapi.public_url import public_root
 from runapi.query import text_param
 from runapi.web.charts import bar_chart, column_chart
 from runapi.web.i18n import LANG_COOKIE, LANGUAGES, load_translations, negotiate_language, normalise_language
@@ -94,12 +95,9 @@ def environment(lang: str) -> jinja2.Environment:
 
 
 def public_base_url(request: Request) -> str:
-    """This instance's public root URL (no trailing slash, no `/v1`): configured, else the request's."""
+    """This instance's public root URL (no trailing slash, no `/v1`): see `runapi.public_url`."""
     gw: Gateway = request.app.state.gateway
-    configured = gw.settings.server.public_base_url
-    root = configured or str(request.base_url)
-    root = root.rstrip("/")
-    return root[: -len("/v1")] if root.endswith("/v1") else root
+    return public_root(gw.settings.server, request.scope)
 
 
 def request_language(request: Request) -> str:
