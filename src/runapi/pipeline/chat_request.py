@@ -77,6 +77,8 @@ class ChatRequest(msgspec.Struct):
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     tools: list[dict[str, Any]] | None = None
+    functions: list[dict[str, Any]] | None = None  # the legacy form of `tools`
+    response_format: dict[str, Any] | None = None  # a JSON schema here is read as part of the prompt
 
     @property
     def wants_usage(self) -> bool:

@@ -27,6 +27,8 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ignores `stream_options.include_usage`. `fault` is one of `FAULTS` or "".
     `pad_bytes` appends that many "x" to the last answer word (usage unchanged; streamed,
     it makes the last content event that much bigger), to test response size limits.
+    `image_tokens` is what each image part of the prompt counts (a provider's formula, from
+    85 for a small OpenAI image to tens of thousands for some models).
     """
 
     latency_ms: _NonNegFloat = 0.0
@@ -39,6 +41,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     honour_include_usage: bool = True
     fault: str = ""
     pad_bytes: _NonNegInt = 0
+    image_tokens: _NonNegInt = 85
 
     def __post_init__(self) -> None:
         if self.fault and self.fault not in FAULTS:
