@@ -113,8 +113,8 @@ def test_client_leaving_between_two_slow_chunks_is_noticed_before_the_next(gatew
 
 def test_concurrent_calls_never_overdraw(gateway: RunningGateway) -> None:
     """50 concurrent calls, credit for 10 holds: some get 402, the balance never goes negative."""
-    # Each hold: ceil(23 prompt bytes / 3) = 8 input tokens + 1000 output tokens at glm-4.5-air prices.
-    hold = (8 * Decimal("0.10") + 1000 * Decimal("0.55")) / M
+    # Each hold: 23 prompt bytes bound the prompt at 23 tokens, + 1000 output tokens, at glm-4.5-air prices.
+    hold = (23 * Decimal("0.10") + 1000 * Decimal("0.55")) / M
     credit = hold * 10 + Decimal("0.00001")
     account, key = gateway.create_account(credit)
     body = {"model": "glm-4.5-air", "messages": MESSAGES, "max_tokens": 1000, "x_sim": {"latency_ms": 300}}

@@ -40,13 +40,15 @@ class Two:
 
 @pytest.fixture()
 def two(sim_url: str, tmp_path: Path) -> Iterator[Two]:
-    """glm-4.5-air on A (tried first) and B; circuits open after 2 failures and cool down for 30 s."""
+    """glm-4.5-air on A (tried first) and B; circuits open after 2 failed requests and cool down for 30 s.
+    One tenant may open them for everyone here (`circuit_accounts = 1`, as for a single-team gateway);
+    the default asks for failures from several accounts (tests/test_circuit_tenants.py)."""
     clock = FakeClock()
     with simulators(2) as (a, b):
         config = routed_config(
             sim_url, {"sim-a": ("openai", a.url), "sim-b": ("openai", b.url)},
             {"glm-4.5-air": deployments(("sim-a", "glm-4.5-air", FIRST), ("sim-b", "glm-4.5-air", LAST))},
-            circuit_failures=2, circuit_cooldown=30.0, retry_backoff=0.01)
+            circuit_failures=2, circuit_accounts=1, circuit_cooldown=30.0, retry_backoff=0.01)
         with custom_gateway(tmp_path, config, health_clock=clock) as gw:
             yield Two(gw, clock, a, b)
 
@@ -128,24 +130,40 @@ def test_model_status_degraded_down_and_back(sim_url: str, tmp_path: Path) -> No
 
 def test_circuit_breaker_rules() -> None:
     now = [0.0]
-    circuits = CircuitBreakers(threshold=3, cooldown=10, clock=lambda: now[0])
+    circuits = CircuitBreakers(threshold=3, cooldown=10, clock=lambda: now[0], accounts=2, window=60)
     for _ in range(2):
-        circuits.failed("d")
-    circuits.succeeded("d")  # success resets the count of consecutive failures
+        circuits.failed("d", "a")
+    circuits.succeeded("d", "a")  # a success resets the account's count of consecutive failures
     for _ in range(2):
-        circuits.failed("d")
-    assert circuits.state("d") == "closed" and circuits.allow("d")
-    circuits.failed("d")
-    assert circuits.state("d") == "open" and not circuits.allow("d") and circuits.retry_in("d") == 10
+        circuits.failed("d", "a")
+    assert circuits.state("d") == "closed" and circuits.allow("d", "a")
+    circuits.failed("d", "a")  # 3 in a row: open for account a only
+    assert circuits.state("d") == "closed" and not circuits.allow("d", "a") and circuits.allow("d", "b")
+    assert circuits.retry_in("d", "a") == 10 and circuits.retry_in("d", "b") == 0
+    circuits.failed("d", "b")  # 6 failures of 7 requests in the window, from 2 accounts: open for everyone
+    assert circuits.state("d") == "open" and not circuits.allow("d", "b") and not circuits.allow("d", "c")
     now[0] = 10
     assert circuits.state("d") == "half_open"
-    assert circuits.allow("d") and not circuits.allow("d")  # one trial at a time
+    assert circuits.allow("d", "c") and not circuits.allow("d", "c")  # one trial at a time
     now[0] = 21  # a trial that never reported back frees the slot after a cooldown
-    assert circuits.allow("d")
+    assert circuits.allow("d", "c")
+    circuits.failed("d", "c")  # the trial failed, and the window still holds failures of several accounts
+    assert circuits.state("d") == "open"
+    now[0] = 100  # those failures left the window: the next failed trial closes instead
+    assert circuits.allow("d", "c")
+    circuits.failed("d", "c")
+    assert circuits.state("d") == "closed"
+
+    busy = CircuitBreakers(threshold=3, cooldown=10, clock=lambda: now[0], accounts=2, window=60)
+    for _ in range(10):
+        busy.succeeded("d", "ok")
+    for account in ("a", "b", "a", "b"):
+        busy.failed("d", account)  # 4 of 14 requests failed: under the failure rate
+    assert busy.state("d") == "closed"
     disabled = CircuitBreakers(threshold=0, cooldown=10, clock=lambda: now[0])
     for _ in range(100):
-        disabled.failed("d")
-    assert disabled.allow("d")
+        disabled.failed("d", "a")
+    assert disabled.allow("d", "a")
 
 
 @pytest.mark.parametrize(("retry", "jitter", "delay"), [

@@ -24,8 +24,8 @@ from tests.support.sse import decode
 MESSAGES = [{"role": "user", "content": "hello there"}]
 M = Decimal(1_000_000)
 RPM = 9  # the `scaleout-rpm` tier's global requests per minute
-# A call's hold: ceil(23 prompt bytes / 3) = 8 input tokens + 1000 output tokens at glm-4.5-air prices.
-HOLD = (8 * Decimal("0.10") + 1000 * Decimal("0.55")) / M
+# A call's hold: 23 prompt bytes bound the prompt at 23 tokens, + 1000 output tokens, at glm-4.5-air prices.
+HOLD = (23 * Decimal("0.10") + 1000 * Decimal("0.55")) / M
 COST = (prompt_tokens(MESSAGES) * Decimal("0.10") + 12 * Decimal("0.55")) / M  # what the simulator's answer costs
 
 TIERS = f"""

@@ -212,3 +212,31 @@ def test_many_idle_slow_connections_are_closed_while_others_are_served(strict_ga
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_body_at_one_byte_a_second_is_cut_off_after_one_body_timeout(sim_url: str, tmp_path: Path) -> None:
+    """Issue 20.9: with the default rate floor (1024 bytes/s) a body trickled at a few bytes a second was
+    looked at only every `body_timeout`, so it was closed after about twice that. Now it is closed once
+    its average falls below the floor, a moment after the first `body_timeout`."""
+    body_timeout = 2.0
+    with run_gateway(sqlite_url(tmp_path), sim_url, circuit_failures=0, body_timeout=body_timeout,
+                     min_body_rate=1024) as gw:
+        host = urlsplit(gw.base_url).netloc
+        head = (f"POST {CHAT} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+                f"content-length: 1000\r\n\r\n").encode()
+        with connect(gw) as sock:
+            sock.sendall(head)
+            started = time.monotonic()
+            data = b""
+            while time.monotonic() - started < 4 * body_timeout:
+                readable, _, _ = select.select([sock], [], [], 0.2)  # 5 bytes/s: it never stalls
+                if readable:
+                    data = read_until_closed(sock)
+                    break
+                try:
+                    sock.sendall(b" ")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            elapsed = time.monotonic() - started
+    assert data.startswith(b"HTTP/1.1 408 "), data
+    assert body_timeout - 0.05 <= elapsed < 1.5 * body_timeout, elapsed

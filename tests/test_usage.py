@@ -105,9 +105,15 @@ def test_usage_date_range_and_filters(busy: tuple[RunningGateway, str, str, str]
     glm = httpx.get(f"{gw.base_url}/v1/usage", params={"model": "glm-4.5", "start": today(), "end": today()},
                     headers=headers).json()
     assert [line["model"] for line in glm["data"]] == ["glm-4.5"] and glm["total"]["requests"] == 2
-    for params in ({"start": "2025-13-01"}, {"start": tomorrow, "end": today()}, {"start": "2020-01-01"}):
+    for params in ({"start": "2025-13-01"}, {"start": "²⁰²⁵-01-01"}, {"start": ""}, {"end": "20250101"}):
         bad = httpx.get(f"{gw.base_url}/v1/usage", params=params, headers=headers)
         assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    backwards = httpx.get(f"{gw.base_url}/v1/usage", params={"start": tomorrow, "end": today()}, headers=headers)
+    assert backwards.status_code == 200 and backwards.json()["data"] == []  # an empty range
+    # A range longer than 366 days is cut to the 366 days ending at `end`, and the answer says so.
+    long = httpx.get(f"{gw.base_url}/v1/usage", params={"start": "2020-01-01", "end": "2024-12-31"},
+                     headers=headers).json()
+    assert (long["start"], long["end"]) == ("2024-01-01", "2024-12-31")
     assert httpx.get(f"{gw.base_url}/v1/usage").status_code == 401
 
 

@@ -134,7 +134,7 @@ def test_secret_rotation_signs_with_both_during_grace(gw: RunningGateway) -> Non
     ("http://169.254.1.1/hook", "link-local"),
     ("http://224.0.0.1/hook", "multicast"),
     ("http://0.0.0.0/hook", "unspecified"),
-    ("http://100.64.1.1/hook", "non-public"),
+    ("http://100.64.1.1/hook", "shared (carrier-grade NAT)"),
     ("http://240.0.0.1/hook", "reserved"),
     ("ftp://example.com/hook", "http:// or https://"),
     ("/relative/hook", "http:// or https://"),

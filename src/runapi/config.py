@@ -28,17 +28,27 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     first_byte_timeout: float = 120.0
     idle_timeout: float = 120.0
     public_base_url: str = ""
+    # Host headers (host or host:port, lower case) whose URL pages may show when public_base_url is unset;
+    # any other Host is not reflected (the server's own address is shown instead).
+    allowed_hosts: tuple[str, ...] = ()
     max_attempts: int = 3  # upstream calls per request, across deployments and fallback models
     retry_backoff: float = 0.1  # base of the jittered exponential wait before re-trying a deployment
     retry_backoff_max: float = 2.0
     retry_after_cap: float = 5.0  # honour an upstream's retry-after up to this; longer skips the deployment
-    circuit_failures: int = 5  # consecutive failures that open a deployment's circuit (0: never)
+    # A deployment's circuit opens for everyone when, within `circuit_window` seconds, `circuit_failures`
+    # requests failed, from `circuit_accounts` accounts or more, and they are `circuit_failure_rate` of its
+    # requests; for one account alone after `circuit_failures` consecutive failed requests (0: never).
+    circuit_failures: int = 5
+    circuit_accounts: int = 3
+    circuit_window: float = 60.0
+    circuit_failure_rate: float = 0.5
     circuit_cooldown: float = 30.0  # seconds an open circuit waits before one trial call (half-open)
     auth_failures_per_minute: int = 100  # unknown keys from one client address before a lockout (0: off)
     auth_lockout: float = 60.0  # seconds a locked-out address gets 429 for keys not already cached
     # Where settlements are journaled so answers need not wait for the commit: "auto" (beside a SQLite
     # file; none for PostgreSQL), "off" (every answer waits for its commit), or a directory per host.
     settlement_journal: str = "auto"
+    max_header_bytes: int = 32 * 1024  # a request line + headers above this get 431 at once (0: no cap)
     header_timeout: float = 10.0  # seconds a client has to send a request's line and headers (then 408, closed)
     body_timeout: float = 30.0  # longest silence while a request body is being received (then closed)
     min_body_rate: int = 1024  # bytes/s a request body must average once body_timeout has passed (0: no floor)
@@ -83,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True):
     tiers: TierTable = msgspec.field(default_factory=lambda: TierTable(tiers=dict(DEFAULT_TIERS)))
     tasks: TaskSettings = TaskSettings()
     output_secret: str = ""  # RUNAPI_OUTPUT_SECRET signs output URLs; empty: one generated and kept in the database
+    metrics_token: str = ""  # RUNAPI_METRICS_TOKEN: bearer token for /metrics; empty: loopback clients only
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
         return f"Settings(database_url={self.database_url!r}, redis_url={'set' if self.redis_url else ''!r})"
@@ -132,4 +143,5 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         provider_keys=keys,
         tasks=config.tasks,
         output_secret=env.get("RUNAPI_OUTPUT_SECRET", ""),
+        metrics_token=env.get("RUNAPI_METRICS_TOKEN", ""),
     )

@@ -6,8 +6,9 @@ from typing import Any
 
 import httpx
 
-from runapi.accounting.money import Usage, cost_nanos, estimate_tokens
+from runapi.accounting.money import cost_nanos, estimate_tokens
 from runapi.pipeline.chat_request import decode_chat_request, prompt_bytes
+from runapi.pipeline.hold_bound import hold_usage, prompt_shape
 from tests.support.gateway import RunningGateway
 from tests.support.sse import decode
 
@@ -57,11 +58,11 @@ def estimated_prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def hold_nanos(gw: RunningGateway, body: dict[str, Any]) -> int:
-    """The most a call with `body` may cost: what the gateway holds for it (no `n`)."""
+    """The most a call with `body` may cost: what the gateway holds for it (a model without fallbacks)."""
     entry = gw.settings.catalog.resolve(body["model"])
     assert entry is not None
-    ceiling = Usage(input_tokens=estimated_prompt_tokens(body), output_tokens=min(body["max_tokens"], entry.max_output))
-    return cost_nanos(ceiling, entry.pricing)
+    request, _ = decode_chat_request(httpx.Request("POST", "/", json=body).content)
+    return cost_nanos(hold_usage(request, prompt_shape(request), entry), entry.pricing)
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

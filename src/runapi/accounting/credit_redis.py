@@ -307,7 +307,11 @@ class RedisCreditGuard:
     async def _ensure_started(self) -> None:
         if self._sync is None:
             await self._check_boot()
-            self._sync = asyncio.get_running_loop().create_task(self._sync_loop(), name="credit-sync")
+            # Concurrent first calls all wait for the boot marker: only one may start the loop. A second
+            # loop, unknown to `close()`, went on using the client after it was closed, and its new
+            # connections were left open at shutdown (the ResourceWarnings of issue 20.2).
+            if self._sync is None and not self._stopping:
+                self._sync = asyncio.get_running_loop().create_task(self._sync_loop(), name="credit-sync")
 
     async def _check_boot(self) -> tuple[int, int]:
         """(ms the Redis data began, Redis's clock). A new marker means Redis lost its data."""

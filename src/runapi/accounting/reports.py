@@ -1,9 +1,11 @@
 """Usage and revenue reports from aggregated generation rows: pure functions, no I/O.
 
-Revenue is what customers were charged (Σ generation cost). Upstream cost is what the
-providers charge us, computed from the same token counts at the price a deployment
-declares (`cost` in its catalog entry); it is `None` where a deployment declares none,
-and so is every margin that depends on it. Amounts are exact `Decimal` USD.
+Revenue is what the generations cost at the catalog's prices (Σ generation cost). Write-off
+is the part of it that balances could not cover (the ledger's `writeoff` lines): billed, never
+paid. Upstream cost is what the providers charge us, computed from the same token counts at
+the price a deployment declares (`cost` in its catalog entry); it is `None` where a deployment
+declares none, and so is every margin that depends on it. Margin = revenue − write-off −
+upstream cost. Amounts are exact `Decimal` USD.
 """
 
 from __future__ import annotations
@@ -62,26 +64,29 @@ def upstream_cost_nanos(row: UsageRow, catalog: Catalog) -> int | None:
     return cost_nanos(usage, spec.cost)
 
 
-def _money(revenue: int, upstream: int | None) -> dict[str, Any]:
-    margin = None if upstream is None else revenue - upstream
+def _money(revenue: int, write_off: int, upstream: int | None) -> dict[str, Any]:
+    margin = None if upstream is None else revenue - write_off - upstream
     percent = None
     if margin is not None and revenue:
         percent = (Decimal(margin) * 100 / Decimal(revenue)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return {"revenue": nanos_to_usd(revenue), "upstream_cost": None if upstream is None else nanos_to_usd(upstream),
+    return {"revenue": nanos_to_usd(revenue), "write_off": nanos_to_usd(write_off),
+            "upstream_cost": None if upstream is None else nanos_to_usd(upstream),
             "margin": None if margin is None else nanos_to_usd(margin), "margin_percent": percent}
 
 
 def revenue_report(rows: Iterable[UsageRow], catalog: Catalog) -> dict[str, Any]:
-    """Revenue, upstream cost and margin per model (with its deployments), and in total."""
+    """Revenue, write-off, upstream cost and margin per model (with its deployments), and in total."""
     models: dict[str, list[tuple[UsageRow, int | None]]] = {}
     for row in rows:
         if row.requests or row.cost_nanos:  # failed-only groups have nothing to report
             models.setdefault(row.model, []).append((row, upstream_cost_nanos(row, catalog)))
     data = []
     all_known = True
-    revenue_total = upstream_total = requests_total = 0
+    revenue_total = write_off_total = upstream_total = requests_total = 0
     for model, lines in sorted(models.items()):
         revenue = sum(r.cost_nanos for r, _ in lines)
+        write_off = sum(r.write_off_nanos for r, _ in lines)
+        write_off_total += write_off
         known = all(cost is not None for _, cost in lines)
         upstream = sum(cost or 0 for _, cost in lines)
         all_known = all_known and known
@@ -91,9 +96,9 @@ def revenue_report(rows: Iterable[UsageRow], catalog: Catalog) -> dict[str, Any]
         data.append({
             "model": model, "requests": requests,
             **{name: sum(getattr(r, name) for r, _ in lines) for name in TOKEN_FIELDS},
-            **_money(revenue, upstream if known else None),
+            **_money(revenue, write_off, upstream if known else None),
             "deployments": [{"provider": r.provider, "upstream_model": r.upstream_model, "requests": r.requests,
-                             **_money(r.cost_nanos, cost)} for r, cost in lines],
+                             **_money(r.cost_nanos, r.write_off_nanos, cost)} for r, cost in lines],
         })
-    return {"data": data,
-            "total": {"requests": requests_total, **_money(revenue_total, upstream_total if all_known else None)}}
+    return {"data": data, "total": {"requests": requests_total,
+                                    **_money(revenue_total, write_off_total, upstream_total if all_known else None)}}

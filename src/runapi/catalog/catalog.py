@@ -66,6 +66,12 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     protocol: str = "OpenAI compatible"
     context_length: int = 128_000
     max_output: int = 8_192
+    # The most tokens one image can count as input: the provider's formula at the largest image it
+    # accepts (Anthropic: about 1,600; OpenAI GPT-4o high detail: 85 + 8 tiles × 170 = 1,445).
+    image_tokens: int = 1_600
+    # 0: the upstream counts reasoning inside `max_tokens`, which then bounds the output. Otherwise the
+    # most output tokens (answer and reasoning) one choice can produce, whatever `max_tokens` says.
+    output_ceiling: int = 0
     billing_unit: str = "1K tokens"
     license: str = ""
     aliases: list[str] = []

@@ -16,6 +16,7 @@ from runapi.accounting.money import nanos_to_usd, usd_to_nanos
 from runapi.http.account_api import generation_json
 from runapi.errors import AuthError, InvalidRequest, PermissionDenied
 from runapi.http.responses import json_response, read_json
+from runapi.query import int_param, text_param
 from runapi.pipeline.gateway import Gateway
 from runapi.storage import Account, ApiKey, LedgerEntry
 from runapi.storage.invalidation import Change
@@ -143,11 +144,9 @@ async def list_ledger(request: Request) -> Response:
 async def list_generations(request: Request) -> Response:
     gw = _gateway(request)
     await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
-    account_id = request.query_params.get("account_id")
-    limit = request.query_params.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise InvalidRequest("`limit` must be an integer from 1 to 1000.", param="limit")
-    rows = await gw.ledger.generations(account_id, limit=int(limit))
+    account_id = text_param(request.query_params, "account_id")
+    limit = int_param(request.query_params, "limit", 100, 1, 1000)
+    rows = await gw.ledger.generations(account_id, limit=limit)
     return json_response({"object": "list", "data": [generation_json(r) for r in rows]})
 
 

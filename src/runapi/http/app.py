@@ -21,6 +21,7 @@ from runapi.http import account_api, admin_api, limits_api, models_api, usage_ap
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.metrics_api import metrics
 from runapi.http.openapi import openapi_json
 from runapi.http.probes import answers_probe, probe
 from runapi.http.responses import json_response
@@ -33,11 +34,6 @@ from runapi.web import skill_routes, web_routes
 
 async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
-
-
-async def metrics(request: Request) -> Response:
-    gw: Gateway = request.app.state.gateway
-    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 class GatewayApp(Starlette):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from runapi.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamUnavailable
 from runapi.storage.outage import store_outage
@@ -31,6 +34,7 @@ def error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], byt
             headers += [(name.encode(), value.encode()) for name, value in exc.headers.items()]
         return exc.status, headers, _encode(exc.to_dict())
     if isinstance(exc, HTTPException):
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (exc.headers or {}).items()]
         body = {"error": {"message": exc.detail, "type": _HTTP_TYPES.get(exc.status_code, "invalid_request_error"),
                           "param": None, "code": None}}
         return exc.status_code, headers, _encode(body)
@@ -48,5 +52,19 @@ def error_response(exc: BaseException) -> Response:
     return response
 
 
-async def handle_error(_request: Request, exc: Exception) -> Response:
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """Every method some route serves at the request's path, for a 405's `Allow` (Starlette names only
+    the first route that matched the path, though several routes may serve it, e.g. GET and POST)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        allow = allowed_methods(request.app.routes, request.scope)
+        if allow:
+            exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
     return error_response(exc)

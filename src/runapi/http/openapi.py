@@ -16,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runapi.http.admin_api import Credit, NewAccount, NewKey
+from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
-from runapi.tasks.submission import NewTask
+from runapi.query import MAX_TEXT
+from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
     "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
@@ -59,7 +61,8 @@ def _op(summary: str, *, auth: str | None = "apiKey", body: str | None = None, o
         content = {"text/html": {"schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(ok): {"description": "OK", "content": content},
                                      "303": {"description": "Redirect"},
-                                     "default": {"description": "Error page", "content": content}}
+                                     # an unknown page or method is answered like the API's errors
+                                     "default": {"description": "Error page", "content": {**content, **_json(_ERROR)}}}
     else:
         success = ok_content or _json(ok_schema or _OBJECT)
         responses = {str(ok): {"description": "OK", "content": success},
@@ -81,13 +84,50 @@ def _query(**names: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 _DAY = {"type": "string", "format": "date"}
-_STR = {"type": "string"}
+_TEXT = {"type": "string", "maxLength": MAX_TEXT}  # IDs, cursors, search terms (`runapi.query`)
+_STATUS = {"type": "string", "enum": list(TASK_STATUSES)}
+_EXPIRES = {"type": "integer", "minimum": 0, "maximum": MAX_EXPIRES}
+
+
+def _limit(high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": high}
+
 _FORM = {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}}
 
 
 def _form(op: dict[str, Any]) -> dict[str, Any]:
     op["requestBody"] = {"required": False, "content": _FORM}
     return op
+
+
+def _task_input(request: dict[str, Any], title: str) -> dict[str, Any]:
+    """A request body as a task's `input`: `model` may be given beside it instead, and it does not stream."""
+    properties = {**request["properties"], "stream": {"enum": [False, None]}}
+    return {**request, "title": title, "properties": properties,
+            "required": [name for name in request.get("required", []) if name != "model"]}
+
+
+def _refine_bodies(components: dict[str, Any]) -> None:
+    """What the Structs cannot say: rules across fields, and formats checked after decoding."""
+    components["ChatTaskInput"] = _task_input(components["ChatRequest"], "ChatTaskInput")
+    components["MessagesTaskInput"] = _task_input(components["MessagesRequest"], "MessagesTaskInput")
+    task = components["NewTask"]
+    task["properties"]["metadata"]["anyOf"][0]["maxProperties"] = MAX_METADATA_KEYS
+    model = {"type": "string", "minLength": 1}
+    task["allOf"] = [
+        {"anyOf": [  # the model is named once: beside the input, or in it
+            {"required": ["model"], "properties": {"model": model, "input": {"not": {"required": ["model"]}}}},
+            {"properties": {"model": {"type": "null"}, "input": {"required": ["model"], "properties": {"model": model}}}},
+        ]},
+        {"anyOf": [  # the input is a request of the task's endpoint
+            {"properties": {"endpoint": {"const": "/v1/chat/completions"}, "input": _ref("ChatTaskInput")}},
+            {"required": ["endpoint"], "properties": {"endpoint": {"const": "/v1/messages"},
+                                                      "input": _ref("MessagesTaskInput")}},
+        ]},
+    ]
+    for body in ("NewKey", "KeyLimitsPatch"):
+        components[body]["properties"]["expires_at"] = {"anyOf": [{"type": "string", "format": "date-time"},
+                                                                  {"type": "null"}]}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -97,6 +137,7 @@ def build_openapi() -> dict[str, Any]:
     for name, type_ in _BODIES.items():  # expose each body under its own, stable name
         if type_.__name__ != name:
             components[name] = components.pop(type_.__name__)
+    _refine_bodies(components)
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
     messages_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "type"]}},
@@ -114,21 +155,21 @@ def build_openapi() -> dict[str, Any]:
         "/v1/models/{model_id}/skill": {"get": _op("The model family's SKILL.md", auth=None, params=_path("model_id"),
                                                    ok_content={"text/markdown": {"schema": {"type": "string"}}})},
         "/v1/generations/{generation_id}": {"get": _op("One of your generations", params=_path("generation_id"))},
-        "/v1/usage": {"get": _op("Your usage and balance", params=_query(start=_DAY, end=_DAY, model=_STR,
-                                                                         key_id=_STR))},
+        "/v1/usage": {"get": _op("Your usage and balance", params=_query(start=_DAY, end=_DAY, model=_TEXT,
+                                                                         key_id=_TEXT))},
         "/v1/tasks": {"post": _op("Submit a task", body="NewTask", ok=202),
                       "get": _op("List your tasks", ok_schema=_LIST,
-                                 params=_query(limit=_STR, after=_STR, status=_STR))},
+                                 params=_query(limit=_limit(100), after=_TEXT, status=_STATUS))},
         "/v1/tasks/{task_id}": {"get": _op("One of your tasks", params=_path("task_id"))},
         "/v1/tasks/{task_id}/cancel": {"post": _op("Cancel a task", params=_path("task_id"))},
         "/v1/tasks/{task_id}/deliveries": {"get": _op("A task's webhook deliveries", ok_schema=_LIST,
                                                       params=_path("task_id"))},
         "/v1/outputs/{task_id}": {"get": _op("A task's output, by signed URL", auth=None,
-                                             params=_path("task_id") + _query(expires=_STR, signature=_STR))},
+                                             params=_path("task_id") + _query(expires=_EXPIRES, signature=_TEXT))},
         "/v1/webhooks/secret": {"get": _op("Your webhook signing secret")},
         "/v1/webhooks/secret/rotate": {"post": _op("Rotate your webhook signing secret")},
         "/health": {"get": _op("Liveness", auth=None)},
-        "/metrics": {"get": _op("Prometheus metrics", auth=None,
+        "/metrics": {"get": _op("Prometheus metrics (clients on this host, or Bearer RUNAPI_METRICS_TOKEN)", auth=None,
                                 ok_content={"text/plain": {"schema": {"type": "string"}}})},
         "/openapi.json": {"get": _op("This document", auth=None)},
         "/admin/accounts": {"post": _op("Create an account", auth="adminToken", body="NewAccount", ok=201),
@@ -150,19 +191,22 @@ def build_openapi() -> dict[str, Any]:
             "get": _op("A key's limits", auth="adminToken", params=_path("key_id")),
             "patch": _op("Change a key's limits", auth="adminToken", body="KeyLimitsPatch", params=_path("key_id"))},
         "/admin/generations": {"get": _op("Generations", auth="adminToken", ok_schema=_LIST,
-                                         params=_query(account_id=_STR, limit=_STR))},
+                                         params=_query(account_id=_TEXT, limit=_limit(1000)))},
         "/admin/tiers": {"get": _op("Usage tiers", auth="adminToken")},
         "/admin/tasks": {"get": _op("Tasks", auth="adminToken", ok_schema=_LIST,
-                                    params=_query(account_id=_STR, status=_STR, limit=_STR, after=_STR))},
+                                    params=_query(account_id=_TEXT, status=_STATUS, limit=_limit(1000),
+                                                  after=_TEXT))},
         "/admin/tasks/{task_id}/deliveries": {"get": _op("A task's deliveries", auth="adminToken", ok_schema=_LIST,
                                                          params=_path("task_id"))},
         "/admin/usage": {"get": _op("Usage per account, key or model", auth="adminToken",
-                                    params=_query(start=_DAY, end=_DAY, account_id=_STR, key_id=_STR, model=_STR))},
+                                    ok_content={**_json(_LIST), "text/csv": {"schema": {"type": "string"}}},
+                                    params=_query(start=_DAY, end=_DAY, account_id=_TEXT, key_id=_TEXT, model=_TEXT,
+                                                  format={"type": "string", "enum": ["json", "csv"]}))},
         "/admin/reports/revenue": {"get": _op("Revenue, upstream cost and margin", auth="adminToken",
                                               params=_query(start=_DAY, end=_DAY))},
         "/": {"get": _op("Home page", auth=None, html=True)},
         "/models": {"get": _op("Model catalog page", auth=None, html=True,
-                               params=_query(provider=_STR, mode=_STR, q=_STR, lang=_STR))},
+                               params=_query(provider=_TEXT, mode=_TEXT, q=_TEXT, lang=_TEXT))},
         "/models/{model_id}": {"get": _op("Model page", auth=None, html=True, params=_path("model_id"))},
         "/dashboard": {"get": _op("Customer dashboard", auth=None, html=True)},
         "/dashboard/login": {"get": _op("Customer sign-in form", auth=None, html=True),

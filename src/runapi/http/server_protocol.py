@@ -10,6 +10,10 @@ body, an app task waiting in `receive()`) for as long as it likes. This subclass
   bytes does not move the deadline. On expiry the client gets `408` with an OpenAI-shaped error and
   the connection is closed (if an earlier pipelined answer is still going out, it is closed after
   that answer instead);
+- a head size cap: a request line plus headers over `max_header_bytes` (default 32 KiB, as common
+  servers have) gets `431` at once and the connection is closed. The bytes are counted as they
+  arrive, before the parser sees them: httptools grows a header value by appending each piece to
+  it, so an endless header cost quadratic copying on the event loop (issue 20.3);
 - a body deadline: while a request body is expected, no `body_timeout` seconds may pass without a
   byte arriving (time while uvicorn paused reading, or the client awaits `100 Continue`, is not
   counted). On expiry the connection is closed (with `408` if the app has not started its answer);
@@ -43,6 +47,8 @@ _HEAD_BODY = (b'{"error":{"message":"The request headers were not received in ti
               b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
 _BODY_BODY = (b'{"error":{"message":"The request body was not received in time.",'
               b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}')
+_TOO_LARGE_BODY = (b'{"error":{"message":"The request line and headers are too large.",'
+                   b'"type":"invalid_request_error","param":null,"code":"request_header_fields_too_large"}}')
 
 
 class _HeadWithFirstWrite:
@@ -83,16 +89,21 @@ class _HeadWithFirstWrite:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that closes connections whose request head or body arrives too slowly: the head
-    within `header_timeout`, the body with no silence over `body_timeout` and, once `body_timeout` has
-    passed, at an average of at least `min_body_rate` bytes/s (a trickle that never quite stalls)."""
+    """`HttpToolsProtocol` that closes connections whose request head is too large (`max_header_bytes`,
+    431) or whose head or body arrives too slowly: the head within `header_timeout`, the body with no
+    silence over `body_timeout` and, once `body_timeout` has passed, at an average of at least
+    `min_body_rate` bytes/s (a trickle that never quite stalls)."""
 
     def __init__(self, *args: Any, header_timeout: float = 10.0, body_timeout: float = 30.0, min_body_rate: int = 0,
-                 **kwargs: Any) -> None:
+                 max_header_bytes: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.min_body_rate = min_body_rate
+        self.max_header_bytes = max_header_bytes  # 0: no cap
+        self._head_bytes = 0  # bytes received of the request head in progress
+        self._heads = 0  # request heads parsed on this connection
+        self._discarding = False  # an oversized head arrived: read nothing more
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._in_body = False  # the headers of a request were parsed, its body is not complete yet
@@ -112,6 +123,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
 
     def on_headers_complete(self) -> None:
+        self._heads += 1
+        self._head_bytes = 0
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -133,9 +146,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(_HEAD_BODY)
 
-    # -- the request body ------------------------------------------------------------------------
+    # -- bytes in --------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        limit = self.max_header_bytes
+        if limit and not self._in_body:
+            room = limit - self._head_bytes
+            if len(data) > room:
+                # Feed only what fits: if the head ends within it, the rest (body, next requests) follows.
+                heads = self._heads
+                if room > 0:
+                    self._head_bytes = limit
+                    self._receive(data[:room])
+                if self._heads == heads:
+                    self._head_too_large()
+                    return
+                if not self.transport.is_closing():
+                    self.data_received(data[room:])
+                return
+            self._head_bytes += len(data)  # reset when the head is parsed, so a body's bytes are not counted
+        self._receive(data)
+
+    def _head_too_large(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head while an earlier answer is still going out: let that answer finish,
+            # then close, reading nothing more.
+            self.cycle.keep_alive = False
+            self._discarding = True
+            return
+        self._refuse(_TOO_LARGE_BODY, 431)
+
+    def _receive(self, data: bytes) -> None:
         super().data_received(data)
         if self._in_body:
             self._body_seen = self.loop.time()
@@ -148,6 +193,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._end_body()
+        self._head_bytes = 0  # what follows is the next request's head
         super().on_message_complete()
 
     def _end_body(self) -> None:
@@ -167,13 +213,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._body_bytes = 0
         deadline = self._body_seen + self.body_timeout
         if now < deadline and not self._too_slow(now):
-            self._body_timer = self.loop.call_at(deadline, self._body_expired)
+            # Look again at the silence deadline or, sooner, when the bytes so far stop meeting the rate
+            # floor: a 1 byte/s trickle is cut off after one `body_timeout`, not two (issue 20.9).
+            self._body_timer = self.loop.call_at(min(deadline, max(self._slow_at(), now + 0.001)),
+                                                 self._body_expired)
             return
         self._in_body = False
         if self.cycle is None or not self.cycle.response_started:
             self._refuse(_BODY_BODY)
         else:
             self.transport.close()
+
+    def _slow_at(self) -> float:
+        """When the body becomes too slow if no further byte arrives (infinity without a rate floor)."""
+        if self.min_body_rate <= 0:
+            return float("inf")
+        return self._body_since + self.body_timeout + self._body_bytes / self.min_body_rate
 
     def _too_slow(self, now: float) -> bool:
         """The body averaged less than `min_body_rate` since `body_timeout` after it started."""
@@ -182,9 +237,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- both --------------------------------------------------------------------------------------
 
-    def _refuse(self, body: bytes) -> None:
-        """Answer 408 and close (only when nothing was written for the request in progress)."""
-        content = [STATUS_LINE[408]]
+    def _refuse(self, body: bytes, status: int = 408) -> None:
+        """Answer `status` and close (only when nothing was written for the request in progress)."""
+        content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend([b"content-type: application/json\r\n",
@@ -210,4 +265,5 @@ def guarded_protocol(server: ServerSettings) -> Any:
     """The protocol to pass as uvicorn's `http=`, with the `[server]` deadlines and body rate floor: a partial
     of a module-level class, so it pickles (uvicorn spawns `--workers` processes with their `Config`)."""
     return functools.partial(GuardedHttpToolsProtocol, header_timeout=server.header_timeout,
-                             body_timeout=server.body_timeout, min_body_rate=server.min_body_rate)
+                             body_timeout=server.body_timeout, min_body_rate=server.min_body_rate,
+                             max_header_bytes=server.max_header_bytes)

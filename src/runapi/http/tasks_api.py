@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.errors import InvalidRequest, PayloadTooLarge
+from runapi.errors import PayloadTooLarge
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
+from runapi.public_url import public_root
+from runapi.query import choice_param, int_param, optional_int_param, text_param
 from runapi.http.responses import json_response
 from runapi.storage.clock import utcnow
 from runapi.tasks import DeliveryAttempt, OutputExpired, TaskRuntime, WebhookEvent
@@ -20,6 +22,7 @@ from runapi.tasks.idempotency import idempotency_key
 from runapi.tasks.submission import decode_new_task
 
 TASK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+MAX_EXPIRES = 10**12  # an output URL's `expires` (Unix seconds) beyond this is not one we signed
 
 
 def _runtime(request: Request) -> TaskRuntime:
@@ -27,20 +30,8 @@ def _runtime(request: Request) -> TaskRuntime:
     return runtime
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidRequest(f"`{name}` must be an integer from {low} to {high}.", param=name)
-    return int(value)
-
-
 def _status_param(request: Request) -> str | None:
-    status = request.query_params.get("status")
-    if status is not None and status not in TASK_STATUSES:
-        raise InvalidRequest(f"`status` must be one of {', '.join(TASK_STATUSES)}.", param="status")
-    return status
+    return choice_param(request.query_params, "status", TASK_STATUSES)
 
 
 async def create_task(request: Request) -> Response:
@@ -54,7 +45,7 @@ async def create_task(request: Request) -> Response:
         raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
     new, raw = decode_new_task(body)
     key = idempotency_key({k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()})
-    origin = str(request.base_url).rstrip("/")
+    origin = public_root(runtime.gw.settings.server, request.scope)
     task, replayed = await runtime.submit(principal, new, raw, origin, key)
     response = json_response(await runtime.view(task), status_code=202)
     response.headers["location"] = f"/v1/tasks/{task.id}"
@@ -66,9 +57,9 @@ async def create_task(request: Request) -> Response:
 async def list_tasks(request: Request) -> Response:
     runtime = _runtime(request)
     principal = await principal_of(request)
-    limit = _int_param(request, "limit", 20, 1, 100)
+    limit = int_param(request.query_params, "limit", 20, 1, 100)
     rows = await runtime.store.list(principal.account_id, status=_status_param(request), limit=limit + 1,
-                                    after=request.query_params.get("after"))
+                                    after=text_param(request.query_params, "after"))
     data = await runtime.views(rows[:limit])
     return json_response({"object": "list", "data": data, "has_more": len(rows) > limit,
                           "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
@@ -120,8 +111,9 @@ async def get_output(request: Request) -> Response:
     """A finished task's output, for whoever holds its signed URL (no API key) until it expires."""
     runtime = _runtime(request)
     task_id = request.path_params["task_id"]
-    runtime.signer.verify(task_id, request.query_params.get("expires"), request.query_params.get("signature"),
-                          time.time())
+    params = request.query_params
+    runtime.signer.verify(task_id, optional_int_param(params, "expires", 0, MAX_EXPIRES),
+                          text_param(params, "signature"), time.time())
     output = await runtime.store.output(task_id)
     now = utcnow()
     if output is None or output.expires_at <= now:
@@ -158,9 +150,10 @@ async def admin_rotate_webhook_secret(request: Request) -> Response:
 async def admin_list_tasks(request: Request) -> Response:
     admin_gateway(request)
     runtime = _runtime(request)
-    limit = _int_param(request, "limit", 100, 1, 1000)
-    rows = await runtime.store.list(request.query_params.get("account_id"), status=_status_param(request),
-                                    limit=limit, after=request.query_params.get("after"))
+    params = request.query_params
+    limit = int_param(params, "limit", 100, 1, 1000)
+    rows = await runtime.store.list(text_param(params, "account_id"), status=_status_param(request),
+                                    limit=limit, after=text_param(params, "after"))
     return json_response({"object": "list", "data": await runtime.views(rows)})
 
 

@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.accounting.reports import revenue_report, usage_csv, usage_line, usage_total
-from runapi.errors import InvalidRequest
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
 from runapi.http.limits_api import key_limits_json, tier_json
+from runapi.query import choice_param, date_param, text_param
 from runapi.http.responses import json_response
 from runapi.pipeline.gateway import Gateway
 from runapi.storage.usage import UsageFilter, usage_by_day_and_model, usage_by_deployment
@@ -22,25 +22,20 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
 
-def _date(request: Request, name: str, default: date) -> date:
-    text = request.query_params.get(name)
-    if not text:
-        return default
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidRequest(f"`{name}` must be a date as YYYY-MM-DD, got {text!r}", param=name) from exc
+def _days_before(day: date, days: int) -> date:
+    return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
 
 def usage_filter(request: Request, **scope: str | None) -> UsageFilter:
-    """The date range (`start`, `end`, inclusive, UTC; default the last 30 days) and filters of a query."""
-    end = _date(request, "end", datetime.now(UTC).date())
-    start = _date(request, "start", end - timedelta(days=DEFAULT_DAYS - 1))
-    if start > end:
-        raise InvalidRequest("`start` must not be after `end`", param="start")
-    if (end - start).days >= MAX_DAYS:
-        raise InvalidRequest(f"a report covers at most {MAX_DAYS} days", param="start")
-    return UsageFilter(start=start, end=end, model=request.query_params.get("model") or None, **scope)
+    """The date range (`start`, `end`, inclusive, UTC; default the last 30 days) and filters of a query.
+    A range longer than `MAX_DAYS` is cut to the `MAX_DAYS` ending at `end`, and a `start` after `end`
+    is an empty range (answers say which days they cover)."""
+    params = request.query_params
+    # The storage query ends the day after `end`: keep that inside `date`'s range.
+    end = min(date_param(params, "end") or datetime.now(UTC).date(), date.max - timedelta(days=1))
+    start = date_param(params, "start") or _days_before(end, DEFAULT_DAYS - 1)
+    start = max(start, _days_before(end, MAX_DAYS - 1))
+    return UsageFilter(start=start, end=end, model=text_param(params, "model"), **scope)
 
 
 async def get_usage(request: Request) -> Response:
@@ -48,7 +43,7 @@ async def get_usage(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
-    where = usage_filter(request, account_id=principal.account_id, key_id=request.query_params.get("key_id") or None)
+    where = usage_filter(request, account_id=principal.account_id, key_id=text_param(request.query_params, "key_id"))
     rows = await usage_by_day_and_model(gw.engine, where)
     balance, _ = await gw.ledger.balance(principal.account_id)
     available = await gw.credit.available(principal.account_id)
@@ -77,13 +72,14 @@ async def admin_usage(request: Request) -> Response:
     gw = admin_gateway(request)
     await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     params = request.query_params
-    account = params.get("account_id")
+    account = text_param(params, "account_id")
     account_id = (await gw.accounts.find_account(account)).id if account else None
-    rows = await usage_by_day_and_model(gw.engine, usage_filter(request, account_id=account_id,
-                                                                key_id=params.get("key_id") or None))
-    if params.get("format") == "csv":
+    where = usage_filter(request, account_id=account_id, key_id=text_param(params, "key_id"))
+    rows = await usage_by_day_and_model(gw.engine, where)
+    if choice_param(params, "format", ("csv", "json")) == "csv":
         return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
-    return json_response({"object": "list", "total": usage_total(rows), "data": [usage_line(r) for r in rows]})
+    return json_response({"object": "list", "start": where.start.isoformat(), "end": where.end.isoformat(),
+                          "total": usage_total(rows), "data": [usage_line(r) for r in rows]})
 
 
 async def revenue(request: Request) -> Response:

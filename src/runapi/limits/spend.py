@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runapi.accounting.money import nanos_to_usd
 from runapi.errors import BudgetExceeded
 from runapi.storage.clock import utcnow
+from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.schema import generations, ledger
 
 RELOAD_S = 30.0
@@ -195,11 +196,13 @@ class SpendGuard:
 
     async def _query(self, scope: Scope) -> tuple[int, int]:
         kind, owner, month = scope
+        # What was paid: charges less their write-offs (the part a balance could not cover, `ledger.py`).
         query = sa.select(sa.func.coalesce(sa.func.sum(-ledger.c.amount_nanos), 0),
-                          sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.kind == "charge")
+                          sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.kind.in_(("charge", "writeoff")))
         if kind == "key":
-            query = query.select_from(ledger.join(generations, generations.c.id == ledger.c.generation_id)) \
-                .where(generations.c.key_id == owner)
+            of_generation = sa.or_(ledger.c.generation_id == generations.c.id,
+                                   ledger.c.generation_id == generations.c.id + WRITEOFF_SUFFIX)
+            query = query.select_from(ledger.join(generations, of_generation)).where(generations.c.key_id == owner)
         else:
             query = query.where(ledger.c.account_id == owner)
         if month is not None:

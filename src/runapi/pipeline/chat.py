@@ -20,8 +20,9 @@ from runapi.catalog import ModelEntry
 from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.chat_request import ChatRequest, prompt_bytes
+from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.gateway import Gateway
+from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.routing import attempt_plan, deployment_key
@@ -51,10 +52,10 @@ def _prompt_details(usage: Usage) -> dict[str, int]:
     return details
 
 
-def _ceiling_cost(request: ChatRequest, input_tokens: int, models: Iterable[ModelEntry]) -> int:
-    """The most the call may cost on whichever of `models` (the model and its fallbacks) answers."""
-    return max(cost_nanos(Usage(input_tokens=input_tokens, output_tokens=request.output_limit(model.max_output)),
-                          model.pricing) for model in models)
+def _ceiling_cost(request: ChatRequest, shape: PromptShape, models: Iterable[ModelEntry]) -> int:
+    """The most the call may cost on whichever of `models` (the model and its fallbacks) answers
+    (a true upper bound: `hold_bound.py`)."""
+    return max(cost_nanos(hold_usage(request, shape, model), model.pricing) for model in models)
 
 
 async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
@@ -65,14 +66,15 @@ async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, st
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
+    shape = prompt_shape(request)
     record = CallRecord(account_id=principal.account_id, key_id=principal.key_id, entry=entry,
                         stream=bool(request.stream), started=started, client_request_id=client_request_id,
-                        prompt_bytes=prompt_bytes(request))
+                        prompt_bytes=shape.estimate_bytes)
     if generation_id:  # fixed by the caller (a task): a re-run's settlement is skipped, never charged twice
         record.generation_id = generation_id
     ceiling = Usage(input_tokens=estimate_tokens(record.prompt_bytes), output_tokens=request.output_limit(entry.max_output))
     order = attempt_plan(entry, gw.fallbacks, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
-    max_cost = _ceiling_cost(request, ceiling.input_tokens, [entry, *(gw.catalog.models[d.model_id] for d in order)])
+    max_cost = _ceiling_cost(request, shape, [entry, *(gw.catalog.models[d.model_id] for d in order)])
     explicit_max = request.max_completion_tokens or request.max_tokens
     rider = gw.credit.rider(principal.account_id, max_cost)  # the hold, in the limiter's round trip
     try:
@@ -273,7 +275,7 @@ class ChatStream:
         except UpstreamError as exc:
             self.error = exc
             if self.record.deployment is not None:
-                self.gw.circuits.failed(deployment_key(self.record.deployment))
+                self.gw.circuits.failed(deployment_key(self.record.deployment), self.record.account_id)
             yield self._error_frame(exc)
             return
         self.finished = True

@@ -77,6 +77,8 @@ class ChatRequest(msgspec.Struct):
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     tools: list[dict[str, Any]] | None = None
+    functions: list[dict[str, Any]] | None = None  # the legacy form of `tools`
+    response_format: dict[str, Any] | None = None  # a JSON schema here is read as part of the prompt
 
     @property
     def wants_usage(self) -> bool:
@@ -91,12 +93,17 @@ class ChatRequest(msgspec.Struct):
 _decode_raw = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def decode_typed_body(body: bytes, type_: type[T]) -> tuple[T, dict[str, Any]]:
+def decode_typed_body(body: bytes, type_: type[T], whole_numbers: tuple[str, ...] = ()) -> tuple[T, dict[str, Any]]:
     """A JSON request body as `type_` and as the plain dict passed through. Raises `InvalidRequest` naming
     the bad field. Parsed once; the typed view is converted from the dict (a 32 KB prompt: 11 µs against
-    22 µs for a second parse), with the same validation and messages as a typed parse."""
+    22 µs for a second parse), with the same validation and messages as a typed parse. Top-level
+    `whole_numbers` fields holding a float with no fraction (`100.0`) become integers first."""
     try:
         raw = _decode_raw(body)
+        for name in whole_numbers:
+            value = raw.get(name)
+            if type(value) is float and value.is_integer():
+                raw[name] = int(value)
         request = msgspec.convert(raw, type_)
     except msgspec.ValidationError as exc:
         message = str(exc)
@@ -107,9 +114,14 @@ def decode_typed_body(body: bytes, type_: type[T]) -> tuple[T, dict[str, Any]]:
     return request, raw
 
 
+# Integer fields that may arrive as whole floats (`100.0`): JSON Schema counts those as integers, and so
+# does OpenAI (it refuses only a fraction, `100.5`). They are passed on, and read, as integers.
+_WHOLE_NUMBER_FIELDS = ("max_tokens", "max_completion_tokens", "n")
+
+
 def decode_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
     """Validate a chat-completions body. Raises `InvalidRequest` naming the bad field."""
-    return decode_typed_body(body, ChatRequest)
+    return decode_typed_body(body, ChatRequest, whole_numbers=_WHOLE_NUMBER_FIELDS)
 
 
 def prompt_bytes(request: ChatRequest) -> int:

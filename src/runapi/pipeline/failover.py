@@ -3,7 +3,9 @@
 Rules, in order, for a plan of deployments (the model's, then its fallback models'):
 - at most `server.max_attempts` upstream calls per request; when the plan is shorter, it is
   walked again from the start, so a lone deployment is retried;
-- a deployment whose circuit is open is skipped (no call, no attempt counted);
+- a deployment whose circuit is open, for everyone or for this account, is skipped (no call, no
+  attempt counted); a request that fails on a deployment counts once for its circuits however
+  often it was tried there (`circuit.py`);
 - failing over to a deployment not yet tried is immediate; re-trying one already tried
   waits a jittered exponential backoff (`retry_backoff` × 2^(n−1), at most `retry_backoff_max`,
   times a random factor in [0.5, 1]), or the `retry-after` its 429 asked for if longer —
@@ -51,6 +53,8 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
     not_before: dict[str, float] = {}
     given_up: set[str] = set()
     failures: list[tuple[Deployment, float]] = []  # failed attempts, for the per-deployment health
+    counted: set[str] = set()  # deployments this request's failure was reported to the breakers for
+    account = record.account_id
     last_error: UpstreamError | None = None
     attempts = 0
     while attempts < server.max_attempts:
@@ -59,7 +63,7 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
             if attempts >= server.max_attempts:
                 break
             key = deployment_key(deployment)
-            if key in given_up or not gw.circuits.allow(key):
+            if key in given_up or not gw.circuits.allow(key, account):
                 continue
             progressed = True
             if tries.get(key):
@@ -74,13 +78,15 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
                 result = await attempt(deployment)
             except UpstreamRejected:
                 record.upstream_s += time.perf_counter() - t0
-                gw.circuits.succeeded(key)  # the upstream is up; it refused this request
+                gw.circuits.succeeded(key, account)  # the upstream is up; it refused this request
                 _observe(gw, failures)
                 raise
             except UpstreamError as exc:
                 elapsed = time.perf_counter() - t0
                 record.upstream_s += elapsed
-                gw.circuits.failed(key)
+                if key not in counted:
+                    counted.add(key)
+                    gw.circuits.failed(key, account)
                 failures.append((deployment, elapsed * 1000))
                 last_error = exc
                 retry_after = getattr(exc, "retry_after", None)
@@ -95,7 +101,7 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
                 _observe(gw, failures)
                 raise
             record.upstream_s += time.perf_counter() - t0
-            gw.circuits.succeeded(key)
+            gw.circuits.succeeded(key, account)
             _observe(gw, failures)
             return result
         if not progressed:
@@ -103,7 +109,7 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
     if last_error is not None:
         _observe(gw, failures[:-1])  # the last failure is recorded by the call's own settlement
         raise last_error
-    waits = [gw.circuits.retry_in(deployment_key(d)) for d in plan]
+    waits = [gw.circuits.retry_in(deployment_key(d), account) for d in plan]
     raise UpstreamUnavailable(f"Every deployment of `{record.entry.id}` is failing and paused; try again shortly.",
                               retry_after=min(waits) if waits else None)
 

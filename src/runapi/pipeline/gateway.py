@@ -6,6 +6,7 @@ Built once per process by `Gateway.start()` and passed to every edge; no module 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -59,8 +60,9 @@ class Gateway:
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
         self.health = ModelHealth(health_clock)  # health windows and circuits share the monotonic clock
-        self.circuits = CircuitBreakers(settings.server.circuit_failures, settings.server.circuit_cooldown,
-                                        health_clock)
+        self.circuits = CircuitBreakers(server.circuit_failures, server.circuit_cooldown, health_clock,
+                                        accounts=server.circuit_accounts, window=server.circuit_window,
+                                        failure_rate=server.circuit_failure_rate)
         self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
@@ -109,21 +111,23 @@ class Gateway:
             await self.announce(Change("account", account_id))
 
     async def stop(self) -> None:
-        """Write every pending settlement, then close pools."""
+        """Write every pending settlement, then close pools. Every step runs even if an earlier one
+        fails (a pool left open leaks its connections); a failure is raised at the end."""
         await stop_task(self._poller)
-        await self.settlements.close()
-        if self.settlements.journal is not None:
-            self.settlements.journal.close()
-        await self.settlement_sink.close()
-        self.change_probe.close()
-        await self.credit.close()
-        if self.changes is not None:
-            await self.changes.close()
-        await self.limits.close()
-        await self.auth.guard.close()
-        if self._upstream is not None:
-            await self._upstream.close()
-        await self.engine.dispose()
+        async with contextlib.AsyncExitStack() as steps:  # run last-pushed first
+            steps.push_async_callback(self.engine.dispose)
+            if self._upstream is not None:
+                steps.push_async_callback(self._upstream.close)
+            steps.push_async_callback(self.auth.guard.close)
+            steps.push_async_callback(self.limits.close)
+            if self.changes is not None:
+                steps.push_async_callback(self.changes.close)
+            steps.push_async_callback(self.credit.close)
+            steps.callback(self.change_probe.close)
+            steps.push_async_callback(self.settlement_sink.close)
+            if self.settlements.journal is not None:
+                steps.callback(self.settlements.journal.close)
+            steps.push_async_callback(self.settlements.close)
 
     def _observe(self, settlement: Settlement) -> None:
         row = settlement.generation

@@ -67,8 +67,9 @@ class CountTokensRequest(msgspec.Struct):
 
 
 def decode_messages_request(body: bytes, type_: type[Any] = MessagesRequest) -> tuple[Any, dict[str, Any]]:
-    """Validate a Messages body as `type_`. Raises `InvalidRequest` naming the bad field."""
-    return decode_typed_body(body, type_)
+    """Validate a Messages body as `type_`. Raises `InvalidRequest` naming the bad field. A whole-number
+    float `max_tokens` (`100.0`, an integer in JSON Schema's terms) is read, and passed on, as an integer."""
+    return decode_typed_body(body, type_, whole_numbers=("max_tokens",))
 
 
 # -- blocks -----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from .anthropic_protocol import AnthropicMessages, count_tokens_body
 from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
+from .tokens import IMAGE_TOKENS, count_images
 from .generation import WireFormat, plan_reply
 from .openai_protocol import MODELS_BODY, OpenAIChat
 from .script import ScriptTurn
@@ -116,6 +117,9 @@ class SimulatorApp:
         try:
             config = with_overrides(self.config, raw["x_sim"]) if "x_sim" in raw else self.config
             call = fmt.parse(raw)
+            if config.image_tokens != IMAGE_TOKENS and isinstance(raw.get("messages"), list):
+                extra = count_images(raw["messages"]) * (config.image_tokens - IMAGE_TOKENS)
+                call = msgspec.structs.replace(call, prompt_tokens=call.prompt_tokens + extra)
         except (msgspec.ValidationError, ValueError) as exc:
             return await _respond(send, 400, fmt.error(400, str(exc)))
         if config.reject_system_messages and any(

@@ -30,8 +30,10 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     `pad_bytes` appends that many "x" to the last answer word (usage unchanged; streamed,
     it makes the last content event that much bigger), to test response size limits.
     `reject_system_messages` answers Anthropic Messages requests holding `role: "system"` messages
-    with a 400, as Claude models before Opus 4.8 do. `script` plays a scripted agent exchange, one turn per assistant turn of the conversation
-    (see `runapi.simulator.script`); empty, the simulator answers lorem ipsum.
+    with a 400, as Claude models before Opus 4.8 do. `script` plays a scripted agent exchange, one turn
+    per assistant turn of the conversation (see `runapi.simulator.script`); empty, the simulator answers
+    lorem ipsum. `image_tokens` is what each image part of the prompt counts (a provider's formula, from
+    85 for a small OpenAI image to tens of thousands for some models).
     """
 
     latency_ms: _NonNegFloat = 0.0
@@ -46,6 +48,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     pad_bytes: _NonNegInt = 0
     reject_system_messages: bool = False
     script: tuple[ScriptTurn, ...] = ()
+    image_tokens: _NonNegInt = 85
 
     def __post_init__(self) -> None:
         if self.fault and self.fault not in FAULTS:

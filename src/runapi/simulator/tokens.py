@@ -3,7 +3,8 @@
 * A text's token count is its number of whitespace-separated words.
 * A message costs 3 tokens plus the words of each text part (string content or
   `{"type": "text"}` parts), of tool call arguments and of tool results; an image
-  part costs 85. The Anthropic `system` prompt, when given, counts like a message.
+  part costs 85 (`SimulatorConfig.image_tokens` changes that: `count_images`). The
+  Anthropic `system` prompt, when given, counts like a message.
 * Replies are made of `reply_words(n)`, joined by single spaces.
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "MESSAGE_OVERHEAD",
     "cache_split",
     "chunk_texts",
+    "count_images",
     "count_words",
     "prompt_tokens",
     "reply_words",
@@ -75,6 +77,12 @@ def prompt_tokens(messages: Sequence[Mapping[str, Any]], system: Any = None) -> 
     if system is not None:
         total += MESSAGE_OVERHEAD + _content_tokens(system)
     return total
+
+
+def count_images(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Image parts in the messages' content (each counted as `IMAGE_TOKENS` by `prompt_tokens`)."""
+    return sum(1 for message in messages if isinstance(message.get("content"), list)
+               for part in message["content"] if isinstance(part, Mapping) and part.get("type") in _IMAGE_PARTS)
 
 
 def reply_words(n: int) -> list[str]:

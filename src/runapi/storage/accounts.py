@@ -19,6 +19,8 @@ from runapi.storage.records import Account, ApiKey, KeyLimits
 from runapi.storage.schema import accounts, api_keys
 
 KEY_PREFIX = "rk-"
+KEY_SECRET_BYTES = 30
+KEY_LENGTH = len(KEY_PREFIX) + 40  # token_urlsafe(30): 30 bytes in 40 base64url characters
 
 
 def new_id(prefix: str) -> str:
@@ -124,7 +126,7 @@ class AccountStore:
     async def create_key(self, account_id: str, name: str = "", expires_at: datetime | None = None) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the secret, which is never stored or shown again."""
         await self.get_account(account_id)
-        secret = KEY_PREFIX + secrets.token_urlsafe(30)
+        secret = KEY_PREFIX + secrets.token_urlsafe(KEY_SECRET_BYTES)
         record = ApiKey(id=new_id("key"), account_id=account_id, name=name, prefix=secret[:10],
                         created_at=utcnow(), expires_at=expires_at)
         async with self.engine.begin() as conn:

@@ -2,6 +2,12 @@
 
 Balance = Σ ledger.amount_nanos. A charge row carries its generation's ID, which is
 unique, so no generation can be charged twice even if a write is retried.
+
+A charge is written at the generation's full cost. When the balance could not cover it all (the
+call cost more than its hold and the free balance), a `writeoff` row in the same transaction
+gives the uncovered part back: the balance ends where the capped charge leaves it, and the loss is
+an explicit line (issue 20.8). The write-off's `generation_id` is its generation's ID followed by
+`WRITEOFF_SUFFIX` (that column is unique, and 40 characters long).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from runapi.storage.epoch import bump_epoch
 from runapi.storage.records import Generation, LedgerEntry
 from runapi.storage.schema import generations, ledger
 
-ENTRY_KINDS = ("topup", "charge", "refund", "adjustment")
+ENTRY_KINDS = ("topup", "charge", "refund", "adjustment", "writeoff")
+WRITEOFF_SUFFIX = ":wo"
+WRITEOFF_NOTE = "the balance could not cover this generation's cost"
 
 
 def _entry(row: Any) -> LedgerEntry:
@@ -48,11 +56,28 @@ def generation_row(settlement: Settlement) -> dict[str, Any]:
     return {f: getattr(settlement.generation, f) for f in Generation.__struct_fields__}
 
 
+def billed_nanos(settlement: Settlement) -> int:
+    """What the generation's charge row says it cost: its full cost (never less than the charge)."""
+    return max(settlement.generation.cost_nanos, settlement.charge_nanos)
+
+
 def charge_row(settlement: Settlement) -> dict[str, Any]:
-    """The `ledger` charge row of a settlement, by column name (all but the generated `id`)."""
+    """The `ledger` charge row of a settlement, by column name (all but the generated `id`): the
+    generation's full cost. Written when `billed_nanos` > 0."""
     row = settlement.generation
-    return {"account_id": row.account_id, "kind": "charge", "amount_nanos": -settlement.charge_nanos,
+    return {"account_id": row.account_id, "kind": "charge", "amount_nanos": -billed_nanos(settlement),
             "generation_id": row.id, "note": "", "created_at": row.created_at}
+
+
+def writeoff_row(settlement: Settlement) -> dict[str, Any] | None:
+    """The `ledger` write-off row of a settlement whose charge the balance could not cover in full
+    (what it cost beyond `charge_nanos`), or None."""
+    uncovered = billed_nanos(settlement) - settlement.charge_nanos
+    if uncovered <= 0:
+        return None
+    row = settlement.generation
+    return {"account_id": row.account_id, "kind": "writeoff", "amount_nanos": uncovered,
+            "generation_id": row.id + WRITEOFF_SUFFIX, "note": WRITEOFF_NOTE, "created_at": row.created_at}
 
 
 class Ledger:
@@ -69,7 +94,7 @@ class Ledger:
 
     async def add_entry(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
         """Append a top-up, refund or adjustment. A negative entry may not take the balance below zero."""
-        if kind not in ENTRY_KINDS or kind == "charge":
+        if kind not in ENTRY_KINDS or kind in ("charge", "writeoff"):
             raise InvalidRequest(f"entry kind must be one of topup, refund, adjustment, not {kind!r}")
         if kind == "topup" and amount_nanos <= 0:
             raise InvalidRequest("a top-up must be a positive amount")
@@ -116,13 +141,16 @@ class Ledger:
     @staticmethod
     async def _insert(conn: AsyncConnection, batch: list[Settlement]) -> dict[str, int]:
         await conn.execute(generations.insert(), [generation_row(s) for s in batch])
-        charges = [s for s in batch if s.charge_nanos > 0]
+        charges = [s for s in batch if billed_nanos(s) > 0]
         if not charges:
             return {}
         # Rows are matched by the generation ID they return, so their order does not matter; asking
         # for it makes SQLAlchemy send one INSERT per row on SQLite (2 more driver round trips each).
         rows = (await conn.execute(ledger.insert().returning(ledger.c.generation_id, ledger.c.id),
                                    [charge_row(s) for s in charges])).all()
+        writeoffs = [row for row in map(writeoff_row, charges) if row is not None]
+        if writeoffs:
+            await conn.execute(ledger.insert(), writeoffs)
         return {r.generation_id: r.id for r in rows}
 
     async def generation(self, generation_id: str, account_id: str | None = None) -> Generation:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from runapi.storage.database import is_sqlite, sqlite_pragmas
-from runapi.storage.ledger import Ledger, Settlement, charge_row
+from runapi.storage.ledger import Ledger, Settlement, billed_nanos, charge_row, writeoff_row
 from runapi.storage.records import Generation
 from runapi.storage.schema import generations, ledger
 
@@ -223,13 +223,15 @@ class SqliteSettlementSink:
         if not batch:
             return {}
         conn.executemany(self._generations.sql, [self._generations.record_values(s.generation) for s in batch])
-        charged = [s for s in batch if s.charge_nanos > 0]
+        charged = [s for s in batch if billed_nanos(s) > 0]
         if not charged:
             return {}
         (highest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ledger").fetchone()
         written = {s.generation.id: highest + n for n, s in enumerate(charged, start=1)}
-        conn.executemany(self._charges.sql, [self._charges.values({**charge_row(s), "id": written[s.generation.id]})
-                                             for s in charged])
+        rows = [{**charge_row(s), "id": written[s.generation.id]} for s in charged]
+        writeoffs = [row for row in map(writeoff_row, charged) if row is not None]  # rare: after the charges
+        rows += [{**row, "id": highest + len(charged) + n} for n, row in enumerate(writeoffs, start=1)]
+        conn.executemany(self._charges.sql, [self._charges.values(row) for row in rows])
         return written
 
     @staticmethod

@@ -15,7 +15,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage.schema import generations
+from runapi.storage.ledger import WRITEOFF_SUFFIX
+from runapi.storage.schema import generations, ledger
 
 BILLED = ("succeeded", "cancelled")
 
@@ -39,6 +40,7 @@ class UsageRow(msgspec.Struct, frozen=True):
     cache_write_tokens: int
     reasoning_tokens: int
     cost_nanos: int
+    write_off_nanos: int = 0  # of `cost_nanos`, what balances could not cover (deployment rows only)
     day: str = ""
     model: str = ""
     provider: str = ""
@@ -89,7 +91,9 @@ def _where(query: sa.Select[Any], where: UsageFilter) -> sa.Select[Any]:
 
 
 def _row(row: Any, day: str = "", model: str = "", provider: str = "", upstream_model: str = "") -> UsageRow:
+    mapping = row._mapping
     return UsageRow(
+        write_off_nanos=int(mapping["write_off_nanos"]) if "write_off_nanos" in mapping else 0,
         requests=int(row.requests), failed=int(row.failed), input_tokens=int(row.input_tokens),
         output_tokens=int(row.output_tokens), cache_read_tokens=int(row.cache_read_tokens),
         cache_write_tokens=int(row.cache_write_tokens), reasoning_tokens=int(row.reasoning_tokens),
@@ -108,9 +112,13 @@ async def usage_by_day_and_model(engine: AsyncEngine, where: UsageFilter) -> lis
 
 
 async def usage_by_deployment(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
-    """Totals per (model, provider, upstream model), for revenue against upstream cost."""
+    """Totals per (model, provider, upstream model), for revenue against upstream cost, with the
+    write-offs of those generations (at most one ledger row each, so no sum is counted twice)."""
     keys = (generations.c.model, generations.c.provider, generations.c.upstream_model)
-    query = _where(sa.select(*keys, *_sums()), where).group_by(*keys).order_by(*keys)
+    written_off = sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0).label("write_off_nanos")
+    joined = generations.outerjoin(ledger, ledger.c.generation_id == generations.c.id + WRITEOFF_SUFFIX)
+    query = _where(sa.select(*keys, *_sums(), written_off).select_from(joined), where) \
+        .group_by(*keys).order_by(*keys)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [_row(r, model=r.model, provider=r.provider, upstream_model=r.upstream_model) for r in rows]

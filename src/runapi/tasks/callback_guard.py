@@ -1,10 +1,9 @@
 """The `callback_url` guard against server-side request forgery.
 
-A callback may only reach public addresses: loopback, private, link-local (cloud metadata
-169.254.169.254 among them), shared (CGNAT), multicast, reserved and unspecified addresses are
-refused, IPv4-mapped IPv6 included, unless the operator allow-lists the host, the address or a
-network (`[tasks] webhook_allow`). Cloud metadata addresses are refused even inside an
-allow-listed network unless listed one by one.
+A callback may only reach globally routable unicast addresses (`special_addresses.py`: IANA's
+special-purpose registries, with IPv4 inside IPv6 unwrapped), unless the operator allow-lists the
+host, the address or a network (`[tasks] webhook_allow`). Cloud metadata addresses are refused even
+inside an allow-listed network unless listed one by one.
 
 The URL is checked when the task is submitted, and again on every delivery: the sender's
 connector resolves through `GuardedResolver`, so the address checked is the address connected
@@ -23,8 +22,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from runapi.errors import InvalidRequest
+from runapi.tasks.special_addresses import IPAddress, refusal, unwrap
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254",  # AWS, GCP, Azure, OpenStack
     "169.254.170.2",  # AWS ECS task metadata
@@ -39,24 +38,6 @@ class CallbackRefused(InvalidRequest):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="callback_url")
-
-
-def _unwrap(ip: IPAddress) -> IPAddress:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def _kind(ip: IPAddress) -> str | None:
-    """Why `ip` is not a public address, or None if it is."""
-    if ip in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    for kind, flag in (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
-                       ("a multicast", ip.is_multicast), ("an unspecified", ip.is_unspecified),
-                       ("a reserved", ip.is_reserved), ("a private", ip.is_private)):
-        if flag:
-            return f"{kind} address"
-    return None if ip.is_global else "a non-public address"
 
 
 class CallbackGuard:
@@ -94,15 +75,16 @@ class CallbackGuard:
 
     def check_address(self, address: str, host: str) -> None:
         """Refuse `address` (which `host` resolved to) unless it is public or allow-listed."""
-        ip = _unwrap(ipaddress.ip_address(address.split("%", 1)[0]))
-        if ip in self._addresses or self.host_allowed(host):
+        raw = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = unwrap(raw)
+        if raw in self._addresses or ip in self._addresses or self.host_allowed(host):
             return
-        kind = _kind(ip)
+        kind = "a cloud metadata address" if ip in METADATA_ADDRESSES else refusal(raw)
         if kind is None:
             return
-        if ip not in METADATA_ADDRESSES and any(ip in network for network in self._networks):
+        if ip not in METADATA_ADDRESSES and any(a in network for network in self._networks for a in (raw, ip)):
             return
-        shown = host if host == str(ip) else f"{host} resolves to {ip}, which is"
+        shown = host if host.strip("[]") == str(raw) else f"{host} resolves to {raw}, which is"
         raise CallbackRefused(f"callback_url refused: {shown} {kind}. Webhooks are only sent to public "
                               "addresses; an operator may allow-list hosts in `[tasks] webhook_allow`.")
 

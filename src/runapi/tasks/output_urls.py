@@ -45,14 +45,15 @@ class OutputSigner:
         query = urlencode({"expires": expires, "signature": self.signature(task_id, expires)})
         return f"{base_url.rstrip('/')}/v1/outputs/{task_id}?{query}"
 
-    def verify(self, task_id: str, expires: str | None, signature: str | None, now: float) -> None:
-        """Raise `PermissionDenied` (403) for a missing or wrong signature, `OutputExpired` (410) after expiry."""
-        if not expires or not signature or not expires.isdigit():
+    def verify(self, task_id: str, expires: int | None, signature: str | None, now: float) -> None:
+        """Raise `PermissionDenied` (403) for a missing or wrong signature, `OutputExpired` (410) after expiry.
+        The edge parses `expires` (a malformed one is its 400)."""
+        if expires is None or not signature:
             raise PermissionDenied("This output URL is not signed: use the output_url of the task as given.",
                                    code="invalid_signature")
-        if not hmac.compare_digest(self.signature(task_id, int(expires)).encode(), signature.encode()):
+        if not hmac.compare_digest(self.signature(task_id, expires).encode(), signature.encode()):
             raise PermissionDenied("The output URL's signature does not match.", code="invalid_signature")
-        if int(expires) <= now:
+        if expires <= now:
             raise OutputExpired("This output URL has expired, and the output is no longer kept.")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runapi.errors import NotFound
 from runapi.storage.clock import as_utc, utcnow
+from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.schema import generations, idempotency_keys, ledger, task_outputs, tasks, webhook_events
 from runapi.tasks.records import Task, TaskOutput
 
@@ -206,9 +207,10 @@ class TaskStore:
         return task
 
     async def charge_of(self, generation_id: str) -> int:
-        """The nano-dollars charged for one generation (0 if none)."""
+        """The nano-dollars charged for one generation (0 if none): its charge, less any write-off."""
         query = sa.select(sa.func.coalesce(sa.func.sum(-ledger.c.amount_nanos), 0)).where(
-            ledger.c.generation_id == generation_id, ledger.c.kind == "charge")
+            ledger.c.generation_id.in_([generation_id, generation_id + WRITEOFF_SUFFIX]),
+            ledger.c.kind.in_(("charge", "writeoff")))
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 

@@ -20,6 +20,7 @@ from runapi.accounting.reports import revenue_report
 from runapi.errors import InvalidRequest, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
 from runapi.pipeline.gateway import Gateway
+from runapi.query import text_param
 from runapi.storage.usage import UsageFilter, usage_by_deployment
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
@@ -138,7 +139,7 @@ class AdminDashboard:
         spend = await reports.spend_by_account(gw.engine)
         first, last = reports.period(REVENUE_DAYS)
         revenue = revenue_report(await usage_by_deployment(gw.engine, UsageFilter(start=first, end=last)), gw.catalog)
-        topped_up = request.query_params.get("topped_up", "")
+        topped_up = text_param(request.query_params, "topped_up")
         return render_page(request, "admin_dashboard.html", {
             "accounts": accounts, "balances": balances, "spend": spend, "revenue": revenue,
             "revenue_days": REVENUE_DAYS, "revenue_start": first, "revenue_end": last,

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from runapi.catalog import Catalog, ModelEntry, ModelText
 from runapi.health import HealthReport
 from runapi.pipeline.gateway import Gateway
+from runapi.query import text_param
 from runapi.web.features import gateway_features
 from runapi.web.rendering import public_base_url, render_page, request_language
 from runapi.web.skills import family_display_name
@@ -58,9 +59,10 @@ def _options(values: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 async def models_index(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     cards = [model_card(gw, e) for e in gw.catalog.models.values()]
-    provider = request.query_params.get("provider", "")
-    mode = request.query_params.get("mode", "")
-    query = request.query_params.get("q", "").strip()
+    params = request.query_params
+    provider = text_param(params, "provider") or ""
+    mode = text_param(params, "mode") or ""
+    query = (text_param(params, "q") or "").strip()
     # Every row is rendered, the non-matching ones hidden, so the page's script can refilter live.
     shown = {c.entry.id for c in cards if matches(c, provider, mode, query)}
     return render_page(request, "models.html", {

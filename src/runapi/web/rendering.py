@@ -19,6 +19,8 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.pipeline.gateway import Gateway
+from runapi.public_url import public_root
+from runapi.query import text_param
 from runapi.web.charts import bar_chart, column_chart
 from runapi.web.i18n import LANG_COOKIE, LANGUAGES, load_translations, negotiate_language, normalise_language
 
@@ -93,16 +95,13 @@ def environment(lang: str) -> jinja2.Environment:
 
 
 def public_base_url(request: Request) -> str:
-    """This instance's public root URL (no trailing slash, no `/v1`): configured, else the request's."""
+    """This instance's public root URL (no trailing slash, no `/v1`): see `runapi.public_url`."""
     gw: Gateway = request.app.state.gateway
-    configured = gw.settings.server.public_base_url
-    root = configured or str(request.base_url)
-    root = root.rstrip("/")
-    return root[: -len("/v1")] if root.endswith("/v1") else root
+    return public_root(gw.settings.server, request.scope)
 
 
 def request_language(request: Request) -> str:
-    return negotiate_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+    return negotiate_language(text_param(request.query_params, "lang"), request.cookies.get(LANG_COOKIE),
                               request.headers.get("accept-language"))
 
 
@@ -129,7 +128,7 @@ def render_page(request: Request, template: str, context: dict[str, Any], *, sta
     response = HTMLResponse(html, status_code=status_code)
     apply_security_headers(response, private=private)
     response.headers["vary"] = "Accept-Language, Cookie"
-    if normalise_language(request.query_params.get("lang")) is not None:
+    if normalise_language(text_param(request.query_params, "lang")) is not None:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, path="/", samesite="lax")
     return response
 
