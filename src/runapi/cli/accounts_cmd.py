@@ -5,15 +5,14 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 import typer
-from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd, usd_to_nanos
-from runapi.cli.common import Stores, console, errors, run_with_stores
+from runapi.cli.common import Stores, command_group, console, errors, run_with_stores, table as cli_table
 from runapi.limits import promote_by_topups
 
-accounts_app = typer.Typer(help="Create and list customer accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-credits_app = typer.Typer(help="Top up or adjust an account's credit (USD).", no_args_is_help=True)
+accounts_app = command_group("Create and list customer accounts.")
+keys_app = command_group("Create, list and revoke API keys.")
+credits_app = command_group("Top up or adjust an account's credit (USD).")
 
 
 @accounts_app.command("create")
@@ -34,7 +33,7 @@ def accounts_list() -> None:
     """List accounts with their balances."""
 
     async def work(stores: Stores) -> None:
-        table = Table("ID", "Name", "Tier", "Balance (USD)", "Created")
+        table = cli_table("ID", "Name", "Tier", "Balance (USD)", "Created")
         for account in await stores.accounts.list_accounts():
             balance, _ = await stores.ledger.balance(account.id)
             table.add_row(account.id, account.name, account.tier, str(nanos_to_usd(balance)),
@@ -64,7 +63,7 @@ def keys_list(account: str = typer.Argument(None, help="Account ID or name (all 
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        table = Table("ID", "Account", "Name", "Prefix", "Created", "Status")
+        table = cli_table("ID", "Account", "Name", "Prefix", "Created", "Status", ids=("ID", "Account"))
         for key in await stores.accounts.list_keys(account_id):
             status = "[red]revoked[/red]" if key.revoked_at else "active"
             table.add_row(key.id, key.account_id, key.name, key.prefix + "…",
@@ -131,7 +130,7 @@ def credits_ledger(account: str) -> None:
 
     async def work(stores: Stores) -> None:
         found = await stores.accounts.find_account(account)
-        table = Table("#", "Kind", "Amount (USD)", "Generation", "Note", "When")
+        table = cli_table("#", "Kind", "Amount (USD)", "Generation", "Note", "When", ids=("Generation",))
         total = 0
         for entry in await stores.ledger.entries(found.id):
             total += entry.amount_nanos

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from runapi.config import ConfigError, Settings, load_settings
 from runapi.errors import GatewayError
@@ -16,6 +18,24 @@ from runapi.storage import AccountStore, Ledger, SchemaMismatch, check_schema, c
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
+
+
+def command_group(help: str, **options: Any) -> typer.Typer:
+    """A `runapi` command group. Help is plain text (no rich panels): flags show no `<bool>` type,
+    and it wraps to any terminal width."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
+def table(*headers: str, ids: tuple[str, ...] = ("ID",), title: str | None = None) -> Table:
+    """A compact table that fits narrow terminals: cells wrap (never an ellipsis), and the `ids`
+    columns keep every ID whole on one line."""
+    grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=title)
+    for header in headers:
+        if header in ids:
+            grid.add_column(header, no_wrap=True, overflow="fold")
+        else:
+            grid.add_column(header, overflow="fold")
+    return grid
 
 
 def settings_or_exit() -> Settings:

@@ -6,15 +6,14 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 import typer
-from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.accounting.reports import usage_csv, usage_total
-from runapi.cli.common import Stores, console, errors, run_with_stores
+from runapi.cli.common import Stores, command_group, console, errors, run_with_stores, table as cli_table
 from runapi.limits import pin_tier
 from runapi.storage.usage import UsageFilter, usage_by_day_and_model
 
-tiers_app = typer.Typer(help="Usage tiers: list them, pin or unpin an account's tier.", no_args_is_help=True)
+tiers_app = command_group("Usage tiers: list them, pin or unpin an account's tier.")
 
 
 def _day(text: str | None, default: date, name: str) -> date:
@@ -44,8 +43,8 @@ def usage(account: str = typer.Option(None, help="Account ID or name (all accoun
         if csv:
             sys.stdout.write(usage_csv(rows))
             return
-        table = Table("Date", "Model", "Requests", "Failed", "Input", "Output", "Cache read", "Cache write",
-                      "Cost (USD)", title=f"Usage {first} … {last}")
+        table = cli_table("Date", "Model", "Requests", "Failed", "Input", "Output", "Cache\nread", "Cache\nwrite",
+                          "Cost (USD)", ids=("Date", "Model"), title=f"Usage {first} … {last}")
         for row in rows:
             table.add_row(row.day, row.model, str(row.requests), str(row.failed), str(row.input_tokens),
                           str(row.output_tokens), str(row.cache_read_tokens), str(row.cache_write_tokens),
@@ -64,7 +63,8 @@ def tiers_list() -> None:
     """The configured tiers (defaults plus the config file's [tiers.NAME] tables)."""
 
     async def work(stores: Stores) -> None:
-        table = Table("Tier", "Requests/min", "Tokens/min", "Concurrent", "Monthly cap (USD)", "Qualifies at (USD)")
+        table = cli_table("Tier", "Requests/min", "Tokens/min", "Concurrent", "Monthly cap (USD)",
+                          "Qualifies at (USD)", ids=("Tier",))
         for name, spec in stores.settings.tiers.tiers.items():
             table.add_row(name, str(spec.requests_per_minute), str(spec.tokens_per_minute),
                           str(spec.concurrent_requests), str(spec.monthly_spend_cap_usd),

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from runapi.config import Settings
 from runapi.errors import GatewayError
 from runapi.http import account_api, admin_api, limits_api, models_api, usage_api
+from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
@@ -41,13 +42,21 @@ async def metrics(request: Request) -> Response:
 
 class GatewayApp(Starlette):
     """Starlette, with the hot endpoints (raw ASGI, POST only) dispatched before its router and
-    middleware: they handle their own errors, and skipping the stack saves per-request CPU."""
+    middleware: they handle their own errors, and skipping the stack saves per-request CPU.
+    Every HTTP request gets its access line (`AccessLog`) when the access logger is enabled."""
 
     def __init__(self, *, hot: dict[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._hot = hot
+        self._access_log = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._access_log.enabled():
+            await self._access_log.run(self._dispatch, scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._hot.get(scope["path"])
             if endpoint is not None:

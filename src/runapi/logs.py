@@ -1,0 +1,113 @@
+"""Log output as operators read or ship it: readable lines in dev, JSON lines in production.
+
+`logging_config(fmt)` is a standard `logging.config.dictConfig` dict for the gateway's loggers
+(`runapi.*`, among them `runapi.access` with one line per request, and uvicorn's); operators who ship
+logs elsewhere pass their own dict through `runapi serve --log-config FILE` instead. A record whose
+message object has `log_fields()` (an access line) is written by `JsonFormatter` as those fields;
+any other record as time, level, logger and message, plus the `fields` given in `extra`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+_encode = msgspec.json.Encoder(decimal_format="string").encode
+
+
+@runtime_checkable
+class Structured(Protocol):
+    """A log message that knows its own fields (see `runapi.http.access_log.AccessEntry`)."""
+
+    def log_fields(self) -> dict[str, Any]: ...
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds: 2026-12-07T10:31:02.123Z."""
+    seconds = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((created - seconds) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time`, `level`, `logger`, then the message or its fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"time": _timestamp(record.created), "level": record.levelname.lower(),
+                                "logger": record.name}
+        message = record.msg
+        if isinstance(message, Structured) and not record.args:
+            data.update(message.log_fields())
+        else:
+            data["message"] = record.getMessage()
+            fields = getattr(record, "fields", None)
+            if isinstance(fields, dict):
+                data.update(fields)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return _encode(data).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`10:31:02 INFO     message`: what a person reads in a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-8s %(message)s", datefmt="%H:%M:%S")
+
+
+SIMULATOR_THREAD = "runapi-simulator"
+"""The thread `runapi dev` runs the upstream simulator in (its uvicorn logs under the same names)."""
+
+
+class SimulatorFaultFilter(logging.Filter):
+    """Drops uvicorn's "ASGI callable returned without completing response." from the simulator's thread:
+    that is how the simulator cuts a stream on purpose (a fault a dev asked for), not a gateway error.
+    The gateway logs the upstream failure itself, as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == SIMULATOR_THREAD and record.msg == "ASGI callable returned without "
+                    "completing response.")
+
+
+def logging_config(fmt: LogFormat = "json", *, access_log: bool = True, server_level: str = "INFO",
+                   dev: bool = False) -> dict[str, Any]:
+    """A `dictConfig` dict: every gateway logger (and uvicorn's) to stderr in `fmt`.
+
+    `access_log=False` silences `runapi.access` (one line per request) and nothing else; `server_level`
+    is uvicorn's own (start-up lines at INFO); `dev` drops the simulator's deliberate-fault noise."""
+    formatter = {"()": f"{__name__}.{'JsonFormatter' if fmt == 'json' else 'TextFormatter'}"}
+    handler = {"class": "logging.StreamHandler", "formatter": fmt, "stream": "ext://sys.stderr"}
+    logger = {"handlers": ["console"], "level": "INFO", "propagate": False}
+    server_error: dict[str, Any] = {"level": server_level}  # propagates to "uvicorn"
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {fmt: formatter},
+        "handlers": {"console": handler},
+        "loggers": {
+            "runapi": logger,
+            "runapi.access": {**logger, "level": "INFO" if access_log else "WARNING"},
+            "uvicorn": {**logger, "level": server_level},
+            "uvicorn.error": server_error,
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},  # ours replaces it
+        },
+    }
+    if dev:
+        config["filters"] = {"simulator_faults": {"()": f"{__name__}.SimulatorFaultFilter"}}
+        server_error["filters"] = ["simulator_faults"]
+    return config
+
+
+def configure_logging(fmt: LogFormat, *, access_log: bool = True, server_level: str = "INFO",
+                      dev: bool = False) -> dict[str, Any]:
+    """Apply `logging_config` to this process and return it (uvicorn's workers apply it again)."""
+    import logging.config
+
+    config = logging_config(fmt, access_log=access_log, server_level=server_level, dev=dev)
+    logging.config.dictConfig(config)
+    return config
