@@ -28,7 +28,7 @@ def command_group(help: str, **options: Any) -> typer.Typer:
 
 def table(*headers: str, ids: tuple[str, ...] = ("ID",), title: str | None = None) -> Table:
     """A compact table that fits narrow terminals: cells wrap (never an ellipsis), and the `ids`
-    columns keep every ID whole on one line."""
+    columns (IDs, amounts) keep each value whole on one line."""
     grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=title)
     for header in headers:
         if header in ids:
@@ -36,6 +36,22 @@ def table(*headers: str, ids: tuple[str, ...] = ("ID",), title: str | None = Non
         else:
             grid.add_column(header, overflow="fold")
     return grid
+
+
+def print_table(headers: list[str], rows: list[list[str]], *, ids: tuple[str, ...] = ("ID",),
+                optional: tuple[str, ...] = (), title: str | None = None) -> None:
+    """Print a `table` that fits the terminal: the `optional` columns are dropped, in that order, while
+    it is wider than the terminal; what is still too wide wraps. ID columns are never cut."""
+    keep = list(headers)
+    for name in (None, *optional):
+        if name is not None:
+            keep.remove(name)
+        grid = table(*keep, ids=ids, title=title)
+        for row in rows:
+            grid.add_row(*(cell for header, cell in zip(headers, row, strict=True) if header in keep))
+        if console.measure(grid, options=console.options.update(max_width=1_000_000)).maximum <= console.width:
+            break
+    console.print(grid)
 
 
 def settings_or_exit() -> Settings:

@@ -7,7 +7,15 @@ from datetime import datetime
 import typer
 
 from runapi.accounting.money import nanos_to_usd
-from runapi.cli.common import Stores, command_group, console, run_with_stores, settings_or_exit, table as cli_table
+from runapi.cli.common import (
+    Stores,
+    command_group,
+    console,
+    print_table,
+    run_with_stores,
+    settings_or_exit,
+    table as cli_table,
+)
 from runapi.tasks import TaskStore, WebhookStore
 
 tasks_app = command_group("Asynchronous tasks and their webhook deliveries.")
@@ -25,13 +33,14 @@ def tasks_list(account: str = typer.Option(None, help="Account ID or name (all a
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        table = cli_table("ID", "Account", "Model", "Status", "Runs", "Cost (USD)", "Created", "Finished",
-                          ids=("ID", "Account"))
-        for task in await TaskStore(stores.engine).list(account_id, status=status, limit=limit):
-            cost = "" if task.cost_nanos is None else str(nanos_to_usd(task.cost_nanos))
-            table.add_row(task.id, task.account_id, task.model, task.status, str(task.runs), cost,
-                          _when(task.created_at), _when(task.finished_at))
-        console.print(table)
+        headers = ["ID", "Account", "Model", "Status", "Runs", "Cost (USD)", "Created", "Finished"]
+        rows = [[task.id, task.account_id, task.model, task.status, str(task.runs),
+                 "" if task.cost_nanos is None else str(nanos_to_usd(task.cost_nanos)),
+                 _when(task.created_at), _when(task.finished_at)]
+                for task in await TaskStore(stores.engine).list(account_id, status=status, limit=limit)]
+        print_table(headers, rows, ids=("ID", "Account", "Model"),
+                    optional=("Finished", "Runs", "Created", "Account") if account_id is None else
+                    ("Account", "Finished", "Runs", "Created"))
 
     run_with_stores(work)
 

@@ -9,7 +9,7 @@ import typer
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.accounting.reports import usage_csv, usage_total
-from runapi.cli.common import Stores, command_group, console, errors, run_with_stores, table as cli_table
+from runapi.cli.common import Stores, command_group, console, errors, print_table, run_with_stores, table as cli_table
 from runapi.limits import pin_tier
 from runapi.storage.usage import UsageFilter, usage_by_day_and_model
 
@@ -38,22 +38,22 @@ def usage(account: str = typer.Option(None, help="Account ID or name (all accoun
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        rows = await usage_by_day_and_model(stores.engine, UsageFilter(start=first, end=last, account_id=account_id,
-                                                                       key_id=key, model=model))
+        rows_data = await usage_by_day_and_model(stores.engine, UsageFilter(
+            start=first, end=last, account_id=account_id, key_id=key, model=model))
         if csv:
-            sys.stdout.write(usage_csv(rows))
+            sys.stdout.write(usage_csv(rows_data))
             return
-        table = cli_table("Date", "Model", "Requests", "Failed", "Input", "Output", "Cache\nread", "Cache\nwrite",
-                          "Cost (USD)", ids=("Date", "Model"), title=f"Usage {first} … {last}")
-        for row in rows:
-            table.add_row(row.day, row.model, str(row.requests), str(row.failed), str(row.input_tokens),
-                          str(row.output_tokens), str(row.cache_read_tokens), str(row.cache_write_tokens),
-                          str(nanos_to_usd(row.cost_nanos)))
-        total = usage_total(rows)
-        table.add_row("[bold]total[/bold]", "", str(total["requests"]), str(total["failed"]),
-                      str(total["input_tokens"]), str(total["output_tokens"]), str(total["cache_read_tokens"]),
-                      str(total["cache_write_tokens"]), f"[bold]{total['cost']}[/bold]")
-        console.print(table)
+        headers = ["Date", "Model", "Requests", "Failed", "Input", "Output", "Cache\nread", "Cache\nwrite",
+                   "Cost (USD)"]
+        rows = [[row.day, row.model, str(row.requests), str(row.failed), str(row.input_tokens),
+                 str(row.output_tokens), str(row.cache_read_tokens), str(row.cache_write_tokens),
+                 str(nanos_to_usd(row.cost_nanos))] for row in rows_data]
+        total = usage_total(rows_data)
+        rows.append(["[bold]total[/bold]", "", str(total["requests"]), str(total["failed"]),
+                     str(total["input_tokens"]), str(total["output_tokens"]), str(total["cache_read_tokens"]),
+                     str(total["cache_write_tokens"]), f"[bold]{total['cost']}[/bold]"])
+        print_table(headers, rows, ids=("Date", "Model", "Cost (USD)"), title=f"Usage {first} … {last}",
+                    optional=("Cache\nwrite", "Failed", "Cache\nread"))
 
     run_with_stores(work)
 
