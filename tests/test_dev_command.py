@@ -41,7 +41,8 @@ def _start_dev(directory: Path, port: int, *extra: str) -> ChildProcess:
 def _banner_key(dev: ChildProcess) -> str:
     keys = {match for line in dev.lines["stdout"] for match in re.findall(r"rk-[A-Za-z0-9_\-]{20,}", line)}
     assert len(keys) == 1, keys  # one key, everywhere in the banner
-    return keys.pop()
+    key: str = keys.pop()
+    return key
 
 
 def _chat(root: str, key: str) -> httpx.Response:

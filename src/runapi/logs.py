@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import msgspec
 
@@ -21,28 +21,29 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 _encode = msgspec.json.Encoder(decimal_format="string").encode
 
 
-@runtime_checkable
-class Structured(Protocol):
-    """A log message that knows its own fields (see `runapi.http.access_log.AccessEntry`)."""
-
-    def log_fields(self) -> dict[str, Any]: ...
-
-
-def _timestamp(created: float) -> str:
-    """ISO 8601 in UTC with milliseconds: 2026-12-07T10:31:02.123Z."""
-    seconds = int(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((created - seconds) * 1000):03d}Z"
-
-
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: `time`, `level`, `logger`, then the message or its fields."""
+    """One JSON object per line: `time`, `level`, `logger`, then the message or its fields.
+
+    A message object with a `log_fields()` method (an access line) is written as those fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._prefix = ""
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 in UTC with milliseconds, 2026-12-07T10:31:02.123Z (the date part formatted once a second)."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {"time": _timestamp(record.created), "level": record.levelname.lower(),
+        data: dict[str, Any] = {"time": self._timestamp(record.created), "level": record.levelname.lower(),
                                 "logger": record.name}
-        message = record.msg
-        if isinstance(message, Structured) and not record.args:
-            data.update(message.log_fields())
+        log_fields = getattr(record.msg, "log_fields", None)
+        if log_fields is not None and not record.args:
+            data.update(log_fields())
         else:
             data["message"] = record.getMessage()
             fields = getattr(record, "fields", None)

@@ -68,7 +68,6 @@ def _start_simulator() -> str:
     sock = bind_port(HOST, 0)
     server = uvicorn.Server(uvicorn.Config(create_simulator_app(), log_config=None, log_level=None,
                                            access_log=False, loop="uvloop", http="httptools"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=SIMULATOR_THREAD).start()
     while not server.started:
         time.sleep(0.02)

@@ -109,4 +109,7 @@ class AccessLog:
         finally:
             CALL_FACTS.reset(token)
             entry.latency_ms = (time.perf_counter() - started) * 1000
-            self.logger.info(entry)
+            # `handle` of a record made here: `info()` would also look up the caller's frame (for
+            # %(pathname)s, which an access line never shows), a third of the cost of a line.
+            logger = self.logger
+            logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, entry, (), None))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from swagger_ui_bundle import swagger_ui_path
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from runapi.errors import NotFound
 from runapi.web.rendering import SECURITY_HEADERS, render_page
