@@ -4,7 +4,10 @@ returned without completing response"."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 
 from runapi.catalog import builtin_catalog_data
 from runapi.http.access_log import AccessEntry, loggable_path
+from runapi.logs import EventLoopStreamHandler, JsonFormatter
 from runapi.storage import upgrade
 from tests.support.processes import RUNAPI, ChildProcess, clean_env
 from tests.support.servers import free_port
@@ -150,3 +154,40 @@ def test_a_readable_line_states_the_call() -> None:
 ])
 def test_paths_are_logged_safely(path: str, logged: str) -> None:
     assert loggable_path(path) == logged
+
+
+@pytest.mark.parametrize(("nanos", "text"), [(0, "0"), (7000, "0.000007"), (1_000_000_000, "1"),
+                                             (-1_500_000_000, "-1.5"), (12_345, "0.000012345")])
+def test_costs_are_exact_text(nanos: int, text: str) -> None:
+    from runapi.http.access_log import usd_text
+
+    assert usd_text(nanos) == text and Decimal(text) * 1_000_000_000 == nanos
+
+
+class _CountingStream(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_the_handler_flushes_once_per_burst_on_an_event_loop() -> None:
+    stream = _CountingStream()
+    handler = EventLoopStreamHandler(stream, flush_delay=0)
+    handler.setFormatter(JsonFormatter())
+    record = logging.LogRecord("runapi.access", logging.INFO, "", 0, "line", (), None)
+
+    async def burst() -> tuple[int, int]:
+        for _ in range(3):
+            handler.handle(record)
+        before = stream.flushes
+        await asyncio.sleep(0)  # the flush was scheduled for the next turn of the loop
+        await asyncio.sleep(0)
+        return before, stream.flushes
+
+    assert asyncio.run(burst()) == (0, 1)
+    assert len(stream.getvalue().splitlines()) == 3
+    handler.handle(record)  # no running loop: flushed at once
+    assert stream.flushes == 2
+    handler.close()

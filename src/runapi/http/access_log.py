@@ -16,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runapi.accounting.money import nanos_to_usd
+import msgspec
+
 from runapi.http.asgi import Message, Receive, Scope, Send
 from runapi.pipeline.call_facts import CALL_FACTS, CallFacts
 
@@ -26,6 +27,14 @@ _KEY_LIKE = re.compile(r"rk-[A-Za-z0-9_\-]+")
 _OVERHEAD = b"x-runapi-overhead-ms"
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def usd_text(nanos: int) -> str:
+    """Integer nano-dollars as exact USD text, without trailing zeros: 7000 → "0.000007", 0 → "0"."""
+    sign = "-" if nanos < 0 else ""
+    whole, fraction = divmod(abs(nanos), 1_000_000_000)
+    text = f"{sign}{whole}.{fraction:09d}".rstrip("0")
+    return text[:-1] if text.endswith(".") else text
 
 
 def loggable_path(path: str) -> str:
@@ -60,8 +69,8 @@ class AccessEntry(CallFacts):
             "model": self.model or None, "generation_id": self.generation_id or None,
             "outcome": self.outcome or None,
             "latency_ms": round(self.latency_ms, 3),
-            "overhead_ms": float(self.overhead) if self.overhead is not None else None,
-            "cost_usd": nanos_to_usd(self.cost_nanos) if self.cost_nanos is not None else None,
+            "overhead_ms": msgspec.Raw(self.overhead) if self.overhead is not None else None,  # the header's number
+            "cost_usd": usd_text(self.cost_nanos) if self.cost_nanos is not None else None,
             "client": self.client or None,
         }
 
@@ -77,7 +86,7 @@ class AccessEntry(CallFacts):
         if self.outcome == "failed":
             parts.append("failed, not charged")
         elif self.cost_nanos is not None:
-            cost = f"${nanos_to_usd(self.cost_nanos):f}"
+            cost = f"${usd_text(self.cost_nanos)}"
             parts.append(cost if self.outcome == "succeeded" else f"{self.outcome}, {cost}")
         return " · ".join(parts)
 
@@ -112,4 +121,4 @@ class AccessLog:
             # `handle` of a record made here: `info()` would also look up the caller's frame (for
             # %(pathname)s, which an access line never shows), a third of the cost of a line.
             logger = self.logger
-            logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, entry, (), None))
+            logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, entry, (), None))
