@@ -121,9 +121,9 @@ class ChatCompletionsEndpoint:
             async for data in stream.events():  # the last frames come once the stream is finished (settled)
                 await send({"type": "http.response.body", "body": data, "more_body": not stream.finished})
             if not stream.finished:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
                 if stream.error is not None:
                     log_stream_failure(stream)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             disconnected = gone
             if not gone or relaying.uncancel():
