@@ -142,3 +142,12 @@ def test_store_on_both_backends(database_url: str) -> None:
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_api_and_the_store_know_the_same_categories() -> None:
+    from typing import get_args
+
+    from runapi.http.feedback_api import Category
+    from runapi.storage.feedback import FEEDBACK_CATEGORIES
+
+    assert get_args(Category) == FEEDBACK_CATEGORIES
