@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 1, quick 0.5)")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
-    parser.add_argument("--targets", default="direct,nginx,runapi-sqlite",
-                        help="comma-separated targets (direct,nginx,runapi-sqlite; also floor-raw and floor-asgi, a "
+    parser.add_argument("--targets", default="direct,nginx,runapi-sqlite,runapi-sqlite-nolog",
+                        help="comma-separated targets (direct,nginx,runapi-sqlite, runapi-sqlite-nolog: the same "
+                             "without its access log; also floor-raw and floor-asgi, a "
                              "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
                              "--postgres adds runapi-postgres, --litellm litellm")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
@@ -111,6 +112,8 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
         return start_floor(workdir, upstream, name.split("-", 1)[1])
     if name == "runapi-sqlite":
         return start_gateway(workdir, upstream, name=name)
+    if name == "runapi-sqlite-nolog":  # the access log's cost: this row against runapi-sqlite, same run
+        return start_gateway(workdir, upstream, name=name, serve_args=["--no-access-log"])
     if name == "runapi-postgres":
         return start_gateway(workdir, upstream, name=name, postgres=True)
     if name == "litellm":
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1:
         names += ["runapi-sqlite-x1", f"runapi-sqlite-x{args.workers}"]
     if args.baseline:
-        names += [f"{name}@{args.baseline}" for name in list(names) if name.startswith("runapi-")]
+        names += [f"{name}@{args.baseline}" for name in list(names)
+                  if name.startswith("runapi-") and name != "runapi-sqlite-nolog"]
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []

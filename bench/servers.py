@@ -190,14 +190,16 @@ def _bench_tier_toml() -> str:
 
 def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite", postgres: bool = False,
                   command: list[str] | None = None, source: Path | None = None, workers: int = 1,
-                  shared_state: bool = False) -> Target:
+                  shared_state: bool = False, serve_args: list[str] | None = None) -> Target:
     """`runapi serve` (full pipeline) in front of `upstream`, with a funded account and its key.
 
     `command` replaces `python -m runapi.cli.main serve` (for A/B experiments); it gets
     `--host 127.0.0.1 --port N` appended and the same environment. `source` runs another checkout's
     `src` folder instead of the installed package (`--baseline`). `workers` > 1 runs `serve --workers N`
     sharing limits and holds through Redis (127.0.0.1:6379), as several workers must; `shared_state` sets
-    up one worker the same way (the like-for-like baseline of a scaling figure)."""
+    up one worker the same way (the like-for-like baseline of a scaling figure). `serve_args` are added to
+    `runapi serve`'s (`--no-access-log` for the row without the access log). The gateway's log (JSON lines,
+    one per request) goes to `serve.log` in its directory."""
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
@@ -227,7 +229,8 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
         if upgrade.returncode != 0:
             raise RuntimeError(f"runapi db upgrade failed:\n{upgrade.stdout.decode()}{upgrade.stderr.decode()}")
         port = free_port()
-        serve = command or [*runapi, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
+        serve = command or [*runapi, "serve", *(["--workers", str(workers)] if workers > 1 else []),
+                            *(serve_args or [])]
         target.child = Child(name, [*serve, "--host", "127.0.0.1", "--port", str(port)], directory / "serve.log",
                              env=env)
         try:

@@ -80,7 +80,9 @@ def test_reference_prices_of_glm_45_air(web: httpx.Client) -> None:
         ["$0.10", "$0.55", "$0.02", "免費"]
     specs = re.sub(r"\s+", " ", page[page.index('id="specs"'):page.index('id="quickstart"')])
     for row in ("<th>模型 ID</th><td><code>glm-4.5-air</code>", "<th>供應商</th><td>Z.ai</td>", "<th>模態</th><td>文字</td>",
-                "<th>任務類型</th><td>同步</td>", "<th>計費單位</th><td>1K tokens</td>",
+                "<th>任務類型</th><td>同步</td>",
+                '<th>計費單位</th><td id="billing-unit">1K tokens <small>價格以每 1M tokens 標示；每 1K 輸入 tokens 為 $0.0001，'
+                '每 1K 輸出 tokens 為 $0.00055。',
                 "<th>端點</th><td><code>/v1/chat/completions</code> (OpenAI compatible)</td>",
                 "<th>商業授權</th><td>MIT (commercial use allowed)</td>", "<th>狀態</th>"):
         assert row in specs

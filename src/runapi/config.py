@@ -73,10 +73,26 @@ class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     webhook_allow: tuple[str, ...] = ()  # hosts, IPs or CIDRs exempt from the callback_url SSRF guard
 
 
+class SiteSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[site]` table: where customers report problems, shown on the model pages (empty: not shown)."""
+
+    issue_tracker_url: str = ""  # a public issue tracker, http(s)
+    support_email: str = ""
+
+    def __post_init__(self) -> None:
+        if self.issue_tracker_url and not self.issue_tracker_url.startswith(("https://", "http://")):
+            raise ValueError("site.issue_tracker_url must be an http(s) URL")
+        local, at, domain = self.support_email.partition("@")
+        if self.support_email and (not local or not at or "." not in domain or any(c in self.support_email
+                                                                                   for c in " <>\"\r\n")):
+            raise ValueError("site.support_email must be an e-mail address such as support@example.com")
+
+
 class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The operator's TOML file. Unknown top-level tables are an error, with their path."""
 
     server: ServerSettings = ServerSettings()
+    site: SiteSettings = SiteSettings()
     providers: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
     tiers: dict[str, TierOverride] = {}
@@ -92,6 +108,7 @@ class Settings(msgspec.Struct, frozen=True):
     provider_keys: dict[str, str]  # provider name -> secret (never logged)
     tiers: TierTable = msgspec.field(default_factory=lambda: TierTable(tiers=dict(DEFAULT_TIERS)))
     tasks: TaskSettings = TaskSettings()
+    site: SiteSettings = SiteSettings()
     output_secret: str = ""  # RUNAPI_OUTPUT_SECRET signs output URLs; empty: one generated and kept in the database
     metrics_token: str = ""  # RUNAPI_METRICS_TOKEN: bearer token for /metrics; empty: loopback clients only
 
@@ -142,6 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         tiers=tiers,
         provider_keys=keys,
         tasks=config.tasks,
+        site=config.site,
         output_secret=env.get("RUNAPI_OUTPUT_SECRET", ""),
         metrics_token=env.get("RUNAPI_METRICS_TOKEN", ""),
     )

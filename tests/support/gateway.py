@@ -31,7 +31,8 @@ GENEROUS_TIERS: dict[str, dict[str, Any]] = {
 
 
 def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = None,
-                     models: dict[str, dict[str, Any]] | None = None, **server: Any) -> ConfigFile:
+                     models: dict[str, dict[str, Any]] | None = None, site: dict[str, str] | None = None,
+                     **server: Any) -> ConfigFile:
     """Every built-in provider pointed at the simulator (which speaks both protocols)."""
     import msgspec
 
@@ -40,7 +41,7 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
     providers = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
                  for name, spec in builtin_catalog_data()["providers"].items()}
     return msgspec.convert({"providers": providers, "server": server, "models": models or {},
-                            "tiers": GENEROUS_TIERS if tiers is None else tiers}, ConfigFile)
+                            "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {}}, ConfigFile)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
@@ -85,11 +86,13 @@ class RunningGateway:
 @contextlib.contextmanager
 def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, Any]] | None = None,
                 models: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
-                env: dict[str, str] | None = None, **server: Any) -> Iterator[RunningGateway]:
-    """A gateway on loopback. `tiers` and `models` are config tables (default tiers: generous
+                env: dict[str, str] | None = None, site: dict[str, str] | None = None,
+                **server: Any) -> Iterator[RunningGateway]:
+    """A gateway on loopback. `tiers`, `models` and `site` are config tables (default tiers: generous
     limits), `clock` drives its rate limiter, `env` adds `RUNAPI_*` variables (e.g. `RUNAPI_REDIS_URL`)."""
     upgrade(database_url)
-    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, **server), **(env or {}))
+    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, **server),
+                                **(env or {}))
     app = create_app(settings, clock=clock)
     with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:
         running = RunningGateway(base_url, settings, app)

@@ -5,15 +5,14 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 import typer
-from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd, usd_to_nanos
-from runapi.cli.common import Stores, console, errors, run_with_stores
+from runapi.cli.common import Stores, command_group, console, errors, print_table, run_with_stores, table as cli_table
 from runapi.limits import promote_by_topups
 
-accounts_app = typer.Typer(help="Create and list customer accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-credits_app = typer.Typer(help="Top up or adjust an account's credit (USD).", no_args_is_help=True)
+accounts_app = command_group("Create and list customer accounts.")
+keys_app = command_group("Create, list and revoke API keys.")
+credits_app = command_group("Top up or adjust an account's credit (USD).")
 
 
 @accounts_app.command("create")
@@ -34,7 +33,7 @@ def accounts_list() -> None:
     """List accounts with their balances."""
 
     async def work(stores: Stores) -> None:
-        table = Table("ID", "Name", "Tier", "Balance (USD)", "Created")
+        table = cli_table("ID", "Name", "Tier", "Balance (USD)", "Created", ids=("ID", "Balance (USD)"))
         for account in await stores.accounts.list_accounts():
             balance, _ = await stores.ledger.balance(account.id)
             table.add_row(account.id, account.name, account.tier, str(nanos_to_usd(balance)),
@@ -64,12 +63,13 @@ def keys_list(account: str = typer.Argument(None, help="Account ID or name (all 
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        table = Table("ID", "Account", "Name", "Prefix", "Created", "Status")
-        for key in await stores.accounts.list_keys(account_id):
-            status = "[red]revoked[/red]" if key.revoked_at else "active"
-            table.add_row(key.id, key.account_id, key.name, key.prefix + "…",
-                          key.created_at.strftime("%Y-%m-%d %H:%M"), status)
-        console.print(table)
+        headers = ["ID", "Account", "Name", "Prefix", "Created", "Status"]
+        rows = [[key.id, key.account_id, key.name, key.prefix + "…", key.created_at.strftime("%Y-%m-%d %H:%M"),
+                 "[red]revoked[/red]" if key.revoked_at else "active"]
+                for key in await stores.accounts.list_keys(account_id)]
+        # One account's keys need no Account column; in a narrow terminal the prefix and date go first.
+        print_table(headers, rows, ids=("ID", "Account"),
+                    optional=("Account", "Prefix", "Created") if account_id else ("Prefix", "Created", "Account"))
 
     run_with_stores(work)
 
@@ -131,13 +131,12 @@ def credits_ledger(account: str) -> None:
 
     async def work(stores: Stores) -> None:
         found = await stores.accounts.find_account(account)
-        table = Table("#", "Kind", "Amount (USD)", "Generation", "Note", "When")
-        total = 0
-        for entry in await stores.ledger.entries(found.id):
-            total += entry.amount_nanos
-            table.add_row(str(entry.id), entry.kind, str(nanos_to_usd(entry.amount_nanos)), entry.generation_id or "",
-                          entry.note, entry.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-        console.print(table)
+        entries = await stores.ledger.entries(found.id)
+        total = sum(entry.amount_nanos for entry in entries)
+        rows = [[str(entry.id), entry.kind, str(nanos_to_usd(entry.amount_nanos)), entry.generation_id or "",
+                 entry.note, entry.created_at.strftime("%Y-%m-%d %H:%M:%S")] for entry in entries]
+        print_table(["#", "Kind", "Amount (USD)", "Generation", "Note", "When"], rows,
+                    ids=("Amount (USD)", "Generation"), optional=("Note",))
         console.print(f"Balance: [bold]${nanos_to_usd(total)}[/bold]")
 
     run_with_stores(work)

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import typer
 from rich.table import Table
 
-from runapi.cli.common import console, errors, settings_or_exit
+from runapi.catalog import Catalog, ModelEntry
+from runapi.cli.common import command_group, console, errors, settings_or_exit, table
 
-models_app = typer.Typer(help="The model catalog (built-in plus RUNAPI_CONFIG overrides).", no_args_is_help=True)
+models_app = command_group("The model catalog (built-in plus RUNAPI_CONFIG overrides).")
+
+
+def model_summary(catalog: Catalog, entry: ModelEntry) -> dict[str, Any]:
+    """One model for `models list --json`: ID, names, limits and prices (exact decimal strings, USD per 1M)."""
+    provider = catalog.providers[entry.provider]
+    p = entry.pricing
+    return {"id": entry.id, "name": entry.name, "family": entry.family, "variant": entry.variant,
+            "provider": provider.name or entry.provider, "mode": entry.mode, "endpoint": entry.endpoint,
+            "context_length": entry.context_length, "max_output": entry.max_output, "aliases": entry.aliases,
+            "pricing": {"currency": "USD", "unit": "1M tokens", "input": format(p.input, "f"),
+                        "output": format(p.output, "f"), "cache_read": format(p.cache_read, "f"),
+                        "cache_write": format(p.cache_write, "f")}}
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: bool = typer.Option(False, "--json", help="JSON for scripts: "
+                                             "{\"data\": [{id, name, provider, ..., pricing}]}")) -> None:
     """List models with their prices (USD per 1M tokens)."""
     catalog = settings_or_exit().catalog
-    table = Table("ID", "Family", "Provider", "Context", "Input", "Output", "Cache read", "Cache write")
+    if as_json:
+        data = [model_summary(catalog, entry) for entry in catalog.models.values()]
+        print(msgspec.json.encode({"object": "list", "data": data}).decode())
+        return
+    grid = table("ID", "Provider", "Context", "Input", "Output", "Cache\nread", "Cache\nwrite")
     for entry in catalog.models.values():
         provider = catalog.providers[entry.provider].name or entry.provider
         p = entry.pricing
-        table.add_row(entry.id, entry.family, provider, f"{entry.context_length:,}", f"${p.input}", f"${p.output}",
-                      f"${p.cache_read}", f"${p.cache_write}")
-    console.print(table)
+        grid.add_row(entry.id, provider, f"{entry.context_length:,}", f"${p.input}", f"${p.output}",
+                     f"${p.cache_read}", f"${p.cache_write}")
+    console.print(grid)
+    console.print("Prices in USD per 1M tokens. `runapi models show ID` for one model, --json for scripts.")
 
 
 @models_app.command("show")

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 import typer
-from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd
-from runapi.cli.common import Stores, console, run_with_stores, settings_or_exit
+from runapi.cli.common import (
+    Stores,
+    command_group,
+    console,
+    print_table,
+    run_with_stores,
+    settings_or_exit,
+    table as cli_table,
+)
 from runapi.tasks import TaskStore, WebhookStore
 
-tasks_app = typer.Typer(help="Asynchronous tasks and their webhook deliveries.", no_args_is_help=True)
+tasks_app = command_group("Asynchronous tasks and their webhook deliveries.")
 
 
 def _when(value: datetime | None) -> str:
@@ -26,12 +33,14 @@ def tasks_list(account: str = typer.Option(None, help="Account ID or name (all a
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        table = Table("ID", "Account", "Model", "Status", "Runs", "Cost (USD)", "Created", "Finished")
-        for task in await TaskStore(stores.engine).list(account_id, status=status, limit=limit):
-            cost = "" if task.cost_nanos is None else str(nanos_to_usd(task.cost_nanos))
-            table.add_row(task.id, task.account_id, task.model, task.status, str(task.runs), cost,
-                          _when(task.created_at), _when(task.finished_at))
-        console.print(table)
+        headers = ["ID", "Account", "Model", "Status", "Runs", "Cost (USD)", "Created", "Finished"]
+        rows = [[task.id, task.account_id, task.model, task.status, str(task.runs),
+                 "" if task.cost_nanos is None else str(nanos_to_usd(task.cost_nanos)),
+                 _when(task.created_at), _when(task.finished_at)]
+                for task in await TaskStore(stores.engine).list(account_id, status=status, limit=limit)]
+        print_table(headers, rows, ids=("ID", "Account", "Model"),
+                    optional=("Finished", "Runs", "Created", "Account") if account_id is None else
+                    ("Account", "Finished", "Runs", "Created"))
 
     run_with_stores(work)
 
@@ -64,12 +73,12 @@ def tasks_deliveries(task_id: str) -> None:
         if not events:
             console.print(f"Task {task_id} has no webhook events (no callback_url, or not finished yet).")
             return
-        table = Table("Webhook ID", "Type", "URL", "Status", "Attempts", "Next attempt")
+        table = cli_table("Webhook ID", "Type", "URL", "Status", "Attempts", "Next attempt", ids=("Webhook ID",))
         for event in events:
             table.add_row(event.id, event.event_type, event.url, event.status, str(event.attempts),
                           _when(event.next_attempt_at) if event.status == "pending" else "")
         console.print(table)
-        attempts = Table("#", "Webhook ID", "When", "HTTP", "Outcome", "ms", "Error")
+        attempts = cli_table("#", "Webhook ID", "When", "HTTP", "Outcome", "ms", "Error", ids=("Webhook ID",))
         for attempt in await webhooks.attempts(task_id):
             attempts.add_row(str(attempt.attempt), attempt.event_id, _when(attempt.created_at),
                              str(attempt.status_code or ""), attempt.outcome, f"{attempt.duration_ms:.1f}",

@@ -6,15 +6,14 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 import typer
-from rich.table import Table
 
 from runapi.accounting.money import nanos_to_usd
 from runapi.accounting.reports import usage_csv, usage_total
-from runapi.cli.common import Stores, console, errors, run_with_stores
+from runapi.cli.common import Stores, command_group, console, errors, print_table, run_with_stores, table as cli_table
 from runapi.limits import pin_tier
 from runapi.storage.usage import UsageFilter, usage_by_day_and_model
 
-tiers_app = typer.Typer(help="Usage tiers: list them, pin or unpin an account's tier.", no_args_is_help=True)
+tiers_app = command_group("Usage tiers: list them, pin or unpin an account's tier.")
 
 
 def _day(text: str | None, default: date, name: str) -> date:
@@ -39,22 +38,22 @@ def usage(account: str = typer.Option(None, help="Account ID or name (all accoun
 
     async def work(stores: Stores) -> None:
         account_id = (await stores.accounts.find_account(account)).id if account else None
-        rows = await usage_by_day_and_model(stores.engine, UsageFilter(start=first, end=last, account_id=account_id,
-                                                                       key_id=key, model=model))
+        rows_data = await usage_by_day_and_model(stores.engine, UsageFilter(
+            start=first, end=last, account_id=account_id, key_id=key, model=model))
         if csv:
-            sys.stdout.write(usage_csv(rows))
+            sys.stdout.write(usage_csv(rows_data))
             return
-        table = Table("Date", "Model", "Requests", "Failed", "Input", "Output", "Cache read", "Cache write",
-                      "Cost (USD)", title=f"Usage {first} … {last}")
-        for row in rows:
-            table.add_row(row.day, row.model, str(row.requests), str(row.failed), str(row.input_tokens),
-                          str(row.output_tokens), str(row.cache_read_tokens), str(row.cache_write_tokens),
-                          str(nanos_to_usd(row.cost_nanos)))
-        total = usage_total(rows)
-        table.add_row("[bold]total[/bold]", "", str(total["requests"]), str(total["failed"]),
-                      str(total["input_tokens"]), str(total["output_tokens"]), str(total["cache_read_tokens"]),
-                      str(total["cache_write_tokens"]), f"[bold]{total['cost']}[/bold]")
-        console.print(table)
+        headers = ["Date", "Model", "Requests", "Failed", "Input", "Output", "Cache\nread", "Cache\nwrite",
+                   "Cost (USD)"]
+        rows = [[row.day, row.model, str(row.requests), str(row.failed), str(row.input_tokens),
+                 str(row.output_tokens), str(row.cache_read_tokens), str(row.cache_write_tokens),
+                 str(nanos_to_usd(row.cost_nanos))] for row in rows_data]
+        total = usage_total(rows_data)
+        rows.append(["[bold]total[/bold]", "", str(total["requests"]), str(total["failed"]),
+                     str(total["input_tokens"]), str(total["output_tokens"]), str(total["cache_read_tokens"]),
+                     str(total["cache_write_tokens"]), f"[bold]{total['cost']}[/bold]"])
+        print_table(headers, rows, ids=("Date", "Model", "Cost (USD)"), title=f"Usage {first} … {last}",
+                    optional=("Cache\nwrite", "Failed", "Cache\nread"))
 
     run_with_stores(work)
 
@@ -64,7 +63,8 @@ def tiers_list() -> None:
     """The configured tiers (defaults plus the config file's [tiers.NAME] tables)."""
 
     async def work(stores: Stores) -> None:
-        table = Table("Tier", "Requests/min", "Tokens/min", "Concurrent", "Monthly cap (USD)", "Qualifies at (USD)")
+        table = cli_table("Tier", "Requests/min", "Tokens/min", "Concurrent", "Monthly cap (USD)",
+                          "Qualifies at (USD)", ids=("Tier",))
         for name, spec in stores.settings.tiers.tiers.items():
             table.add_row(name, str(spec.requests_per_minute), str(spec.tokens_per_minute),
                           str(spec.concurrent_requests), str(spec.monthly_spend_cap_usd),

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runapi.config import Settings
 from runapi.errors import GatewayError
-from runapi.http import account_api, admin_api, limits_api, models_api, usage_api
+from runapi.http import account_api, admin_api, feedback_api, limits_api, models_api, usage_api
+from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
@@ -38,13 +39,21 @@ async def health(request: Request) -> Response:
 
 class GatewayApp(Starlette):
     """Starlette, with the hot endpoints (raw ASGI, POST only) dispatched before its router and
-    middleware: they handle their own errors, and skipping the stack saves per-request CPU."""
+    middleware: they handle their own errors, and skipping the stack saves per-request CPU.
+    Every HTTP request gets its access line (`AccessLog`) when the access logger is enabled."""
 
     def __init__(self, *, hot: dict[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._hot = hot
+        self._access_log = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._access_log.enabled():
+            await self._access_log.run(self._dispatch, scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._hot.get(scope["path"])
             if endpoint is not None:
@@ -91,6 +100,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         *skill_routes,  # before /v1/models/{model_id:path}, which would swallow /v1/models/{id}/skill
         Route("/v1/models/{model_id:path}", models_api.get_model, methods=["GET"]),
         Route("/v1/generations/{generation_id}", account_api.get_generation, methods=["GET"]),
+        *feedback_api.routes,
         Route("/v1/usage", usage_api.get_usage, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

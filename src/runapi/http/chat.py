@@ -43,6 +43,17 @@ def response_headers(headers: dict[bytes, bytes], generation_id: str, overhead_m
     return out
 
 
+def log_stream_failure(stream: ChatStream) -> None:
+    """One warning for an upstream that failed after the stream started: what happened, and that the
+    client was told (an error event ended its stream) and is not charged."""
+    record = stream.record
+    via = f" via {record.deployment.provider_name} ({record.deployment.upstream_model})" if record.deployment else ""
+    log.warning("%s: %s%s failed mid-stream: %s. The client got an error event; nothing is charged.",
+                stream.generation_id, record.entry.id, via, stream.error,
+                extra={"fields": {"generation_id": stream.generation_id, "model": record.entry.id,
+                                  "event": "upstream_failed_mid_stream"}})
+
+
 class ChatCompletionsEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
@@ -110,6 +121,8 @@ class ChatCompletionsEndpoint:
             async for data in stream.events():  # the last frames come once the stream is finished (settled)
                 await send({"type": "http.response.body", "body": data, "more_body": not stream.finished})
             if not stream.finished:
+                if stream.error is not None:
+                    log_stream_failure(stream)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             disconnected = gone
@@ -119,6 +132,8 @@ class ChatCompletionsEndpoint:
             disconnected = not stream.finished
         except Exception:
             log.exception("stream relay failed for %s", stream.generation_id)
+            with contextlib.suppress(Exception):  # end the response if it can still be ended
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             pumping = False
             watching.cancel()

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from runapi.http.admin_api import Credit, NewAccount, NewKey
 from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
+from runapi.http.feedback_api import MAX_REPORTS_LISTED, FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
@@ -26,7 +27,7 @@ from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 _BODIES: dict[str, Any] = {
     "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
-    "KeyLimitsPatch": KeyLimitsPatch,
+    "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
 
 _ERROR = {
@@ -130,6 +131,19 @@ def _refine_bodies(components: dict[str, Any]) -> None:
                                                                   {"type": "null"}]}
 
 
+_TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operations
+    ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
+    ("/v1/embeddings", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
+    ("/v1/generations", "Your account"), ("/v1/usage", "Your account"), ("/v1/webhooks", "Tasks and webhooks"),
+    ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
+    ("/admin/", "Admin API"), ("/health", "Operations"), ("/metrics", "Operations"), ("/openapi.json", "Operations"),
+]
+
+
+def _tag(path: str) -> str:
+    return next((tag for prefix, tag in _TAGS if path.startswith(prefix)), "Web pages")
+
+
 def build_openapi() -> dict[str, Any]:
     """The whole document, as a plain dict (JSON-ready)."""
     _, components = msgspec.json.schema_components(list(_BODIES.values()),
@@ -155,6 +169,9 @@ def build_openapi() -> dict[str, Any]:
         "/v1/models/{model_id}/skill": {"get": _op("The model family's SKILL.md", auth=None, params=_path("model_id"),
                                                    ok_content={"text/markdown": {"schema": {"type": "string"}}})},
         "/v1/generations/{generation_id}": {"get": _op("One of your generations", params=_path("generation_id"))},
+        "/v1/generations/{generation_id}/feedback": {
+            "post": _op("Report a quality issue with one of your generations (201; 200 when it replaces your "
+                        "earlier report)", body="FeedbackRequest", ok=201, params=_path("generation_id"))},
         "/v1/usage": {"get": _op("Your usage and balance", params=_query(start=_DAY, end=_DAY, model=_TEXT,
                                                                          key_id=_TEXT))},
         "/v1/tasks": {"post": _op("Submit a task", body="NewTask", ok=202),
@@ -193,6 +210,8 @@ def build_openapi() -> dict[str, Any]:
         "/admin/generations": {"get": _op("Generations", auth="adminToken", ok_schema=_LIST,
                                          params=_query(account_id=_TEXT, limit=_limit(1000)))},
         "/admin/tiers": {"get": _op("Usage tiers", auth="adminToken")},
+        "/admin/feedback": {"get": _op("Quality reports, newest first, with their generations", auth="adminToken",
+                                       ok_schema=_LIST, params=_query(model=_TEXT, limit=_limit(MAX_REPORTS_LISTED)))},
         "/admin/tasks": {"get": _op("Tasks", auth="adminToken", ok_schema=_LIST,
                                     params=_query(account_id=_TEXT, status=_STATUS, limit=_limit(1000),
                                                   after=_TEXT))},
@@ -208,6 +227,11 @@ def build_openapi() -> dict[str, Any]:
         "/models": {"get": _op("Model catalog page", auth=None, html=True,
                                params=_query(provider=_TEXT, mode=_TEXT, q=_TEXT, lang=_TEXT))},
         "/models/{model_id}": {"get": _op("Model page", auth=None, html=True, params=_path("model_id"))},
+        "/pricing": {"get": _op("Prices of every model and the usage tiers", auth=None, html=True)},
+        "/docs": {"get": _op("API reference (this document, in Swagger UI)", auth=None, html=True)},
+        "/docs/assets/{name}": {"get": _op("Swagger UI's files", auth=None, params=_path("name"),
+                                           ok_content={"text/css": {"schema": {"type": "string"}},
+                                                       "text/javascript": {"schema": {"type": "string"}}})},
         "/dashboard": {"get": _op("Customer dashboard", auth=None, html=True)},
         "/dashboard/login": {"get": _op("Customer sign-in form", auth=None, html=True),
                              "post": _form(_op("Sign in with an API key", auth=None, html=True))},
@@ -215,6 +239,8 @@ def build_openapi() -> dict[str, Any]:
         "/dashboard/keys": {"post": _form(_op("Create a key (CSRF token required)", auth=None, html=True))},
         "/dashboard/keys/{key_id}/revoke": {"post": _form(_op("Revoke a key (CSRF token required)", auth=None,
                                                               html=True, params=_path("key_id")))},
+        "/dashboard/generations/{generation_id}/feedback": {"post": _form(_op(
+            "Report a quality issue (CSRF token required)", auth=None, html=True, params=_path("generation_id")))},
         "/admin/dashboard": {"get": _op("Operator dashboard", auth=None, html=True)},
         "/admin/dashboard/login": {"get": _op("Operator sign-in form", auth=None, html=True),
                                    "post": _form(_op("Sign in with the admin token", auth=None, html=True))},
@@ -222,6 +248,9 @@ def build_openapi() -> dict[str, Any]:
         "/admin/dashboard/topup": {"post": _form(_op("Top up an account (CSRF token required)", auth=None,
                                                      html=True))},
     }
+    for path, item in paths.items():
+        for operation in item.values():
+            operation["tags"] = [_tag(path)]
     return {
         "openapi": "3.1.0",
         "info": {"title": "RunAPI", "version": "1", "description": "OpenAI- and Anthropic-compatible LLM gateway. "

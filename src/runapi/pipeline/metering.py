@@ -10,6 +10,7 @@ from collections.abc import Callable
 from runapi.accounting.money import Pricing, Usage, cost_nanos, estimate_tokens
 from runapi.catalog import ModelEntry
 from runapi.limits import RateLimitStatus
+from runapi.pipeline.call_facts import note_settlement
 from runapi.providers import Deployment
 from runapi.storage import Generation, Settlement
 from runapi.storage.clock import utcnow
@@ -79,9 +80,9 @@ class CallRecord:
             ttft_ms=None if ttft is None else round(ttft, 3), overhead_ms=round(self.overhead_ms(), 3),
             error=error[:500] if error else None, client_request_id=self.client_request_id, created_at=utcnow(),
         )
-        if status == "failed":
-            return Settlement(row, 0)
-        return Settlement(row, cap(cost) if cap else cost)
+        charge = 0 if status == "failed" else cap(cost) if cap else cost
+        note_settlement(self.entry.id, self.generation_id, status, charge)  # for the access log
+        return Settlement(row, charge)
 
 
 @functools.lru_cache(maxsize=256)

@@ -208,3 +208,20 @@ server_secrets = sa.Table(
     sa.Column("value", sa.String(200), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
 )
+
+# Quality reports on generations (migration 0005): one per generation (a new report replaces it), filed by
+# the generation's own account; `model` is copied from the generation so operators list reports by model.
+generation_feedback = sa.Table(
+    "generation_feedback",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("generation_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=True),  # the key (API or dashboard session) that filed it
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("comment", sa.String(2000), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_generation_feedback_model_updated", "model", "updated_at"),
+)

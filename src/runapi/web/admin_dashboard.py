@@ -21,6 +21,7 @@ from runapi.errors import InvalidRequest, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
 from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
+from runapi.storage.feedback import FeedbackReport, FeedbackStore
 from runapi.storage.usage import UsageFilter, usage_by_deployment
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
@@ -36,6 +37,7 @@ from runapi.web.sessions import (
 COOKIE = "runapi_admin"
 COOKIE_PATH = "/admin/dashboard"
 REVENUE_DAYS = 30
+REPORTS_SHOWN = 200
 MAX_TOPUP_USD = Decimal(1_000_000_000)  # keeps every balance far inside a signed 64-bit nano-dollar count
 
 
@@ -49,6 +51,14 @@ class ModelHealthRow(msgspec.Struct, frozen=True):
 def health_rows(gw: Gateway) -> list[ModelHealthRow]:
     """Live health of every model and of each of its deployments (with its circuit)."""
     return [ModelHealthRow(entry.id, *gw.model_health(entry)) for entry in gw.catalog.models.values()]
+
+
+def reports_by_model(reports: list[FeedbackReport]) -> list[tuple[str, list[FeedbackReport]]]:
+    """Reports grouped by model, the model with most reports first (then by name); newest first within. Pure."""
+    groups: dict[str, list[FeedbackReport]] = {}
+    for report in reports:
+        groups.setdefault(report.feedback.model, []).append(report)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
 
 
 def parse_usd(text: str) -> int:
@@ -139,11 +149,13 @@ class AdminDashboard:
         spend = await reports.spend_by_account(gw.engine)
         first, last = reports.period(REVENUE_DAYS)
         revenue = revenue_report(await usage_by_deployment(gw.engine, UsageFilter(start=first, end=last)), gw.catalog)
+        quality_reports = await FeedbackStore(gw.engine).reports(limit=REPORTS_SHOWN)
         topped_up = text_param(request.query_params, "topped_up")
         return render_page(request, "admin_dashboard.html", {
             "accounts": accounts, "balances": balances, "spend": spend, "revenue": revenue,
             "revenue_days": REVENUE_DAYS, "revenue_start": first, "revenue_end": last,
             "revenue_models": [(m["model"], usd_to_nanos(m["revenue"])) for m in revenue["data"]],
             "health": health_rows(gw), "csrf_token": session["csrf"],
+            "reports": reports_by_model(quality_reports), "reports_shown": REPORTS_SHOWN,
             "topped_up": next((a for a in accounts if a.id == topped_up), None),
         }, private=True)

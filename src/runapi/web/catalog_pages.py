@@ -101,4 +101,5 @@ async def model_page(request: Request) -> Response:
         "install_command": skill_install_command(root, entry.id),
         "features": gateway_features(request.app),
         "tiers": gw.limits.tiers.tiers,
+        "site": gw.settings.site,
     }, lang=lang)

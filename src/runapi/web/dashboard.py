@@ -16,6 +16,7 @@ from starlette.responses import Response
 from runapi.errors import AuthError
 from runapi.pipeline.gateway import Gateway
 from runapi.storage.clock import utcnow
+from runapi.storage.feedback import FEEDBACK_CATEGORIES, FeedbackStore
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
 from runapi.web.sessions import (
@@ -130,6 +131,19 @@ class CustomerDashboard:
         gw.auth.forget_key(key.id)
         return see_other("/dashboard")
 
+    async def report_generation(self, request: Request) -> Response:
+        """File a quality report on one of the account's generations (the Report button), then back."""
+        session = await self.signed_in(request)
+        if session is None:
+            return see_other("/dashboard/login")
+        form = await read_form(request)
+        check_csrf(form, session)
+        gw: Gateway = request.app.state.gateway
+        generation_id = request.path_params["generation_id"]
+        await FeedbackStore(gw.engine).submit(session["account"], session.get("key"), generation_id,
+                                              form.get("category", ""), form.get("comment", ""))
+        return see_other(f"/dashboard?reported={generation_id}#generations")
+
     async def _page(self, request: Request, session: dict[str, Any], new_key: tuple[str, str] | None = None,
                     status_code: int = 200) -> Response:
         gw: Gateway = request.app.state.gateway
@@ -140,6 +154,7 @@ class CustomerDashboard:
         available = await gw.credit.available(account_id)
         usage = await reports.account_usage(gw.engine, account_id)
         recent = await gw.ledger.generations(account_id, limit=RECENT_GENERATIONS)
+        feedback = await FeedbackStore(gw.engine).for_generations(account_id, (g.id for g in recent))
         tasks = await recent_tasks(request.app, account_id)
         keys = await gw.accounts.list_keys(account_id)
         return render_page(request, "dashboard.html", {
@@ -149,7 +164,8 @@ class CustomerDashboard:
             "token_days": [(d.day.isoformat(), d.tokens) for d in usage.days],
             "spend_models": [(m.model, m.cost_nanos) for m in usage.models],
             "token_models": [(m.model, m.tokens) for m in usage.models],
-            "recent": recent, "tasks": tasks, "keys": keys, "current_key": session.get("key"),
+            "recent": recent, "feedback": feedback, "categories": FEEDBACK_CATEGORIES,
+            "reported": request.query_params.get("reported", ""), "tasks": tasks, "keys": keys, "current_key": session.get("key"),
             "new_key": new_key, "csrf_token": session["csrf"], "now": utcnow(),
         }, status_code=status_code, private=True)
 

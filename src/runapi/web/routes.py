@@ -20,8 +20,10 @@ from starlette.types import Message, Receive, Scope, Send
 from runapi.config import Settings
 from runapi.errors import GatewayError
 from runapi.web.admin_dashboard import AdminDashboard
+from runapi.web.api_docs import api_reference, swagger_ui_asset
 from runapi.web.catalog_pages import model_page, models_index
 from runapi.web.dashboard import CustomerDashboard
+from runapi.web.pricing_page import pricing_page
 from runapi.web.rendering import ASSETS_PATH, SECURITY_HEADERS, render_page, see_other
 from runapi.web.sessions import SessionCodec, session_secret
 from runapi.web.skill_api import get_skill
@@ -74,12 +76,17 @@ def web_routes(settings: Settings, env: Mapping[str, str] | None = None) -> list
         Route("/", home, methods=["GET"]),
         Route("/models", models_index, methods=["GET"]),
         Route("/models/{model_id:path}", model_page, methods=["GET"]),
+        Route("/pricing", pricing_page, methods=["GET"]),
+        Route("/docs", api_reference, methods=["GET"]),
+        Route("/docs/assets/{name}", swagger_ui_asset, methods=["GET"]),
         Route("/dashboard", html_errors(customer.index), methods=["GET"]),
         Route("/dashboard/login", html_errors(customer.login_form), methods=["GET"]),
         Route("/dashboard/login", html_errors(customer.login), methods=["POST"]),
         Route("/dashboard/logout", html_errors(customer.logout), methods=["POST"]),
         Route("/dashboard/keys", html_errors(customer.create_key), methods=["POST"]),
         Route("/dashboard/keys/{key_id}/revoke", html_errors(customer.revoke_key), methods=["POST"]),
+        Route("/dashboard/generations/{generation_id}/feedback", html_errors(customer.report_generation),
+              methods=["POST"]),
         Route("/admin/dashboard", html_errors(admin.index), methods=["GET"]),
         Route("/admin/dashboard/login", html_errors(admin.login_form), methods=["GET"]),
         Route("/admin/dashboard/login", html_errors(admin.login), methods=["POST"]),
