@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.loads import LoadResult, run_async_client, run_wrk, wrk_available
-from bench.procs import cpu_meter, largest_peak_rss_mib, tree_peak_rss_mib
+from bench.procs import cpu_meter, peak_rss_mib
 from bench.scenarios import Scenario
 from bench.servers import Target
 
@@ -67,12 +67,12 @@ def measure_cell(target: Target, upstream: Target, scenario: Scenario, concurren
     with cpu_meter(gateway_pid) as gateway_cpu, cpu_meter(upstream.pid) as upstream_cpu:
         load = drive(target, scenario, concurrency, duration_s, workdir)
     per_request = 1000 / max(1, load.requests)
+    tree_peak, largest_peak = peak_rss_mib(gateway_pid) if gateway_pid else (None, None)
     return Row(
         target=target.name, scenario=scenario.name, concurrency=concurrency, load=load,
         gateway_cpu_ms=gateway_cpu[0] * per_request if gateway_pid else None,
         upstream_cpu_ms=upstream_cpu[0] * per_request,
-        peak_rss_mib=tree_peak_rss_mib(gateway_pid) if gateway_pid else None,
-        process_rss_mib=largest_peak_rss_mib(gateway_pid) if gateway_pid else None,
+        peak_rss_mib=tree_peak, process_rss_mib=largest_peak,
     )
 
 

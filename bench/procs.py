@@ -121,10 +121,12 @@ def tree_peak_rss_mib(root: int) -> float:
     return sum(_status_kib(pid, "VmHWM") for pid in tree_pids(root)) / 1024
 
 
-def largest_peak_rss_mib(root: int) -> float:
-    """The largest VmHWM (peak resident set) of one process in the tree, in MiB: the gateway itself, or
-    its biggest worker under `--workers N` (the figure issue 8 bounds per worker)."""
-    return max((_status_kib(pid, "VmHWM") for pid in tree_pids(root)), default=0) / 1024
+def peak_rss_mib(root: int) -> tuple[float, float]:
+    """(Σ VmHWM of the tree, the largest VmHWM of one process: the gateway itself, or its biggest worker
+    under `--workers N`, the figure issue 8 bounds per worker), in MiB, from one read of each process: the
+    largest never exceeds the sum, as two reads a moment apart could make it (the peak grows meanwhile)."""
+    peaks = [_status_kib(pid, "VmHWM") for pid in tree_pids(root)]
+    return sum(peaks) / 1024, max(peaks, default=0) / 1024
 
 
 def tree_rss_mib(root: int) -> float:

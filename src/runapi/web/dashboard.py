@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from runapi.errors import AuthError
 from runapi.pipeline.gateway import Gateway
+from runapi.query import text_param
 from runapi.storage.clock import utcnow
 from runapi.storage.feedback import FEEDBACK_CATEGORIES, FeedbackStore
 from runapi.web import reports
@@ -165,7 +166,7 @@ class CustomerDashboard:
             "spend_models": [(m.model, m.cost_nanos) for m in usage.models],
             "token_models": [(m.model, m.tokens) for m in usage.models],
             "recent": recent, "feedback": feedback, "categories": FEEDBACK_CATEGORIES,
-            "reported": request.query_params.get("reported", ""), "tasks": tasks, "keys": keys, "current_key": session.get("key"),
+            "reported": text_param(request.query_params, "reported") or "", "tasks": tasks, "keys": keys, "current_key": session.get("key"),
             "new_key": new_key, "csrf_token": session["csrf"], "now": utcnow(),
         }, status_code=status_code, private=True)
 
