@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from runapi.accounting.money import Pricing
+from runapi.money import Pricing
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

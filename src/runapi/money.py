@@ -110,7 +110,8 @@ def nanos_to_usd(nanos: int) -> Decimal:
     value = (Decimal(nanos) / NANOS_PER_USD).quantize(_NANO)
     normalised = value.normalize()
     # normalize() may use an exponent ("1E+1"); keep a plain positional form.
-    return normalised if normalised.as_tuple().exponent <= 0 else value.quantize(Decimal(1))
+    exponent = normalised.as_tuple().exponent  # an int: the value is finite
+    return normalised if isinstance(exponent, int) and exponent <= 0 else value.quantize(Decimal(1))
 
 
 def estimate_tokens(text_bytes: int) -> int:
