@@ -13,7 +13,7 @@ import pytest
 from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
 from runapi.storage import Generation, Ledger, Settlement, create_engine
-from runapi.storage.clock import utcnow
+from runapi.clock import utcnow
 from runapi.storage.schema import idempotency_keys
 from runapi.tasks.idempotency import STALE_AFTER_S, fingerprint
 from tests.support.gateway import RunningGateway, sqlite_url

@@ -12,28 +12,25 @@ from tests.support.import_graph import cycles, graph, modules, package_of
 
 # Bottom to top. A package imports only packages of lower layers; packages of one layer are independent.
 LAYERS: list[set[str]] = [
-    {"errors", "money", "logs", "simulator"},  # the ground floor: values, no I/O of ours
-    {"query"},
+    {"errors", "money", "clock", "logs", "simulator"},  # the ground floor: values, no I/O of ours
+    {"query", "outage"},
     {"storage"},
     {"catalog", "health", "metrics"},
     {"limits", "accounting"},
     {"config"},
     {"public_url", "providers"},
-    {"pipeline"},
+    {"pipeline", "services"},  # what one call goes through; what the edges call
     {"tasks"},
+    {"runtime"},  # the composition root
     {"web"},  # edges, from here up
     {"http"},
     {"cli"},
 ]
 EDGES = {"http", "web"}
-# Edge modules that still import storage (to go in issue 22's phase 3).
-EDGE_STORAGE_TODO = {
-    "runapi.http.account_api", "runapi.http.admin_api", "runapi.http.errors", "runapi.http.feedback_api",
-    "runapi.http.limits_api", "runapi.http.openapi", "runapi.http.tasks_api", "runapi.http.usage_api",
-    "runapi.web.admin_dashboard", "runapi.web.dashboard", "runapi.web.reports",
-}
+# What only the composition root and the services may touch: stores, engines, the settlement writer.
+STORE_ATTRIBUTES = {"engine", "ledger", "settlements", "settlement_sink", "change_probe", "credit"}
 # Packages whose face other packages must use (`from runapi.storage import X`, not `runapi.storage.ledger`).
-FACED = {"storage", "accounting", "limits", "catalog"}
+FACED = {"storage", "accounting", "limits", "catalog", "pipeline", "services"}
 
 
 def _rank(package: str) -> int:
@@ -61,8 +58,16 @@ def test_no_package_cycle() -> None:
 
 
 def test_edges_do_not_import_storage() -> None:
-    reaching = {module for edge in EDGES for module in graph()[edge].get("storage", set())}
-    assert reaching <= EDGE_STORAGE_TODO, f"edge modules importing storage: {sorted(reaching - EDGE_STORAGE_TODO)}"
+    reaching = sorted(module for edge in EDGES for module in graph()[edge].get("storage", set()))
+    assert reaching == [], f"edge modules importing storage: {reaching}"
+
+
+def test_edges_call_services_not_stores() -> None:
+    """No `gw.engine`, `gw.ledger`, `gw.settlements` ... in an edge: it calls `gw.accounts`, `gw.usage` ..."""
+    reaching = [f"{module}:{node.lineno} .{node.attr}" for module, path in modules()
+                if package_of(module) in EDGES for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Attribute) and node.attr in STORE_ATTRIBUTES]
+    assert reaching == [], "edges reaching past the services:\n" + "\n".join(reaching)
 
 
 def _cross_package_imports() -> list[tuple[str, str, list[str]]]:

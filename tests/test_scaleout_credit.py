@@ -39,7 +39,7 @@ from runapi.storage import (
     upgrade,
 )
 from runapi.storage.balance_snapshot import balance_snapshot
-from runapi.storage.clock import utcnow
+from runapi.clock import utcnow
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client

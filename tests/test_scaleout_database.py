@@ -14,7 +14,7 @@ from decimal import Decimal
 import httpx
 
 from runapi.http import create_app
-from runapi.pipeline.gateway import EPOCH_POLL_S
+from runapi.runtime import EPOCH_POLL_S
 from runapi.simulator import prompt_tokens
 from runapi.storage import upgrade
 from tests.support.gateway import RunningGateway, gateway_settings, simulator_config

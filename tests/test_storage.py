@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from runapi.accounting.credit import MemoryCreditGuard
 from runapi.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, hash_key, read_epoch, upgrade
-from runapi.storage.clock import utcnow
+from runapi.clock import utcnow
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ from runapi.storage import (
     create_engine,
     upgrade,
 )
-from runapi.storage.clock import utcnow
+from runapi.clock import utcnow
 from runapi.storage.schema import tasks
 from runapi.tasks import TaskStore, run_generation_id
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url

@@ -59,8 +59,8 @@ from runapi.accounting.credit import (
     insufficient_credit,
 )
 from runapi.errors import ServiceUnavailable
+from runapi.outage import REDIS_DOWN
 from runapi.storage import (
-    REDIS_DOWN,
     Ledger,
     Rider,
     Settlement,

@@ -13,7 +13,13 @@ from rich.table import Table
 
 from runapi.config import ConfigError, Settings, load_settings
 from runapi.errors import GatewayError
-from runapi.storage import AccountStore, Ledger, SchemaMismatch, check_schema, create_engine
+from runapi.storage import (
+    AccountStore,
+    Ledger,
+    SchemaMismatch,
+    check_schema,
+    create_engine,
+)
 
 console = Console()
 errors = Console(stderr=True)

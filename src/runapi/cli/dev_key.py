@@ -14,8 +14,9 @@ from pathlib import Path
 import msgspec
 
 from runapi.cli.common import Stores
+from runapi.clock import utcnow
 from runapi.errors import NotFound
-from runapi.storage import hash_key, utcnow
+from runapi.storage import hash_key
 
 DEMO_ACCOUNT = "demo"
 DEMO_TIER = "tier-1"

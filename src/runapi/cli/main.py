@@ -92,7 +92,8 @@ def sim(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8790),
     """Run the local upstream simulator alone (a development tool, not a provider)."""
     import msgspec
 
-    from runapi.simulator import ScriptTurn, SimulatorConfig, serve as serve_simulator
+    from runapi.simulator import ScriptTurn, SimulatorConfig
+    from runapi.simulator import serve as serve_simulator
 
     turns = msgspec.json.decode(script.read_bytes(), type=tuple[ScriptTurn, ...]) if script else ()
     console.print(f"Upstream simulator (development tool) on http://{host}:{port}/v1")

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from runapi.http.asgi import Message, Receive, Scope, Send
-from runapi.pipeline.call_facts import CALL_FACTS, CallFacts
+from runapi.pipeline import CALL_FACTS, CallFacts
 
 ACCESS_LOGGER = "runapi.access"
 MAX_PATH = 300

@@ -10,9 +10,9 @@ from starlette.responses import Response
 from runapi.http.asgi import bearer_token, client_address
 from runapi.http.responses import json_response
 from runapi.money import nanos_to_usd
-from runapi.pipeline.auth import Principal
-from runapi.pipeline.gateway import Gateway
-from runapi.storage import Generation
+from runapi.pipeline import Principal
+from runapi.runtime import Gateway
+from runapi.services import Generation
 
 
 async def principal_of(request: Request) -> Principal:
@@ -54,7 +54,6 @@ def generation_json(row: Generation) -> dict[str, Any]:
 
 async def get_generation(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
-    row = await gw.ledger.generation(request.path_params["generation_id"], account_id=principal.account_id)
+    row = await gw.usage.generation(request.path_params["generation_id"], account_id=principal.account_id)
     return json_response(generation_json(row))

@@ -16,9 +16,9 @@ from runapi.errors import AuthError, InvalidRequest, PermissionDenied
 from runapi.http.account_api import generation_json
 from runapi.http.responses import json_response, read_json
 from runapi.money import nanos_to_usd, usd_to_nanos
-from runapi.pipeline.gateway import Gateway
 from runapi.query import int_param, text_param
-from runapi.storage import Account, ApiKey, Change, LedgerEntry
+from runapi.runtime import Gateway
+from runapi.services import Account, ApiKey, LedgerEntry
 
 
 class NewAccount(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,20 +81,16 @@ async def create_account(request: Request) -> Response:
 
 async def list_accounts(request: Request) -> Response:
     gw = _gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     rows = []
     for account in await gw.accounts.list_accounts():
-        balance, _ = await gw.ledger.balance(account.id)
-        rows.append(account_json(account, balance))
+        rows.append(account_json(account, await gw.accounts.balance(account.id)))
     return json_response({"object": "list", "data": rows})
 
 
 async def get_account(request: Request) -> Response:
     gw = _gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account = await gw.accounts.find_account(request.path_params["account_id"])
-    balance, _ = await gw.ledger.balance(account.id)
-    return json_response(account_json(account, balance))
+    return json_response(account_json(account, await gw.accounts.balance(account.id)))
 
 
 async def create_key(request: Request) -> Response:
@@ -113,14 +109,12 @@ async def list_keys(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     gw = _gateway(request)
-    key = await gw.accounts.revoke_key(request.path_params["key_id"])
-    await gw.announce(Change("key", key.id))  # every instance refuses it at once
+    key = await gw.accounts.revoke_key(request.path_params["key_id"])  # every instance refuses it at once
     return json_response(key_json(key))
 
 
 async def add_credit(request: Request) -> Response:
     gw = _gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     body: Credit = await read_json(request, Credit)
     account = await gw.accounts.find_account(request.path_params["account_id"])
     try:
@@ -128,24 +122,22 @@ async def add_credit(request: Request) -> Response:
     except (InvalidOperation, ValueError) as exc:
         raise InvalidRequest(f"amount_usd must be a decimal number of USD, got {body.amount_usd!r}",
                              param="amount_usd") from exc
-    entry = await gw.add_credit(account.id, body.kind, amount, body.note)
-    balance, _ = await gw.ledger.balance(account.id)
+    entry = await gw.accounts.add_credit(account.id, body.kind, amount, body.note)
+    balance = await gw.accounts.balance(account.id)
     return json_response({"entry": entry_json(entry), "balance": nanos_to_usd(balance)}, status_code=201)
 
 
 async def list_ledger(request: Request) -> Response:
     gw = _gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account = await gw.accounts.find_account(request.path_params["account_id"])
-    return json_response({"object": "list", "data": [entry_json(e) for e in await gw.ledger.entries(account.id)]})
+    return json_response({"object": "list", "data": [entry_json(e) for e in await gw.accounts.entries(account.id)]})
 
 
 async def list_generations(request: Request) -> Response:
     gw = _gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     account_id = text_param(request.query_params, "account_id")
     limit = int_param(request.query_params, "limit", 100, 1, 1000)
-    rows = await gw.ledger.generations(account_id, limit=limit)
+    rows = await gw.usage.generations(account_id, limit=limit)
     return json_response({"object": "list", "data": [generation_json(r) for r in rows]})
 
 

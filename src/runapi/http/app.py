@@ -17,19 +17,25 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runapi.config import Settings
 from runapi.errors import GatewayError
-from runapi.http import account_api, admin_api, feedback_api, limits_api, models_api, usage_api
+from runapi.http import (
+    account_api,
+    admin_api,
+    feedback_api,
+    limits_api,
+    models_api,
+    tasks_api,
+    usage_api,
+)
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
-from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
 from runapi.http.openapi import openapi_json
 from runapi.http.probes import answers_probe, probe
 from runapi.http.responses import json_response
-from runapi.http import tasks_api
 from runapi.limits import Clock
-from runapi.pipeline.gateway import Gateway
-from runapi.tasks import TaskRuntime
+from runapi.runtime import Gateway
 from runapi.web import skill_routes, web_routes
 
 
@@ -72,23 +78,18 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
     `clock` (wall-clock seconds) drives the rate limiter, `health_clock` (monotonic seconds) the model
     health windows and circuit breakers; tests pass ones they control. `freeze_gc` (for a process that
     is only the gateway, as `runapi serve`'s) moves what start-up made out of the collector's sight."""
-    gateway = Gateway(settings, clock=clock, health_clock=health_clock)
-    tasks = TaskRuntime(gateway)  # started after the gateway, stopped before it
+    gateway = Gateway(settings, clock=clock, health_clock=health_clock)  # the composition root (`runtime.py`)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         try:
-            await tasks.start()
-            try:
-                if freeze_gc:
-                    # What start-up made (modules, catalog, pools) lives as long as the process: out of the
-                    # collector's sight, a full collection no longer walks it while requests wait (50-75 ms
-                    # pauses, the p99 of a busy gateway, before this).
-                    gc.freeze()
-                yield
-            finally:
-                await tasks.stop()
+            if freeze_gc:
+                # What start-up made (modules, catalog, pools) lives as long as the process: out of the
+                # collector's sight, a full collection no longer walks it while requests wait (50-75 ms
+                # pauses, the p99 of a busy gateway, before this).
+                gc.freeze()
+            yield
         finally:
             await gateway.stop()
 
@@ -114,7 +115,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
     app = GatewayApp(hot=hot, routes=routes, lifespan=lifespan,
                     exception_handlers={GatewayError: handle_error, HTTPException: handle_error, Exception: handle_error})
     app.state.gateway = gateway
-    app.state.tasks = tasks
+    app.state.tasks = gateway.tasks
     return app
 
 

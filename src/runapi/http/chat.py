@@ -13,17 +13,21 @@ from runapi.http.asgi import (
     Scope,
     Send,
     bearer_token,
-    client_address,
     check_json_content_type,
+    client_address,
     header_map,
     read_body,
     send_bytes,
 )
 from runapi.http.errors import error_parts
 from runapi.limits import RateLimitStatus
-from runapi.pipeline.chat import ChatStream, complete_chat, open_chat_stream
-from runapi.pipeline.chat_request import decode_chat_request
-from runapi.pipeline.gateway import Gateway
+from runapi.pipeline import (
+    ChatStream,
+    complete_chat,
+    decode_chat_request,
+    open_chat_stream,
+)
+from runapi.runtime import Gateway
 from runapi.tasks.idempotency import Reply, run_idempotent
 
 log = logging.getLogger("runapi.http")
@@ -79,8 +83,8 @@ class ChatCompletionsEndpoint:
                                                                  done.rate_limit))
 
                 # With an Idempotency-Key, a retry gets the first reply back and is not charged again.
-                reply = await run_idempotent(self.gw.engine, self.gw.settings.tasks.idempotency_ttl,
-                                             principal.account_id, headers, "/v1/chat/completions", raw, call)
+                reply = await run_idempotent(self.gw.tasks.idempotency, principal.account_id, headers,
+                                             "/v1/chat/completions", raw, call)
                 await send_bytes(send, reply.status, reply.body, reply.headers)
                 return
         except ClientGone:

@@ -19,7 +19,7 @@ from runapi.errors import (
     ServiceUnavailable,
     UpstreamUnavailable,
 )
-from runapi.storage import store_outage
+from runapi.outage import store_outage
 
 log = logging.getLogger("runapi.http")
 _encode = msgspec.json.encode

@@ -14,14 +14,9 @@ from runapi.errors import InvalidRequest, PayloadTooLarge
 from runapi.http.account_api import generation_json, principal_of
 from runapi.http.admin_api import admin_gateway
 from runapi.http.responses import json_response
-from runapi.pipeline.gateway import Gateway
 from runapi.query import int_param, text_param
-from runapi.storage import (
-    MAX_COMMENT_CHARS,
-    MAX_REPORTS_LISTED,
-    FeedbackStore,
-    feedback_json,
-)
+from runapi.runtime import Gateway
+from runapi.services import MAX_COMMENT_CHARS, MAX_REPORTS_LISTED, feedback_json
 
 MAX_FEEDBACK_BODY = 16 * 1024
 
@@ -55,17 +50,15 @@ async def post_feedback(request: Request) -> Response:
     if int(request.headers.get("content-length") or 0) > MAX_FEEDBACK_BODY:
         raise PayloadTooLarge(f"A report is at most {MAX_FEEDBACK_BODY} bytes.")
     report = decode_feedback(await request.body())
-    await gw.settlements.flush()  # a generation answered a moment ago may not be committed yet
-    feedback, created = await FeedbackStore(gw.engine).submit(
+    feedback, created = await gw.feedback.submit(
         principal.account_id, principal.key_id, request.path_params["generation_id"], report.category, report.comment)
     return json_response(feedback_json(feedback), status_code=201 if created else 200)
 
 
 async def list_feedback(request: Request) -> Response:
     gw = admin_gateway(request)
-    await gw.settlements.flush()
-    reports = await FeedbackStore(gw.engine).reports(text_param(request.query_params, "model"),
-                                                   int_param(request.query_params, "limit", 100, 1, MAX_REPORTS_LISTED))
+    reports = await gw.feedback.reports(text_param(request.query_params, "model"),
+                                        int_param(request.query_params, "limit", 100, 1, MAX_REPORTS_LISTED))
     data: list[dict[str, Any]] = [{**feedback_json(r.feedback), "account_id": r.feedback.account_id,
                                    "generation": generation_json(r.generation)} for r in reports]
     return json_response({"object": "list", "data": data})

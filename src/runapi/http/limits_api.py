@@ -14,10 +14,10 @@ from starlette.routing import Route
 from runapi.errors import InvalidRequest
 from runapi.http.admin_api import account_json, admin_gateway, key_json
 from runapi.http.responses import json_response, read_json
-from runapi.limits import TierSpec, pin_tier
+from runapi.limits import TierSpec
 from runapi.money import nanos_to_usd, usd_to_nanos
-from runapi.pipeline.gateway import Gateway
-from runapi.storage import ApiKey, Change, KeyLimits
+from runapi.runtime import Gateway
+from runapi.services import ApiKey, KeyLimits
 
 PositiveOrNull = int | None
 
@@ -105,9 +105,7 @@ async def set_account_tier(request: Request) -> Response:
     gw = admin_gateway(request)
     body: TierPin = await read_json(request, TierPin)
     account = await gw.accounts.find_account(request.path_params["account_id"])
-    await pin_tier(gw.engine, gw.limits.tiers, account.id, body.tier)
-    await gw.announce(Change("account", account.id))  # the pinned tier's limits on every instance at once
-    account = await gw.accounts.get_account(account.id)
+    account = await gw.accounts.pin_tier(account.id, body.tier)  # its limits on every instance at once
     return json_response({**account_json(account), "tier_pinned": account.tier_pinned})
 
 
@@ -123,8 +121,7 @@ async def patch_key_limits(request: Request) -> Response:
     key = await gw.accounts.get_key(request.path_params["key_id"])
     limits = apply_patch(gw, key.limits, patch)
     expires_at = key.expires_at if patch.expires_at is msgspec.UNSET else patch.expires_at
-    key = await gw.accounts.set_key_limits(key.id, limits, expires_at)
-    await gw.announce(Change("key", key.id))  # the new limits on every instance at once
+    key = await gw.accounts.set_key_limits(key.id, limits, expires_at)  # on every instance at once
     return json_response(_key_with_limits(key))
 
 

@@ -19,23 +19,23 @@ from runapi.http.asgi import (
     Scope,
     Send,
     bearer_token,
-    client_address,
     check_json_content_type,
+    client_address,
     header_map,
     read_body,
     send_bytes,
 )
 from runapi.http.chat import ChatCompletionsEndpoint, response_headers
 from runapi.http.errors import error_parts
-from runapi.pipeline.gateway import Gateway
-from runapi.pipeline.messages import (
+from runapi.pipeline import (
+    anthropic_error,
     complete_messages,
     count_message_tokens,
     open_messages_stream,
     prepare_messages_call,
 )
-from runapi.pipeline.messages_errors import anthropic_error
 from runapi.providers.anthropic import FORWARDED_HEADERS
+from runapi.runtime import Gateway
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from runapi.errors import AuthError, PermissionDenied
 from runapi.http.asgi import client_address
-from runapi.pipeline.gateway import Gateway
+from runapi.runtime import Gateway
 
 
 async def metrics(request: Request) -> Response:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from runapi.catalog import ModelEntry
 from runapi.errors import NotFound
 from runapi.http.responses import json_response
-from runapi.pipeline.gateway import Gateway
+from runapi.runtime import Gateway
 
 
 def _created(entry: ModelEntry) -> int:

@@ -16,13 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runapi.http.admin_api import Credit, NewAccount, NewKey
-from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.http.feedback_api import FeedbackRequest
-from runapi.storage import MAX_REPORTS_LISTED
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
-from runapi.pipeline.chat_request import ChatRequest
-from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
+from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
+from runapi.pipeline import ChatRequest, CountTokensRequest, MessagesRequest
 from runapi.query import MAX_TEXT
+from runapi.services import MAX_REPORTS_LISTED
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {

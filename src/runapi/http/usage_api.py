@@ -14,9 +14,9 @@ from runapi.http.admin_api import admin_gateway
 from runapi.http.limits_api import key_limits_json, tier_json
 from runapi.http.responses import json_response
 from runapi.money import nanos_to_usd
-from runapi.pipeline.gateway import Gateway
 from runapi.query import choice_param, date_param, text_param
-from runapi.storage import UsageFilter, usage_by_day_and_model, usage_by_deployment
+from runapi.runtime import Gateway
+from runapi.services import UsageFilter
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -41,13 +41,12 @@ def usage_filter(request: Request, **scope: str | None) -> UsageFilter:
 async def get_usage(request: Request) -> Response:
     """The caller's balance, limits and month-to-date spend, and usage by day and model."""
     gw: Gateway = request.app.state.gateway
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
     where = usage_filter(request, account_id=principal.account_id, key_id=text_param(request.query_params, "key_id"))
-    rows = await usage_by_day_and_model(gw.engine, where)
-    balance, _ = await gw.ledger.balance(principal.account_id)
-    available = await gw.credit.available(principal.account_id)
-    month = gw.limits.spend.month()
+    rows = await gw.usage.by_day_and_model(where)
+    balance = await gw.accounts.balance(principal.account_id)
+    available = await gw.accounts.available(principal.account_id)
+    month = gw.usage.month()
     return json_response({
         "object": "usage",
         "account_id": principal.account_id,
@@ -57,9 +56,9 @@ async def get_usage(request: Request) -> Response:
         "currency": "USD",
         "limits": tier_json(principal.tier, gw.limits.tiers.get(principal.tier)),
         "key": {"id": principal.key_id, "limits": key_limits_json(principal.limits),
-                "spend": nanos_to_usd(await gw.limits.spend.spent(("key", principal.key_id, None)))},
+                "spend": nanos_to_usd(await gw.usage.key_spend(principal.key_id))},
         "month": month,
-        "month_spend": nanos_to_usd(await gw.limits.spend.spent(("account", principal.account_id, month))),
+        "month_spend": nanos_to_usd(await gw.usage.account_month_spend(principal.account_id)),
         "start": where.start.isoformat(),
         "end": where.end.isoformat(),
         "total": usage_total(rows),
@@ -70,12 +69,11 @@ async def get_usage(request: Request) -> Response:
 async def admin_usage(request: Request) -> Response:
     """Usage by day and model for any account, key or model; `?format=csv` for a CSV export."""
     gw = admin_gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     params = request.query_params
     account = text_param(params, "account_id")
     account_id = (await gw.accounts.find_account(account)).id if account else None
     where = usage_filter(request, account_id=account_id, key_id=text_param(params, "key_id"))
-    rows = await usage_by_day_and_model(gw.engine, where)
+    rows = await gw.usage.by_day_and_model(where)
     if choice_param(params, "format", ("csv", "json")) == "csv":
         return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
     return json_response({"object": "list", "start": where.start.isoformat(), "end": where.end.isoformat(),
@@ -85,9 +83,8 @@ async def admin_usage(request: Request) -> Response:
 async def revenue(request: Request) -> Response:
     """Revenue, upstream cost and margin per model for a date range."""
     gw = admin_gateway(request)
-    await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     where = usage_filter(request)
-    report = revenue_report(await usage_by_deployment(gw.engine, where), gw.catalog)
+    report = revenue_report(await gw.usage.by_deployment(where), gw.catalog)
     return json_response({"object": "report", "start": where.start.isoformat(), "end": where.end.isoformat(),
                           "currency": "USD", **report})
 

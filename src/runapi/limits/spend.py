@@ -22,9 +22,10 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.clock import utcnow
 from runapi.errors import BudgetExceeded
 from runapi.money import nanos_to_usd
-from runapi.storage import WRITEOFF_SUFFIX, generations, ledger, utcnow
+from runapi.storage import WRITEOFF_SUFFIX, generations, ledger
 
 RELOAD_S = 30.0
 Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)

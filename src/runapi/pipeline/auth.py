@@ -14,16 +14,10 @@ import time
 
 import msgspec
 
+from runapi.clock import utcnow
 from runapi.errors import AuthError
 from runapi.pipeline.auth_guard import PREFIX_LENGTH, FailedAuthGuard, locked_out
-from runapi.storage import (
-    KEY_LENGTH,
-    KEY_PREFIX,
-    AccountStore,
-    KeyLimits,
-    hash_key,
-    utcnow,
-)
+from runapi.storage import KEY_LENGTH, KEY_PREFIX, AccountStore, KeyLimits, hash_key
 
 CACHE_TTL_S = 60.0
 MAX_REFUSED = 10_000  # revoked or expired keys remembered at most (oldest forgotten first)

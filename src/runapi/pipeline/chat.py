@@ -19,9 +19,9 @@ from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
+from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.failover import first_answer
-from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.reservation import Reservation
@@ -58,7 +58,7 @@ def _ceiling_cost(request: ChatRequest, shape: PromptShape, models: Iterable[Mod
     return max(cost_nanos(hold_usage(request, shape, model), model.pricing) for model in models)
 
 
-async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
+async def begin_call(gw: CallServices, principal: Principal, request: ChatRequest, started: float,
                  client_request_id: str | None, generation_id: str | None = None,
                  ) -> tuple[CallRecord, Reservation, list[Deployment]]:
     """Resolve the model, admit the call and reserve the most it can cost (the caller settles or
@@ -88,7 +88,7 @@ async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, st
     return record, reservation, order
 
 
-async def fail_call(gw: Gateway, record: CallRecord, reservation: Reservation, error: BaseException) -> None:
+async def fail_call(gw: CallServices, record: CallRecord, reservation: Reservation, error: BaseException) -> None:
     await gw.settlements.submit(record.settlement("failed", Usage(), error=str(error)), reservation)
 
 
@@ -99,7 +99,7 @@ class Completed(msgspec.Struct):
     rate_limit: RateLimitStatus | None = None
 
 
-async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
+async def complete_chat(gw: CallServices, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
                         started: float, client_request_id: str | None = None,
                         generation_id: str | None = None) -> Completed:
     """One non-streaming completion, settled (durably) before it is returned."""
@@ -143,7 +143,7 @@ class ChatStream:
     - the upstream failed: nothing is charged, the reservation is released.
     """
 
-    def __init__(self, gw: Gateway, record: CallRecord, reservation: Reservation, order: list[Deployment],
+    def __init__(self, gw: CallServices, record: CallRecord, reservation: Reservation, order: list[Deployment],
                  request: ChatRequest, raw: dict[str, Any]) -> None:
         self.gw = gw
         self.record = record
@@ -293,7 +293,7 @@ class ChatStream:
         await fail_call(self.gw, self.record, self.reservation, error)
 
 
-async def open_chat_stream(gw: Gateway, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
+async def open_chat_stream(gw: CallServices, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
                            started: float, client_request_id: str | None = None) -> ChatStream:
     """Start a streaming completion; raises before any byte is sent if no deployment answers."""
     record, reservation, order = await begin_call(gw, principal, request, started, client_request_id)

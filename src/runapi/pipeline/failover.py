@@ -30,7 +30,7 @@ from runapi.pipeline.routing import deployment_key
 from runapi.providers import Deployment
 
 if TYPE_CHECKING:
-    from runapi.pipeline.gateway import Gateway
+    from runapi.pipeline.call_services import CallServices
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ def backoff_delay(retry: int, base: float, cap: float, jitter: float) -> float:
     return min(cap, base * 2.0 ** (retry - 1)) * (0.5 + jitter / 2)
 
 
-async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
+async def first_answer(gw: CallServices, record: CallRecord, plan: list[Deployment],
                        attempt: Callable[[Deployment], Awaitable[T]]) -> T:
     """The result of the first deployment in `plan` whose `attempt` succeeds (see the module rules).
 
@@ -48,7 +48,7 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
     answers is the one priced) and adds upstream wait time to `record.upstream_s`. Raises the
     last `UpstreamError`, or `UpstreamUnavailable` when every circuit is open.
     """
-    server = gw.settings.server
+    server = gw.server
     tries: dict[str, int] = {}
     not_before: dict[str, float] = {}
     given_up: set[str] = set()
@@ -114,7 +114,7 @@ async def first_answer(gw: Gateway, record: CallRecord, plan: list[Deployment],
                               retry_after=min(waits) if waits else None)
 
 
-def _observe(gw: Gateway, failures: list[tuple[Deployment, float]]) -> None:
+def _observe(gw: CallServices, failures: list[tuple[Deployment, float]]) -> None:
     """Feed failed attempts the call moved on from into the per-deployment health windows."""
     for deployment, elapsed_ms in failures:
         gw.health.observe(deployment_key(deployment), False, elapsed_ms, None)

@@ -20,10 +20,10 @@ import msgspec
 from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
+from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
 from runapi.pipeline.failover import first_answer
-from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.messages_answers import (
     ChatToMessagesEvents,
     error_event,
@@ -108,7 +108,7 @@ def _message_parts(message: dict[str, Any]) -> int:
     return estimate_tokens(size)
 
 
-async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
+async def complete_messages(gw: CallServices, principal: Principal, call: MessagesCall, *, started: float,
                             client_request_id: str | None = None, generation_id: str | None = None) -> Completed:
     """One non-streaming Messages call, settled (durably) before it is returned."""
     record, reservation, order = await begin_call(gw, principal, call.request, started, client_request_id,
@@ -144,7 +144,7 @@ class MessagesStream(ChatStream):
     closing `message_stop` is sent only once the call is settled.
     """
 
-    def __init__(self, gw: Gateway, record: CallRecord, reservation: Reservation, order: list[Deployment],
+    def __init__(self, gw: CallServices, record: CallRecord, reservation: Reservation, order: list[Deployment],
                  call: MessagesCall) -> None:
         super().__init__(gw, record, reservation, order, call.request, {})
         self.call = call
@@ -197,7 +197,7 @@ class MessagesStream(ChatStream):
         return self._events_writer().finish(usage, self._cost(usage))
 
 
-async def open_messages_stream(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
+async def open_messages_stream(gw: CallServices, principal: Principal, call: MessagesCall, *, started: float,
                                client_request_id: str | None = None) -> MessagesStream:
     """Start a streaming Messages call; raises before any byte is sent if no deployment answers."""
     record, reservation, order = await begin_call(gw, principal, call.request, started, client_request_id)
@@ -206,7 +206,7 @@ async def open_messages_stream(gw: Gateway, principal: Principal, call: Messages
     return stream
 
 
-async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, str], *, beta: bool = False) -> int:
+async def count_message_tokens(gw: CallServices, body: bytes, headers: Mapping[str, str], *, beta: bool = False) -> int:
     """`/v1/messages/count_tokens`: the upstream's count from a native deployment, else the gateway's
     estimate (prompt bytes / 3, as for holds). Free, and no generation is recorded."""
     request, raw = decode_messages_request(body, CountTokensRequest)

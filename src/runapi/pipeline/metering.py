@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 
 from runapi.catalog import ModelEntry
+from runapi.clock import utcnow
 from runapi.limits import RateLimitStatus
 from runapi.money import Pricing, Usage, cost_nanos, estimate_tokens
 from runapi.pipeline.call_facts import note_settlement
 from runapi.providers import Deployment
-from runapi.storage import Generation, Settlement, utcnow
+from runapi.storage import Generation, Settlement
 
 NO_USAGE = Usage()
 

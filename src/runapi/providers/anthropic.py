@@ -19,8 +19,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
-from runapi.providers.anthropic_stream import MessagesToChatStream, NativeStreamMeter, upstream_error_message
+from runapi.errors import (
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from runapi.providers.anthropic_stream import (
+    MessagesToChatStream,
+    NativeStreamMeter,
+    upstream_error_message,
+)
 from runapi.providers.anthropic_translate import (
     ANTHROPIC_VERSION,
     fold_system_messages,
@@ -30,8 +39,8 @@ from runapi.providers.anthropic_translate import (
 )
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
 from runapi.providers.http_client import UpstreamClient, UpstreamResponse
-from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 from runapi.providers.sse import frame, iter_sse_batches
+from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 """Client headers relayed to Anthropic upstreams."""

@@ -7,7 +7,12 @@ from typing import Any
 
 import msgspec
 
-from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from runapi.errors import (
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from runapi.providers.base import Timeouts
 from runapi.providers.http_client import UpstreamClient, UpstreamResponse
 

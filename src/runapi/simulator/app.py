@@ -23,10 +23,10 @@ from starlette.types import Receive, Scope, Send
 from .anthropic_protocol import AnthropicMessages, count_tokens_body
 from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
-from .tokens import IMAGE_TOKENS, count_images
 from .generation import WireFormat, plan_reply
 from .openai_protocol import MODELS_BODY, OpenAIChat
 from .script import ScriptTurn
+from .tokens import IMAGE_TOKENS, count_images
 
 __all__ = ["SimulatorApp", "create_simulator_app", "serve"]
 

@@ -9,7 +9,6 @@ from runapi.storage.accounts import (
 )
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
-from runapi.storage.clock import as_utc, utcnow
 from runapi.storage.database import (
     SchemaMismatch,
     check_schema,
@@ -22,14 +21,15 @@ from runapi.storage.feedback import (
     FEEDBACK_CATEGORIES,
     MAX_COMMENT_CHARS,
     MAX_REPORTS_LISTED,
+    Feedback,
     FeedbackReport,
     FeedbackStore,
+    check_feedback,
     feedback_json,
 )
 from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX, Ledger, Settlement
-from runapi.storage.outage import REDIS_DOWN, store_outage
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
 from runapi.storage.redis_client import Rider, per_group, redis_client, run_scripts
 from runapi.storage.schema import (
@@ -53,6 +53,8 @@ from runapi.storage.settlement_sink import (
 from runapi.storage.usage import (
     UsageFilter,
     UsageRow,
+    balances_by_account,
+    spend_by_account,
     usage_by_day_and_model,
     usage_by_deployment,
 )
@@ -63,7 +65,6 @@ __all__ = [
     "KEY_PREFIX",
     "MAX_COMMENT_CHARS",
     "MAX_REPORTS_LISTED",
-    "REDIS_DOWN",
     "WRITEOFF_SUFFIX",
     "Account",
     "AccountStore",
@@ -71,6 +72,7 @@ __all__ = [
     "Change",
     "ChangeBus",
     "ChangeProbe",
+    "Feedback",
     "FeedbackReport",
     "FeedbackStore",
     "Generation",
@@ -86,9 +88,10 @@ __all__ = [
     "UsageFilter",
     "UsageRow",
     "accounts",
-    "as_utc",
     "balance_snapshot",
+    "balances_by_account",
     "bump_epoch",
+    "check_feedback",
     "check_schema",
     "create_engine",
     "create_settlement_sink",
@@ -105,15 +108,14 @@ __all__ = [
     "redis_client",
     "run_scripts",
     "server_secrets",
+    "spend_by_account",
     "sqlite_file",
     "stop_task",
-    "store_outage",
     "task_outputs",
     "tasks",
     "upgrade",
     "usage_by_day_and_model",
     "usage_by_deployment",
-    "utcnow",
     "webhook_deliveries",
     "webhook_events",
     "webhook_secrets",

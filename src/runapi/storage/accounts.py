@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.clock import as_utc, utcnow
 from runapi.errors import Conflict, NotFound
-from runapi.storage.clock import as_utc, utcnow
 from runapi.storage.epoch import bump_epoch
 from runapi.storage.records import Account, ApiKey, KeyLimits
 from runapi.storage.schema import accounts, api_keys

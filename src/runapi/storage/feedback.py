@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.clock import as_utc, utcnow
 from runapi.errors import InvalidRequest, NotFound
 from runapi.storage.accounts import new_id
-from runapi.storage.clock import as_utc, utcnow
 from runapi.storage.records import Generation
 from runapi.storage.schema import generation_feedback, generations
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from runapi.storage.clock import as_utc
+from runapi.clock import as_utc
 
 log = logging.getLogger("runapi.storage")
 

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from runapi.clock import as_utc, utcnow
 from runapi.errors import InvalidRequest, NotFound
-from runapi.storage.clock import as_utc, utcnow
 from runapi.storage.epoch import bump_epoch
 from runapi.storage.records import Generation, LedgerEntry
 from runapi.storage.schema import generations, ledger

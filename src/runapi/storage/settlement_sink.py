@@ -24,7 +24,13 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from runapi.storage.database import is_sqlite, sqlite_pragmas
-from runapi.storage.ledger import Ledger, Settlement, billed_nanos, charge_row, writeoff_row
+from runapi.storage.ledger import (
+    Ledger,
+    Settlement,
+    billed_nanos,
+    charge_row,
+    writeoff_row,
+)
 from runapi.storage.records import Generation
 from runapi.storage.schema import generations, ledger
 

@@ -16,7 +16,15 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
-from runapi.storage.ledger import WRITEOFF_NOTE, WRITEOFF_SUFFIX, Settlement, billed_nanos, charge_row, generation_row, writeoff_row
+from runapi.storage.ledger import (
+    WRITEOFF_NOTE,
+    WRITEOFF_SUFFIX,
+    Settlement,
+    billed_nanos,
+    charge_row,
+    generation_row,
+    writeoff_row,
+)
 from runapi.storage.schema import generations, ledger
 
 _CHARGE_COLUMNS = ("account_id", "amount_nanos", "generation_id", "created_at")

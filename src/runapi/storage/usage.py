@@ -122,3 +122,18 @@ async def usage_by_deployment(engine: AsyncEngine, where: UsageFilter) -> list[U
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [_row(r, model=r.model, provider=r.provider, upstream_model=r.upstream_model) for r in rows]
+
+
+async def balances_by_account(engine: AsyncEngine) -> dict[str, int]:
+    """Every account's balance (Σ ledger) in nano-dollars; accounts without entries are absent."""
+    query = sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos)).group_by(ledger.c.account_id)
+    async with engine.connect() as conn:
+        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}
+
+
+async def spend_by_account(engine: AsyncEngine) -> dict[str, int]:
+    """Every account's lifetime spend (Σ generation costs) in nano-dollars."""
+    query = sa.select(generations.c.account_id, sa.func.sum(generations.c.cost_nanos)).group_by(
+        generations.c.account_id)
+    async with engine.connect() as conn:
+        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}

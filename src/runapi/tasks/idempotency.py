@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.clock import as_utc, utcnow
 from runapi.errors import Conflict, InvalidRequest
-from runapi.storage import as_utc, idempotency_keys, utcnow
+from runapi.storage import idempotency_keys
 from runapi.tasks.store import first_open_generation
 
 HEADER = b"idempotency-key"
@@ -145,18 +146,17 @@ class IdempotencyStore:
                                                                idempotency_keys.c.status == "pending"))
 
 
-async def run_idempotent(engine: AsyncEngine, ttl: float, account_id: str, headers: dict[bytes, bytes],
+async def run_idempotent(store: IdempotencyStore, account_id: str, headers: dict[bytes, bytes],
                          endpoint: str, raw: Any, call: Callable[[str | None], Awaitable[Reply]]) -> Reply:
     """Run `call(generation_id)` once per `Idempotency-Key` (if the request has one: else with None);
     replay its reply to retries."""
     key = idempotency_key(headers)
     if key is None:
         return await call(None)
-    store = IdempotencyStore(engine, ttl)
     claim = await store.begin(account_id, key, fingerprint(endpoint, raw))
     if isinstance(claim, Reply):
         return claim
-    found = await first_open_generation(engine, [f"{claim.stem}-{n}" for n in range(1, 6)])
+    found = await first_open_generation(store.engine, [f"{claim.stem}-{n}" for n in range(1, 6)])
     try:
         reply = await call(found[0] if found else None)
     except BaseException:

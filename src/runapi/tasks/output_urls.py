@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.clock import utcnow
 from runapi.errors import GatewayError, PermissionDenied
-from runapi.storage import server_secrets, utcnow
+from runapi.storage import server_secrets
 
 SECRET_NAME = "output_url"
 

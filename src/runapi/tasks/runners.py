@@ -5,22 +5,26 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from runapi.pipeline.auth import Principal
-from runapi.pipeline.chat import Completed, complete_chat
-from runapi.pipeline.chat_request import decode_chat_request
-from runapi.pipeline.gateway import Gateway
-from runapi.pipeline.messages import complete_messages, prepare_messages_call
+from runapi.pipeline import (
+    Completed,
+    Principal,
+    complete_chat,
+    complete_messages,
+    decode_chat_request,
+    prepare_messages_call,
+)
+from runapi.tasks.host import TaskHost
 
-Runner = Callable[[Gateway, Principal, bytes, str, str], Awaitable[Completed]]
+Runner = Callable[[TaskHost, Principal, bytes, str, str], Awaitable[Completed]]
 
 
-async def run_chat(gw: Gateway, principal: Principal, request: bytes, task_id: str, generation_id: str) -> Completed:
+async def run_chat(gw: TaskHost, principal: Principal, request: bytes, task_id: str, generation_id: str) -> Completed:
     chat, raw = decode_chat_request(request)
     return await complete_chat(gw, principal, chat, raw, started=time.perf_counter(), client_request_id=task_id,
                                generation_id=generation_id)
 
 
-async def run_messages(gw: Gateway, principal: Principal, request: bytes, task_id: str,
+async def run_messages(gw: TaskHost, principal: Principal, request: bytes, task_id: str,
                        generation_id: str) -> Completed:
     return await complete_messages(gw, principal, prepare_messages_call(request, {}), started=time.perf_counter(),
                                    client_request_id=task_id, generation_id=generation_id)

@@ -17,11 +17,11 @@ from typing import Any
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
+from runapi.clock import utcnow
 from runapi.errors import Conflict
-from runapi.pipeline.auth import Principal
-from runapi.pipeline.gateway import Gateway
-from runapi.storage import utcnow
+from runapi.pipeline import Principal
 from runapi.tasks.callback_guard import CallbackGuard
+from runapi.tasks.host import TaskHost
 from runapi.tasks.idempotency import IdempotencyStore, fingerprint
 from runapi.tasks.output_urls import OutputSigner, output_secret
 from runapi.tasks.records import Task, TaskOutput
@@ -40,7 +40,7 @@ def new_task_id() -> str:
 
 
 class TaskRuntime:
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: TaskHost) -> None:
         self.gw = gw
         self.settings = gw.settings.tasks
         self.store = TaskStore(gw.engine)

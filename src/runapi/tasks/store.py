@@ -17,16 +17,15 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from runapi.clock import as_utc, utcnow
 from runapi.errors import NotFound
 from runapi.storage import (
     WRITEOFF_SUFFIX,
-    as_utc,
     generations,
     idempotency_keys,
     ledger,
     task_outputs,
     tasks,
-    utcnow,
     webhook_events,
 )
 from runapi.tasks.records import Task, TaskOutput

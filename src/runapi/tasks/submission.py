@@ -12,7 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from runapi.errors import InvalidRequest, NotFound
-from runapi.pipeline.gateway import Gateway
+from runapi.tasks.host import TaskHost
 from runapi.tasks.runners import check_input
 
 MAX_METADATA_KEYS = 16
@@ -45,7 +45,7 @@ def decode_new_task(body: bytes) -> tuple[NewTask, dict[str, Any]]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
-def prepare(gw: Gateway, new: NewTask) -> PreparedTask:
+def prepare(gw: TaskHost, new: NewTask) -> PreparedTask:
     """Check the task's input as its endpoint would, and fix its model."""
     data = dict(new.input)
     model = new.model or data.get("model")

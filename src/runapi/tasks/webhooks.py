@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
+from runapi.clock import utcnow
 from runapi.config import TaskSettings
-from runapi.storage import ChangeProbe, IdleGate, poll, utcnow
+from runapi.storage import ChangeProbe, IdleGate, poll
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from runapi.clock import utcnow
 from runapi.errors import AuthError, GatewayError, RateLimited
-from runapi.pipeline.auth import Principal
-from runapi.pipeline.gateway import Gateway
-from runapi.storage import IdleGate, poll, utcnow
+from runapi.pipeline import Principal
+from runapi.storage import IdleGate, poll
+from runapi.tasks.host import TaskHost
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.runners import RUNNERS
 from runapi.tasks.store import EventFactory, TaskStore
@@ -44,7 +45,7 @@ def worker_name() -> str:
 class TaskWorkers:
     """Up to `[tasks] workers` tasks at once, polling the queue (and woken at once by local submissions)."""
 
-    def __init__(self, gw: Gateway, store: TaskStore, event_for: EventFactory,
+    def __init__(self, gw: TaskHost, store: TaskStore, event_for: EventFactory,
                  on_event: Callable[[], None] = lambda: None) -> None:
         self.gw = gw
         self.settings = gw.settings.tasks
@@ -199,5 +200,4 @@ class TaskWorkers:
         note = f"refund of {generation_id} (task {task.id} did not succeed)"
         if await self.store.has_ledger_note(task.account_id, note):
             return
-        await self.gw.ledger.add_entry(task.account_id, "refund", charge, note)
-        self.gw.credit.invalidate(task.account_id)
+        await self.gw.accounts.add_credit(task.account_id, "refund", charge, note)

@@ -19,14 +19,9 @@ from runapi.accounting import revenue_report
 from runapi.errors import InvalidRequest, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
 from runapi.money import usd_to_nanos
-from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
-from runapi.storage import (
-    FeedbackReport,
-    FeedbackStore,
-    UsageFilter,
-    usage_by_deployment,
-)
+from runapi.runtime import Gateway
+from runapi.services import FeedbackReport, UsageFilter
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
 from runapi.web.sessions import (
@@ -138,7 +133,7 @@ class AdminDashboard:
         gw: Gateway = request.app.state.gateway
         account = await gw.accounts.get_account(form.get("account_id", ""))
         nanos = parse_usd(form.get("amount_usd", ""))
-        await gw.add_credit(account.id, "topup", nanos, form.get("note", "").strip()[:500])
+        await gw.accounts.add_credit(account.id, "topup", nanos, form.get("note", "").strip()[:500])
         return see_other(f"/admin/dashboard?topped_up={account.id}#accounts")
 
     async def index(self, request: Request) -> Response:
@@ -147,13 +142,12 @@ class AdminDashboard:
         if session is None:
             return see_other("/admin/dashboard/login")
         gw: Gateway = request.app.state.gateway
-        await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
         accounts = await gw.accounts.list_accounts()
-        balances = await reports.balances(gw.engine)
-        spend = await reports.spend_by_account(gw.engine)
+        balances = await gw.usage.balances()
+        spend = await gw.usage.spend_by_account()
         first, last = reports.period(REVENUE_DAYS)
-        revenue = revenue_report(await usage_by_deployment(gw.engine, UsageFilter(start=first, end=last)), gw.catalog)
-        quality_reports = await FeedbackStore(gw.engine).reports(limit=REPORTS_SHOWN)
+        revenue = revenue_report(await gw.usage.by_deployment(UsageFilter(start=first, end=last)), gw.catalog)
+        quality_reports = await gw.feedback.reports(limit=REPORTS_SHOWN)
         topped_up = text_param(request.query_params, "topped_up")
         return render_page(request, "admin_dashboard.html", {
             "accounts": accounts, "balances": balances, "spend": spend, "revenue": revenue,

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from runapi.catalog import Catalog, ModelEntry, ModelText
 from runapi.health import HealthReport
-from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
+from runapi.runtime import Gateway
 from runapi.web.features import gateway_features
 from runapi.web.rendering import public_base_url, render_page, request_language
 from runapi.web.skills import family_display_name

@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runapi.clock import utcnow
 from runapi.errors import AuthError
-from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
-from runapi.storage import FEEDBACK_CATEGORIES, FeedbackStore, utcnow
+from runapi.runtime import Gateway
+from runapi.services import FEEDBACK_CATEGORIES
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
 from runapi.web.sessions import (
@@ -127,8 +128,7 @@ class CustomerDashboard:
         form = await read_form(request)
         check_csrf(form, session)
         gw: Gateway = request.app.state.gateway
-        key = await gw.accounts.revoke_key(request.path_params["key_id"], account_id=session["account"])
-        gw.auth.forget_key(key.id)
+        await gw.accounts.revoke_key(request.path_params["key_id"], account_id=session["account"])
         return see_other("/dashboard")
 
     async def report_generation(self, request: Request) -> Response:
@@ -140,21 +140,20 @@ class CustomerDashboard:
         check_csrf(form, session)
         gw: Gateway = request.app.state.gateway
         generation_id = request.path_params["generation_id"]
-        await FeedbackStore(gw.engine).submit(session["account"], session.get("key"), generation_id,
-                                              form.get("category", ""), form.get("comment", ""))
+        await gw.feedback.submit(session["account"], session.get("key"), generation_id,
+                                 form.get("category", ""), form.get("comment", ""))
         return see_other(f"/dashboard?reported={generation_id}#generations")
 
     async def _page(self, request: Request, session: dict[str, Any], new_key: tuple[str, str] | None = None,
                     status_code: int = 200) -> Response:
         gw: Gateway = request.app.state.gateway
-        await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
         account_id: str = session["account"]
         account = await gw.accounts.get_account(account_id)
-        balance, _ = await gw.ledger.balance(account_id)
-        available = await gw.credit.available(account_id)
-        usage = await reports.account_usage(gw.engine, account_id)
-        recent = await gw.ledger.generations(account_id, limit=RECENT_GENERATIONS)
-        feedback = await FeedbackStore(gw.engine).for_generations(account_id, (g.id for g in recent))
+        balance = await gw.accounts.balance(account_id)
+        available = await gw.accounts.available(account_id)
+        usage = await reports.account_usage(gw.usage, account_id)
+        recent = await gw.usage.generations(account_id, limit=RECENT_GENERATIONS)
+        feedback = await gw.feedback.for_generations(account_id, (g.id for g in recent))
         tasks = await recent_tasks(request.app, account_id)
         keys = await gw.accounts.list_keys(account_id)
         return render_page(request, "dashboard.html", {

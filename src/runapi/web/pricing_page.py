@@ -6,9 +6,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runapi.pipeline.gateway import Gateway
+from runapi.runtime import Gateway
 from runapi.web.catalog_pages import model_card
 from runapi.web.rendering import render_page
+
 
 async def pricing_page(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway

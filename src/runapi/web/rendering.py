@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from runapi.money import nanos_to_usd
-from runapi.pipeline.gateway import Gateway
 from runapi.public_url import public_root
 from runapi.query import text_param
+from runapi.runtime import Gateway
 from runapi.web.charts import bar_chart, column_chart
 from runapi.web.i18n import (
     LANG_COOKIE,

@@ -1,7 +1,7 @@
-"""Dashboard figures: spend and tokens per day and per model, balances and spend per account.
+"""Dashboard figures: spend and tokens per day and per model.
 
-Per-day and per-model figures come from `runapi.storage.usage` (the same aggregates as
-`GET /v1/usage`, so the dashboard and the API always agree); `summarise` reshapes them.
+They come from the usage service (the same aggregates as `GET /v1/usage`, so the dashboard
+and the API always agree); `summarise` reshapes them. No SQL here.
 """
 
 from __future__ import annotations
@@ -10,16 +10,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import msgspec
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage import (
-    UsageFilter,
-    UsageRow,
-    generations,
-    ledger,
-    usage_by_day_and_model,
-)
+from runapi.services import UsageFilter, UsageRow, UsageService
 
 DASHBOARD_DAYS = 30
 
@@ -86,23 +78,8 @@ def summarise(rows: Iterable[UsageRow], first: date, last: date) -> UsageSummary
     return UsageSummary(days, sorted(models, key=lambda m: (-m.cost_nanos, -m.calls, m.model)))
 
 
-async def account_usage(engine: AsyncEngine, account_id: str, days: int = DASHBOARD_DAYS,
+async def account_usage(usage: UsageService, account_id: str, days: int = DASHBOARD_DAYS,
                         today: date | None = None) -> UsageSummary:
     first, last = period(days, today)
-    rows = await usage_by_day_and_model(engine, UsageFilter(start=first, end=last, account_id=account_id))
+    rows = await usage.by_day_and_model(UsageFilter(start=first, end=last, account_id=account_id))
     return summarise(rows, first, last)
-
-
-async def balances(engine: AsyncEngine) -> dict[str, int]:
-    """Every account's balance (Σ ledger) in nano-dollars; accounts without entries are absent."""
-    query = sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos)).group_by(ledger.c.account_id)
-    async with engine.connect() as conn:
-        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}
-
-
-async def spend_by_account(engine: AsyncEngine) -> dict[str, int]:
-    """Every account's lifetime spend (Σ generation costs) in nano-dollars."""
-    query = sa.select(generations.c.account_id, sa.func.sum(generations.c.cost_nanos)).group_by(
-        generations.c.account_id)
-    async with engine.connect() as conn:
-        return {r[0]: int(r[1] or 0) for r in (await conn.execute(query)).all()}

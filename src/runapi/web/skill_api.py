@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runapi.errors import NotFound
-from runapi.pipeline.gateway import Gateway
+from runapi.runtime import Gateway
 from runapi.web.features import gateway_features
 from runapi.web.rendering import public_base_url
 from runapi.web.skills import render_skill

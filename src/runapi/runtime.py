@@ -1,6 +1,10 @@
-"""The running gateway: settings, stores, caches, holds, the settlement writer and providers.
+"""The composition root: the running gateway, built from settings, started, stopped.
 
-Built once per process by `Gateway.start()` and passed to every edge; no module globals.
+`Gateway(settings)` builds every part once per process (stores, caches, holds, the settlement
+writer, providers, the services the edges call, the task runtime); `start()` opens pools and
+starts background work, `stop()` drains and closes it all; `apply_change()` and `announce()`
+keep every instance's caches in step. The edges get this object; the pipeline sees it through
+`pipeline.CallServices`, the task runtime through `tasks.TaskHost`. No module globals.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from runapi.accounting import (
 )
 from runapi.catalog import ModelEntry
 from runapi.config import ConfigError, Settings
-from runapi.errors import InsufficientCredit, InvalidRequest
 from runapi.health import (
     DeploymentHealth,
     HealthReport,
@@ -29,13 +32,17 @@ from runapi.health import (
     deployment_status,
     model_status,
 )
-from runapi.limits import Clock, LimitControl, create_limit_control, promote_by_topups
+from runapi.limits import Clock, LimitControl, create_limit_control
 from runapi.metrics import Metrics
-from runapi.pipeline.auth import Authenticator
-from runapi.pipeline.auth_guard import FailedAuthGuard
-from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
-from runapi.pipeline.circuit import CircuitBreakers
-from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
+from runapi.pipeline import (
+    Authenticator,
+    CircuitBreakers,
+    FailedAuthGuard,
+    RedisFailedAuthGuard,
+    deployment_key,
+    deployments_for,
+    fallback_models,
+)
 from runapi.providers import (
     AnthropicProvider,
     Deployment,
@@ -44,14 +51,15 @@ from runapi.providers import (
     Timeouts,
 )
 from runapi.providers.http_client import UpstreamClient
+from runapi.services import AccountService, FeedbackService, UsageService
 from runapi.storage import (
     AccountStore,
     Change,
     ChangeBus,
     ChangeProbe,
+    FeedbackStore,
     IdleGate,
     Ledger,
-    LedgerEntry,
     Settlement,
     check_schema,
     create_engine,
@@ -62,6 +70,7 @@ from runapi.storage import (
     sqlite_file,
     stop_task,
 )
+from runapi.tasks import TaskRuntime
 
 log = logging.getLogger("runapi.gateway")
 
@@ -72,15 +81,16 @@ class Gateway:
     def __init__(self, settings: Settings, *, clock: Clock = time.time,
                  health_clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.server = settings.server
         self.catalog = settings.catalog
         self.engine = create_engine(settings.database_url)
-        self.accounts = AccountStore(self.engine)
+        account_store = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
         server = settings.server
         guard = (RedisFailedAuthGuard(redis_client(settings.redis_url), server.auth_failures_per_minute,
                                       server.auth_lockout) if settings.redis_url else
                  FailedAuthGuard(server.auth_failures_per_minute, server.auth_lockout))
-        self.auth = Authenticator(self.accounts, guard)
+        self.auth = Authenticator(account_store, guard)
         self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
@@ -95,6 +105,10 @@ class Gateway:
         self.settlements = SettlementWriter(self.settlement_sink, observers=[self._observe],
                                             journal=SettlementJournal(directory) if directory else None)
         self.metrics.pending_settlements.set_function(lambda: self.settlements.pending)
+        self.accounts = AccountService(account_store, self.ledger, self.credit, self.limits.tiers, self.engine,
+                                       self.settlements, self.announce)
+        self.usage = UsageService(self.engine, self.ledger, self.limits, self.settlements)
+        self.feedback = FeedbackService(FeedbackStore(self.engine), self.settlements)
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
@@ -110,6 +124,8 @@ class Gateway:
         self._upstream: UpstreamClient | None = None
         self._providers: dict[str, Provider] = {}
         self._poller: asyncio.Task[None] | None = None
+        self.tasks = TaskRuntime(self)  # started after the rest, stopped before it
+        self._tasks_started = False
 
     async def start(self) -> None:
         """Check the schema, open the upstream connection pool, start background tasks."""
@@ -122,6 +138,12 @@ class Gateway:
             self.changes.start()
         await self._recover_journal()
         self.settlements.start()
+        try:
+            await self.tasks.start()
+        except BaseException:
+            await self._stop_gateway()
+            raise
+        self._tasks_started = True
 
     async def _recover_journal(self) -> None:
         """Commit the settlements a killed process journaled but had not committed (exactly once:
@@ -136,6 +158,13 @@ class Gateway:
     async def stop(self) -> None:
         """Write every pending settlement, then close pools. Every step runs even if an earlier one
         fails (a pool left open leaks its connections); a failure is raised at the end."""
+        try:
+            if self._tasks_started:
+                await self.tasks.stop()
+        finally:
+            await self._stop_gateway()
+
+    async def _stop_gateway(self) -> None:
         await stop_task(self._poller)
         async with contextlib.AsyncExitStack() as steps:  # run last-pushed first
             steps.push_async_callback(self.engine.dispose)
@@ -175,33 +204,6 @@ class Gateway:
 
     def model(self, name: str) -> ModelEntry | None:
         return self.catalog.resolve(name)
-
-    async def add_credit(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
-        """Append a top-up, refund or adjustment; a top-up may earn a higher tier. Every instance
-        sees the new balance (and tier) at once.
-
-        A negative entry is taken as a credit hold first, like a call's charge: it can only take what
-        neither the balance's other holds (calls in flight) nor earlier charges have taken, so it can
-        never push the balance below zero once those calls are charged."""
-        hold = None
-        if amount_nanos < 0:
-            try:
-                hold = await self.credit.reserve(account_id, -amount_nanos)
-            except InsufficientCredit as exc:
-                raise InvalidRequest("That adjustment would take the balance below zero (counting the calls "
-                                     f"in flight): {exc.message}", param="amount_usd") from exc
-        try:
-            entry = await self.ledger.add_entry(account_id, kind, amount_nanos, note)
-        except BaseException:
-            if hold is not None:
-                self.credit.release(hold)
-            raise
-        if hold is not None:
-            self.credit.charged(hold, -amount_nanos, entry.id)
-        if kind == "topup":
-            await promote_by_topups(self.engine, self.limits.tiers, account_id)
-        await self.announce(Change("account", account_id))
-        return entry
 
     async def announce(self, change: Change) -> None:
         """Apply a change to this process's caches now, and tell every other instance (Redis pub/sub).

@@ -1,0 +1,45 @@
+"""The services the edges call: accounts and credit, usage and reports, quality feedback.
+
+The edges (http/, web/) never reach a store, an engine or SQL: they call these, and take the
+values they need (records, filters) from this face.
+"""
+
+from runapi.services.accounts import AccountService
+from runapi.services.feedback import FeedbackService
+from runapi.services.usage import UsageService
+from runapi.storage import (
+    FEEDBACK_CATEGORIES,
+    MAX_COMMENT_CHARS,
+    MAX_REPORTS_LISTED,
+    Account,
+    ApiKey,
+    Feedback,
+    FeedbackReport,
+    Generation,
+    KeyLimits,
+    LedgerEntry,
+    UsageFilter,
+    UsageRow,
+    check_feedback,
+    feedback_json,
+)
+
+__all__ = [
+    "FEEDBACK_CATEGORIES",
+    "MAX_COMMENT_CHARS",
+    "MAX_REPORTS_LISTED",
+    "Account",
+    "AccountService",
+    "ApiKey",
+    "Feedback",
+    "FeedbackReport",
+    "FeedbackService",
+    "Generation",
+    "KeyLimits",
+    "LedgerEntry",
+    "UsageFilter",
+    "UsageRow",
+    "UsageService",
+    "check_feedback",
+    "feedback_json",
+]
