@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 import msgspec
 
-from runapi.providers.http_client import UpstreamClient
+from runapi.transport.http_client import UpstreamClient
 
 BODY = {"model": "glm-4.5-air", "messages": [{"role": "user", "content": "hello there " * 20}], "max_tokens": 64}
 N = 1500

@@ -1,7 +1,7 @@
 """The latency and CPU floor of a Python proxy: RunAPI's upstream client with no gateway logic.
 
 `python -m bench.floor --upstream URL --port N --mode raw|asgi` serves `POST /v1/chat/completions`
-by sending the body to the upstream with `runapi.providers.http_client.UpstreamClient` and relaying
+by sending the body to the upstream with `runapi.transport.http_client.UpstreamClient` and relaying
 the answer: whole for JSON (content-length), piece by piece for SSE (chunked). No auth, limits,
 pricing or settlement.
 - `raw`: a bare asyncio protocol on uvloop with httptools. This is what any Python proxy pays.
@@ -20,7 +20,7 @@ from typing import Any
 import httptools
 import uvloop
 
-from runapi.providers.http_client import UpstreamClient, UpstreamResponse
+from runapi.transport.http_client import UpstreamClient, UpstreamResponse
 
 JSON_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -10,15 +10,15 @@ import pytest
 
 from runapi.errors import InvalidRequest, UpstreamError
 from runapi.money import Usage
-from runapi.pipeline.messages_answers import ChatToMessagesEvents, to_message
-from runapi.pipeline.messages_translate import to_chat_request
-from runapi.providers.anthropic_stream import MessagesToChatStream, NativeStreamMeter
-from runapi.providers.anthropic_translate import (
+from runapi.protocols.anthropic.inbound import to_chat_request
+from runapi.protocols.anthropic.outbound import (
     from_messages_reply,
     messages_usage,
     to_messages_request,
 )
-from runapi.providers.sse import parse_sse_event
+from runapi.protocols.anthropic.replies import ChatToMessagesEvents, to_message
+from runapi.protocols.anthropic.stream import MessagesToChatStream, NativeStreamMeter
+from runapi.transport.sse import parse_sse_event
 
 USER = {"role": "user", "content": "hi"}
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather now",

@@ -22,7 +22,13 @@ from bench.loads import LoadResult, run_async_client
 from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
-from bench.servers import Target, start_floor, start_gateway, start_nginx, start_upstream
+from bench.servers import (
+    Target,
+    start_floor,
+    start_gateway,
+    start_nginx,
+    start_upstream,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() or shutil.which("wrk") is None,

@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from tests.support.gateway import RunningGateway
-from tests.support.upstreams import Upstream, custom_gateway, deployments, routed_config, simulators
+from tests.support.upstreams import (
+    Upstream,
+    custom_gateway,
+    deployments,
+    routed_config,
+    simulators,
+)
 
 HELLO = [{"role": "user", "content": "hello"}]
 POISON = {"x_sim": {"fault": "500"}}  # content this upstream answers with a 500

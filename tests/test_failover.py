@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -20,9 +19,16 @@ import pytest
 
 from tests.support.gateway import RunningGateway
 from tests.support.sse import decode, sse_data
-from tests.support.upstreams import FIRST, LAST, Upstream, custom_gateway, deployments, refused_url, routed_config, \
-    simulators
-
+from tests.support.upstreams import (
+    FIRST,
+    LAST,
+    Upstream,
+    custom_gateway,
+    deployments,
+    refused_url,
+    routed_config,
+    simulators,
+)
 
 HELLO = [{"role": "user", "content": "hello there"}]
 M = Decimal(1_000_000)

@@ -22,7 +22,12 @@ import httpx
 
 from runapi.storage import upgrade
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway, sqlite_url
-from tests.support.instances import ServeProcess, admin_client, funded_account, write_config
+from tests.support.instances import (
+    ServeProcess,
+    admin_client,
+    funded_account,
+    write_config,
+)
 from tests.support.sse import decode, sse_data
 from tests.support.tcp_proxy import tcp_proxy
 

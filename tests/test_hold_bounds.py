@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from runapi.money import Usage, cost_nanos, nanos_to_usd
-from runapi.pipeline.chat_request import decode_chat_request, prompt_bytes
 from runapi.pipeline.hold_bound import prompt_shape
+from runapi.protocols.openai.chat_request import decode_chat_request, prompt_bytes
 from runapi.simulator import prompt_tokens
 from runapi.storage import (
     AccountStore,

@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client (`runapi.providers.http_client`) against real servers on loopback: what
+"""The upstream HTTP/1.1 client (`runapi.transport.http_client`) against real servers on loopback: what
 goes on the wire (method, target, Host, length, headers, body; no header injection), keep-alive reuse
 and when a connection is not reused, the retry of a pooled connection found closed (once, and only
 before any answer byte), bodies de-chunked / read to EOF / gzip- and deflate-decoded, streaming as the
@@ -27,9 +27,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runapi.providers.http_client import (DECODE_STEP, DRAIN_BYTES, PAUSE_AT, UpstreamClient, UpstreamConnectionError, UpstreamResponse,
-                                         _Decoder)
-from tests.support.raw_servers import Handler, RawServer, answer, answering, read_request
+from runapi.transport.http_client import (
+    DECODE_STEP,
+    DRAIN_BYTES,
+    PAUSE_AT,
+    UpstreamClient,
+    UpstreamConnectionError,
+    UpstreamResponse,
+    _Decoder,
+)
+from tests.support.raw_servers import (
+    Handler,
+    RawServer,
+    answer,
+    answering,
+    read_request,
+)
 from tests.support.servers import free_port
 
 READ_SIZE = 256 * 1024  # the most an asyncio socket transport reads at once

@@ -10,10 +10,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from runapi.clock import utcnow
 from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
 from runapi.storage import Generation, Ledger, Settlement, create_engine
-from runapi.clock import utcnow
 from runapi.storage.schema import idempotency_keys
 from runapi.tasks.idempotency import STALE_AFTER_S, fingerprint
 from tests.support.gateway import RunningGateway, sqlite_url

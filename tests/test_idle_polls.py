@@ -24,7 +24,13 @@ from runapi.storage.schema import accounts, tasks, webhook_events
 from runapi.tasks.store import TaskStore
 from runapi.tasks.webhook_store import WebhookStore
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
-from tests.support.tasks import chat_task, client, fast_tasks, run_task_gateway, wait_finished
+from tests.support.tasks import (
+    chat_task,
+    client,
+    fast_tasks,
+    run_task_gateway,
+    wait_finished,
+)
 
 
 @pytest.fixture()

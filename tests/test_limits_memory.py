@@ -10,7 +10,15 @@ import msgspec
 import pytest
 
 from runapi.limits import MemoryRateLimiter, Quota, RateLimitStatus, memory
-from runapi.limits.rates import PERIOD_MS, Check, Decision, ScopeStatus, adjust, check, drain
+from runapi.limits.rates import (
+    PERIOD_MS,
+    Check,
+    Decision,
+    ScopeStatus,
+    adjust,
+    check,
+    drain,
+)
 from tests.support.clock import ManualClock
 
 

@@ -8,8 +8,13 @@ import hashlib
 from typing import Any
 
 import pytest
-from anthropic.types.beta.message_create_params import MessageCreateParamsBase as BetaMessageCreateParams
-from anthropic.types.message_create_params import MessageCreateParamsBase, MessageCreateParamsStreaming
+from anthropic.types.beta.message_create_params import (
+    MessageCreateParamsBase as BetaMessageCreateParams,
+)
+from anthropic.types.message_create_params import (
+    MessageCreateParamsBase,
+    MessageCreateParamsStreaming,
+)
 
 from runapi.errors import (
     AuthError,
@@ -25,9 +30,9 @@ from runapi.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from runapi.pipeline.messages_errors import anthropic_error, error_type
-from runapi.pipeline.messages_translate import _HANDLED, to_chat_request
-from runapi.providers.anthropic_translate import fold_system_messages
+from runapi.protocols.anthropic.errors import anthropic_error, error_type
+from runapi.protocols.anthropic.inbound import _HANDLED, to_chat_request
+from runapi.protocols.anthropic.outbound import fold_system_messages
 
 HI = {"role": "user", "content": "hi"}
 TOOL = {"name": "Read", "description": "Read a file", "input_schema": {

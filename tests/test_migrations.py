@@ -16,7 +16,14 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from runapi.cli.main import app as cli
-from runapi.storage import AccountStore, Ledger, SchemaMismatch, check_schema, create_engine, upgrade
+from runapi.storage import (
+    AccountStore,
+    Ledger,
+    SchemaMismatch,
+    check_schema,
+    create_engine,
+    upgrade,
+)
 from runapi.storage.database import alembic_config, current_revision, head_revision
 from runapi.storage.schema import metadata
 

@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from runapi.storage import create_engine
 from runapi.storage.schema import task_outputs
 from tests.support.gateway import sqlite_url
-from tests.support.tasks import chat_task, client, fast_tasks, run_task_gateway, wait_finished, wait_for
+from tests.support.tasks import (
+    chat_task,
+    client,
+    fast_tasks,
+    run_task_gateway,
+    wait_finished,
+    wait_for,
+)
 
 
 def kept_outputs(database_url: str) -> int:

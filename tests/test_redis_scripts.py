@@ -15,7 +15,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from runapi.storage.redis_client import HiredisPackingConnection, redis_client, run_scripts
+from runapi.storage.redis_client import (
+    HiredisPackingConnection,
+    redis_client,
+    run_scripts,
+)
 
 INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from runapi.errors import UpstreamError
-from runapi.providers.base import Timeouts
-from runapi.providers.sse import iter_sse_batches
-from runapi.providers.http_client import UpstreamClient
-from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
+from runapi.transport import Timeouts
+from runapi.transport.http_client import UpstreamClient
+from runapi.transport.sse import iter_sse_batches
+from runapi.transport.upstream_http import post_to_upstream, read_upstream_body
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
 from tests.support.sse import decode, sse_data
 

@@ -13,8 +13,16 @@ import pytest
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.failover import backoff_delay
 from tests.support.gateway import RunningGateway
-from tests.support.upstreams import FIRST, LAST, FakeClock, Upstream, custom_gateway, deployments, routed_config, \
-    simulators
+from tests.support.upstreams import (
+    FIRST,
+    LAST,
+    FakeClock,
+    Upstream,
+    custom_gateway,
+    deployments,
+    routed_config,
+    simulators,
+)
 
 HELLO = [{"role": "user", "content": "hello there"}]
 

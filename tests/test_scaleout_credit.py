@@ -26,6 +26,7 @@ from runapi.accounting.credit import CreditGuard, Hold
 from runapi.accounting.credit_redis import RedisCreditGuard
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import build_catalog, builtin_catalog_data
+from runapi.clock import utcnow
 from runapi.errors import InsufficientCredit, ServiceUnavailable
 from runapi.limits import Quota, RedisRateLimiter
 from runapi.money import Usage, cost_nanos
@@ -39,7 +40,6 @@ from runapi.storage import (
     upgrade,
 )
 from runapi.storage.balance_snapshot import balance_snapshot
-from runapi.clock import utcnow
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client

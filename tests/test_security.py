@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from runapi.http.openapi import build_openapi
 from runapi.storage import upgrade
-from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway, sqlite_url
+from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url
 from tests.support.instances import ServeProcess, write_config
 
 MESSAGES = [{"role": "user", "content": "hello"}]

@@ -12,7 +12,12 @@ import httpx
 import openai
 import pytest
 
-from runapi.simulator import SimulatorConfig, create_simulator_app, prompt_tokens, reply_words
+from runapi.simulator import (
+    SimulatorConfig,
+    create_simulator_app,
+    prompt_tokens,
+    reply_words,
+)
 from runapi.simulator.tokens import chunk_texts
 from tests.support.servers import serve_asgi
 

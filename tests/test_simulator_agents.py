@@ -13,7 +13,12 @@ import openai
 import pydantic
 import pytest
 
-from runapi.simulator import SimulatorConfig, create_simulator_app, prompt_tokens, reply_words
+from runapi.simulator import (
+    SimulatorConfig,
+    create_simulator_app,
+    prompt_tokens,
+    reply_words,
+)
 from runapi.simulator.schema_values import example_value
 from runapi.simulator.script import ScriptTurn, assistant_turns, current_turn
 from tests.support.servers import serve_asgi

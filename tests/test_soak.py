@@ -24,8 +24,13 @@ import httpx
 from runapi.http import create_app
 from runapi.http.server_protocol import guarded_protocol
 from runapi.storage import upgrade
-from tests.support.gateway import (RunningGateway, gateway_settings, run_gateway, simulator_config,
-                                   sqlite_url)
+from tests.support.gateway import (
+    RunningGateway,
+    gateway_settings,
+    run_gateway,
+    simulator_config,
+    sqlite_url,
+)
 from tests.support.servers import serve_asgi
 
 SECONDS = float(os.environ.get("RUNAPI_SOAK_SECONDS", "10"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runapi.providers.sse import iter_sse_batches, parse_sse_event
+from runapi.transport.sse import iter_sse_batches, parse_sse_event
 
 STREAM = b'data: {"a":1}\n\n: keep-alive\n\nevent: message_start\ndata: {"b":2}\n\ndata: [DONE]\n\n'
 

@@ -9,9 +9,18 @@ import pytest
 import sqlalchemy as sa
 
 from runapi.accounting.credit import MemoryCreditGuard
-from runapi.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
-from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, hash_key, read_epoch, upgrade
 from runapi.clock import utcnow
+from runapi.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
+from runapi.storage import (
+    AccountStore,
+    Generation,
+    Ledger,
+    Settlement,
+    create_engine,
+    hash_key,
+    read_epoch,
+    upgrade,
+)
 
 
 @pytest.fixture()

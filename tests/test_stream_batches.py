@@ -11,10 +11,12 @@ import pytest
 
 from runapi.catalog import ProviderSpec
 from runapi.errors import UpstreamError
+from runapi.protocols.openai import UpstreamChunk
 from runapi.providers.anthropic import AnthropicProvider
-from runapi.providers.base import Deployment, Timeouts, UpstreamChunk
-from runapi.providers.http_client import UpstreamClient
+from runapi.providers.base import Deployment
 from runapi.providers.openai_compat import OpenAICompatible
+from runapi.transport import Timeouts
+from runapi.transport.http_client import UpstreamClient
 from tests.support.raw_servers import RawServer, answer, answering
 
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}

@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from runapi.catalog import builtin_catalog_data
+from runapi.clock import utcnow
 from runapi.config import load_settings
 from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
@@ -29,7 +30,6 @@ from runapi.storage import (
     create_engine,
     upgrade,
 )
-from runapi.clock import utcnow
 from runapi.storage.schema import tasks
 from runapi.tasks import TaskStore, run_generation_id
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url

@@ -43,14 +43,7 @@ from runapi.pipeline import (
     deployments_for,
     fallback_models,
 )
-from runapi.providers import (
-    AnthropicProvider,
-    Deployment,
-    OpenAICompatible,
-    Provider,
-    Timeouts,
-)
-from runapi.providers.http_client import UpstreamClient
+from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider
 from runapi.services import AccountService, FeedbackService, UsageService
 from runapi.storage import (
     AccountStore,
@@ -71,6 +64,7 @@ from runapi.storage import (
     stop_task,
 )
 from runapi.tasks import TaskRuntime
+from runapi.transport import Timeouts, UpstreamClient
 
 log = logging.getLogger("runapi.gateway")
 

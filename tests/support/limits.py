@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from runapi.money import cost_nanos, estimate_tokens
-from runapi.pipeline.chat_request import decode_chat_request, prompt_bytes
 from runapi.pipeline.hold_bound import hold_usage, prompt_shape
+from runapi.protocols.openai.chat_request import decode_chat_request, prompt_bytes
 from tests.support.gateway import RunningGateway
 from tests.support.sse import decode
 

@@ -16,7 +16,12 @@ from runapi.http import create_app
 from runapi.http.server_protocol import guarded_protocol
 from runapi.simulator import create_simulator_app
 from runapi.storage import upgrade
-from tests.support.gateway import RunningGateway, gateway_settings, simulator_config, sqlite_url
+from tests.support.gateway import (
+    RunningGateway,
+    gateway_settings,
+    simulator_config,
+    sqlite_url,
+)
 from tests.support.servers import free_port, serve_asgi
 
 FIRST, LAST = 1e9, 1e-9

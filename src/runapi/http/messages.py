@@ -8,8 +8,6 @@ is accepted and passed on to Anthropic-protocol upstreams.
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
 from runapi.errors import GatewayError, NotFound
@@ -25,17 +23,20 @@ from runapi.http.asgi import (
     read_body,
     send_bytes,
 )
-from runapi.http.chat import ChatCompletionsEndpoint, response_headers
+from runapi.http.endpoint import CallEndpoint, response_headers
 from runapi.http.errors import error_parts
 from runapi.pipeline import (
-    anthropic_error,
+    ChatStream,
+    Principal,
     complete_messages,
     count_message_tokens,
     open_messages_stream,
     prepare_messages_call,
 )
-from runapi.providers.anthropic import FORWARDED_HEADERS
+from runapi.protocols.anthropic import anthropic_error
+from runapi.providers import FORWARDED_HEADERS
 from runapi.runtime import Gateway
+from runapi.tasks import Reply
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -70,38 +71,20 @@ def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
     return {name: headers[name.encode()].decode("latin-1") for name in FORWARDED_HEADERS if name.encode() in headers}
 
 
-class MessagesEndpoint(ChatCompletionsEndpoint):
-    """`/v1/messages`: parse, authenticate, call the Messages pipeline, relay (the chat endpoint's relay)."""
+class MessagesEndpoint(CallEndpoint):
+    """`/v1/messages`: the Messages pipeline on the endpoint skeleton, errors in Anthropic's shape."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        headers = header_map(scope)
-        client_id = headers.get(b"x-client-request-id")
-        client_request_id = client_id.decode("latin-1")[:200] if client_id else None
-        body = b""
-        try:
-            body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
-            principal = await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
-            check_json_content_type(headers)
-            call = prepare_messages_call(body, _forwarded(headers), beta=beta_query(scope))
-            if call.body.get("stream"):
-                stream = await open_messages_stream(self.gw, principal, call, started=started,
-                                                    client_request_id=client_request_id)
-            else:
-                done = await complete_messages(self.gw, principal, call, started=started,
-                                               client_request_id=client_request_id)
-                await send_bytes(send, 200, done.body,
-                                 response_headers(headers, done.generation_id, done.overhead_ms, done.rate_limit))
-                return
-        except ClientGone:
-            return
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an Anthropic-shaped error (500s are logged)
-            status, extra, payload = anthropic_error_parts(exc, _model_of(body) if isinstance(exc, NotFound) else None)
-            if client_id is not None and len(client_id) <= 512:
-                extra.append((b"x-client-request-id", client_id))
-            await send_bytes(send, status, payload, extra)
-            return
-        await self._relay(stream, headers, receive, send)
+    async def call(self, scope: Scope, headers: dict[bytes, bytes], body: bytes, principal: Principal,
+                   started: float, client_request_id: str | None) -> Reply | ChatStream:
+        call = prepare_messages_call(body, _forwarded(headers), beta=beta_query(scope))
+        if call.body.get("stream"):
+            return await open_messages_stream(self.gw, principal, call, started=started,
+                                              client_request_id=client_request_id)
+        done = await complete_messages(self.gw, principal, call, started=started, client_request_id=client_request_id)
+        return Reply(200, done.body, response_headers(headers, done.generation_id, done.overhead_ms, done.rate_limit))
+
+    def error_parts(self, exc: Exception, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        return anthropic_error_parts(exc, _model_of(body) if isinstance(exc, NotFound) else None)
 
 
 class CountTokensEndpoint:

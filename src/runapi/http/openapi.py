@@ -19,7 +19,8 @@ from runapi.http.admin_api import Credit, NewAccount, NewKey
 from runapi.http.feedback_api import FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
-from runapi.pipeline import ChatRequest, CountTokensRequest, MessagesRequest
+from runapi.protocols.anthropic import CountTokensRequest, MessagesRequest
+from runapi.protocols.openai import ChatRequest
 from runapi.query import MAX_TEXT
 from runapi.services import MAX_REPORTS_LISTED
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask

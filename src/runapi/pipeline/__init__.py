@@ -1,11 +1,11 @@
 """One function per endpoint: authorise → limit → route → call the adapter → meter."""
+
 from runapi.pipeline.auth import Authenticator, Principal
 from runapi.pipeline.auth_guard import FailedAuthGuard
 from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
 from runapi.pipeline.call_facts import CALL_FACTS, CallFacts
 from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
-from runapi.pipeline.chat_request import ChatRequest, decode_chat_request
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.messages import (
     complete_messages,
@@ -13,9 +13,6 @@ from runapi.pipeline.messages import (
     open_messages_stream,
     prepare_messages_call,
 )
-from runapi.pipeline.messages_errors import anthropic_error
-from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
-from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
 
 __all__ = [
@@ -23,21 +20,15 @@ __all__ = [
     "Authenticator",
     "CallFacts",
     "CallServices",
-    "ChatRequest",
     "ChatStream",
     "CircuitBreakers",
     "Completed",
-    "CountTokensRequest",
     "FailedAuthGuard",
-    "MessagesRequest",
     "Principal",
     "RedisFailedAuthGuard",
-    "Reservation",
-    "anthropic_error",
     "complete_chat",
     "complete_messages",
     "count_message_tokens",
-    "decode_chat_request",
     "deployment_key",
     "deployments_for",
     "fallback_models",

@@ -20,14 +20,14 @@ from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.call_services import CallServices
-from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_plan, deployment_key
-from runapi.providers import Deployment, UpstreamChunk
-from runapi.providers.sse import DONE, frame
+from runapi.protocols.openai import ChatRequest, UpstreamChunk
+from runapi.providers import Deployment
+from runapi.transport import DONE, frame
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _decode = msgspec.json.Decoder().decode

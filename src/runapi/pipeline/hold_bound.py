@@ -23,7 +23,7 @@ import msgspec
 
 from runapi.catalog import ModelEntry
 from runapi.money import Usage
-from runapi.pipeline.chat_request import ChatRequest, ImagePart, TextPart
+from runapi.protocols.openai import ChatRequest, ImagePart, TextPart
 
 __all__ = ["PromptShape", "hold_usage", "prompt_shape"]
 

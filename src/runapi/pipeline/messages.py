@@ -4,7 +4,7 @@ The same steps as chat completions â€” resolve, admit, hold, fail over, settle â
 `pipeline.chat`. Per attempt, an upstream that takes Messages bodies (`NativeMessages`: the
 Anthropic adapter) gets the client's body as is, with `anthropic-version` / `anthropic-beta`
 (and `?beta=true` when the client called that); any other upstream gets its chat-completions
-translation, and the answer is translated back. Errors take Anthropic's words (`messages_errors`).
+translation, and the answer is translated back. Errors take Anthropic's words (`protocols.anthropic.errors`).
 Usage is reported in Anthropic's semantics (`input_tokens` exclude cache reads and writes).
 """
 
@@ -22,27 +22,30 @@ from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
-from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
 from runapi.pipeline.failover import first_answer
-from runapi.pipeline.messages_answers import (
-    ChatToMessagesEvents,
-    error_event,
-    messages_usage_json,
-    to_message,
-)
-from runapi.pipeline.messages_errors import error_type
-from runapi.pipeline.messages_translate import (
-    CountTokensRequest,
-    MessagesRequest,
-    decode_messages_request,
-    to_chat_request,
-)
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_order
-from runapi.providers import Deployment, NativeMessages, UpstreamChunk, UpstreamReply
-from runapi.providers.anthropic import FORWARDED_HEADERS
-from runapi.providers.sse import frame, parse_sse_event
+from runapi.protocols.anthropic import (
+    ChatToMessagesEvents,
+    CountTokensRequest,
+    MessagesRequest,
+    decode_messages_request,
+    error_event,
+    error_type,
+    messages_usage_json,
+    to_chat_request,
+    to_message,
+)
+from runapi.protocols.openai import (
+    ChatRequest,
+    Message,
+    UpstreamChunk,
+    UpstreamReply,
+    prompt_bytes,
+)
+from runapi.providers import FORWARDED_HEADERS, Deployment, NativeMessages
+from runapi.transport import frame, parse_sse_event
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _decode = msgspec.json.Decoder().decode

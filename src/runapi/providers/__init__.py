@@ -1,14 +1,18 @@
 """Upstream provider adapters, one module per protocol, behind `Provider`."""
 
-from runapi.providers.anthropic import AnthropicProvider, NativeMessages
-from runapi.providers.base import (
-           Deployment,
-           Provider,
-           Timeouts,
-           UpstreamChunk,
-           UpstreamReply,
+from runapi.providers.anthropic import (
+    FORWARDED_HEADERS,
+    AnthropicProvider,
+    NativeMessages,
 )
+from runapi.providers.base import Deployment, Provider
 from runapi.providers.openai_compat import OpenAICompatible
 
-__all__ = ["AnthropicProvider", "Deployment", "NativeMessages", "OpenAICompatible", "Provider", "Timeouts",
-           "UpstreamChunk", "UpstreamReply"]
+__all__ = [
+    "FORWARDED_HEADERS",
+    "AnthropicProvider",
+    "Deployment",
+    "NativeMessages",
+    "OpenAICompatible",
+    "Provider",
+]

@@ -25,22 +25,27 @@ from runapi.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from runapi.providers.anthropic_stream import (
+from runapi.protocols.anthropic import (
+    ANTHROPIC_VERSION,
     MessagesToChatStream,
     NativeStreamMeter,
-    upstream_error_message,
-)
-from runapi.providers.anthropic_translate import (
-    ANTHROPIC_VERSION,
     fold_system_messages,
     from_messages_reply,
     messages_usage,
     to_messages_request,
+    upstream_error_message,
 )
-from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
-from runapi.providers.http_client import UpstreamClient, UpstreamResponse
-from runapi.providers.sse import frame, iter_sse_batches
-from runapi.providers.upstream_http import post_to_upstream, read_upstream_body
+from runapi.protocols.openai import UpstreamChunk, UpstreamReply
+from runapi.providers.base import Deployment
+from runapi.transport import (
+    Timeouts,
+    UpstreamClient,
+    UpstreamResponse,
+    frame,
+    iter_sse_batches,
+    post_to_upstream,
+    read_upstream_body,
+)
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 """Client headers relayed to Anthropic upstreams."""

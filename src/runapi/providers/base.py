@@ -13,14 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 from runapi.catalog import ProviderSpec
-from runapi.money import Usage
-
-
-class Timeouts(msgspec.Struct, frozen=True):
-    connect: float = 10.0
-    first_byte: float = 120.0
-    idle: float = 120.0
-    max_response_bytes: int = 32 * 1024 * 1024  # a larger answer (or stream event) is an UpstreamError
+from runapi.protocols.openai import UpstreamChunk, UpstreamReply
 
 
 class Deployment(msgspec.Struct, frozen=True):
@@ -36,29 +29,6 @@ class Deployment(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         return f"Deployment({self.provider_name}:{self.upstream_model})"
-
-
-class UpstreamReply(msgspec.Struct):
-    """A complete answer: an OpenAI `chat.completion` object and its usage."""
-
-    body: dict[str, Any]
-    usage: Usage | None
-    upstream_id: str = ""
-
-
-class UpstreamChunk(msgspec.Struct):
-    """One streamed event, as the JSON of an OpenAI `chat.completion.chunk`.
-
-    `usage` is set on the chunk that reports usage; `usage_only` marks the extra chunk
-    with no choices that exists only to carry it. `content_parts` counts pieces of
-    generated output (content, reasoning, tool arguments) in this chunk.
-    """
-
-    payload: bytes
-    usage: Usage | None = None
-    usage_only: bool = False
-    content_parts: int = 0
-    upstream_id: str = ""
 
 
 class Provider(Protocol):

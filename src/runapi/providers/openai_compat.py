@@ -15,11 +15,13 @@ import msgspec
 
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.money import Usage
-from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
-from runapi.providers.http_client import UpstreamClient
-from runapi.providers.sse import iter_sse_batches
-from runapi.providers.upstream_http import (
+from runapi.protocols.openai import UpstreamChunk, UpstreamReply
+from runapi.providers.base import Deployment
+from runapi.transport import (
+    Timeouts,
+    UpstreamClient,
     error_message,
+    iter_sse_batches,
     post_to_upstream,
     read_upstream_body,
 )

@@ -10,9 +10,9 @@ from runapi.pipeline import (
     Principal,
     complete_chat,
     complete_messages,
-    decode_chat_request,
     prepare_messages_call,
 )
+from runapi.protocols.openai import decode_chat_request
 from runapi.tasks.host import TaskHost
 
 Runner = Callable[[TaskHost, Principal, bytes, str, str], Awaitable[Completed]]

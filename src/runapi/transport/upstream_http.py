@@ -13,10 +13,18 @@ from runapi.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from runapi.providers.base import Timeouts
-from runapi.providers.http_client import UpstreamClient, UpstreamResponse
+from runapi.transport.http_client import UpstreamClient, UpstreamResponse
 
 _decode_any = msgspec.json.Decoder().decode
+
+
+class Timeouts(msgspec.Struct, frozen=True):
+    """An upstream call's time limits (seconds) and the largest answer or stream event it may send."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+    max_response_bytes: int = 32 * 1024 * 1024  # a larger answer (or stream event) is an UpstreamError
 
 
 def error_message(body: bytes) -> str:

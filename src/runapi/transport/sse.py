@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, AsyncIterable
 
 import msgspec
 
-from runapi.providers.upstream_http import response_too_large
+from runapi.transport.upstream_http import response_too_large
 
 
 class SseEvent(msgspec.Struct, gc=False):

@@ -7,7 +7,7 @@
   `system`, for upstream models that refuse mid-conversation system messages.
 
 No I/O, no clock: callers pass `created`. Malformed client input raises `InvalidRequest`
-naming the field. Streams are translated in `anthropic_stream`.
+naming the field. Streams are translated in `protocols.anthropic.stream`.
 """
 
 from __future__ import annotations
@@ -19,19 +19,9 @@ import msgspec
 
 from runapi.errors import InvalidRequest
 from runapi.money import Usage
+from runapi.protocols.anthropic.stop_reasons import finish_reason
 
 ANTHROPIC_VERSION = "2023-06-01"
-
-STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-"""Anthropic `stop_reason` → OpenAI `finish_reason`."""
 
 THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 """OpenAI `reasoning_effort` → Anthropic thinking `budget_tokens`."""
@@ -342,7 +332,7 @@ def from_messages_reply(body: dict[str, Any], created: int) -> tuple[dict[str, A
     reply: dict[str, Any] = {
         "id": body.get("id", ""), "object": "chat.completion", "created": created, "model": body.get("model", ""),
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": STOP_REASONS.get(str(body.get("stop_reason")), "stop")}],
+                     "finish_reason": finish_reason(body.get("stop_reason"))}],
     }
     if usage is not None:
         reply["usage"] = openai_usage(usage)

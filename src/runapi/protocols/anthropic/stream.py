@@ -14,12 +14,9 @@ import msgspec
 
 from runapi.errors import UpstreamError
 from runapi.money import Usage
-from runapi.providers.anthropic_translate import (
-    STOP_REASONS,
-    messages_usage,
-    openai_usage,
-)
-from runapi.providers.base import UpstreamChunk
+from runapi.protocols.anthropic.outbound import messages_usage, openai_usage
+from runapi.protocols.anthropic.stop_reasons import finish_reason
+from runapi.protocols.openai.answers import UpstreamChunk
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -82,7 +79,7 @@ class MessagesToChatStream:
             usage = messages_usage(self._usage) or Usage()
             payload = _encode({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                                "model": self.model, "choices": [], "usage": openai_usage(usage)})
-            return [self._chunk({}, STOP_REASONS.get(str(stop), "stop")),
+            return [self._chunk({}, finish_reason(stop)),
                     UpstreamChunk(payload=payload, usage=usage, usage_only=True, upstream_id=self.id)]
         if kind == "message_stop":
             self.done = True

@@ -4,7 +4,7 @@
 - `to_chat_request(raw)`: a Messages body → a chat-completions body for OpenAI-protocol upstreams.
 
 What the chat translation keeps, and what it drops (no OpenAI equivalent), is listed in
-docs/agents.md. Answers are translated back in `messages_answers`.
+docs/agents.md. Answers are translated back in `protocols.anthropic.replies`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import msgspec
 from msgspec import Meta
 
 from runapi.errors import InvalidRequest
-from runapi.pipeline.chat_request import decode_typed_body
-from runapi.pipeline.messages_tools import chat_tool_choice, chat_tools
+from runapi.protocols.anthropic.tools import chat_tool_choice, chat_tools
+from runapi.protocols.openai.chat_request import decode_typed_body
 
 # Messages fields translated below, or dropped for OpenAI-protocol upstreams (no equivalent there;
 # an OpenAI-compatible upstream would refuse them as unknown). Any other field is the client's extra

@@ -16,11 +16,8 @@ from typing import Any
 import msgspec
 
 from runapi.money import Usage
-from runapi.providers.sse import frame
-
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                "content_filter": "refusal"}
-"""OpenAI `finish_reason` → Anthropic `stop_reason`."""
+from runapi.protocols.anthropic.stop_reasons import stop_reason
+from runapi.transport import frame
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -53,7 +50,7 @@ def to_message(reply: dict[str, Any]) -> dict[str, Any]:
         content.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
                         "input": _tool_input(function.get("arguments", ""))})
     return {"id": reply.get("id", ""), "type": "message", "role": "assistant", "model": reply.get("model", ""),
-            "content": content, "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
+            "content": content, "stop_reason": stop_reason(choice.get("finish_reason")),
             "stop_sequence": None}
 
 
@@ -167,7 +164,7 @@ class ChatToMessagesEvents:
                 for call in delta.tool_calls or ():
                     out += self._tool_delta(call)
             if choice.finish_reason:
-                self.stop_reason = STOP_REASONS.get(choice.finish_reason, "end_turn")
+                self.stop_reason = stop_reason(choice.finish_reason)
         return out
 
     def _tool_delta(self, call: _ToolCallDelta) -> bytes:
