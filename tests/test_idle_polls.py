@@ -143,10 +143,11 @@ async def test_the_stores_say_when_the_next_row_falls_due(migrated: str) -> None
 
 def test_an_idle_gateway_sends_no_query_and_still_runs_a_task_queued_by_another_instance(
         sim_url: str, tmp_path: Path) -> None:
-    """Instance A polls every 0.5 s but, with nothing changing, sends no SQL at all; instance B (no task
+    """Instance A polls every 0.1 s but, with nothing changing, sends no SQL at all; instance B (no task
     workers) queues a task, a commit A did not make and was not woken for, and A runs it."""
     url = sqlite_url(tmp_path)
-    with run_task_gateway(url, sim_url, fast_tasks(poll_interval=0.5, purge_interval=3600.0)) as a, \
+    with run_task_gateway(url, sim_url, fast_tasks(poll_interval=0.1, purge_interval=3600.0),
+                          server={"epoch_poll_interval": 0.1}) as a, \
             run_task_gateway(url, sim_url, fast_tasks(workers=0, purge_interval=3600.0)) as b:
         _, key = b.create_account("1")
         statements: list[str] = []
@@ -158,10 +159,11 @@ def test_an_idle_gateway_sends_no_query_and_still_runs_a_task_queued_by_another_
 
         sa.event.listen(a.gateway.engine.sync_engine, "before_cursor_execute", count)
         try:
-            time.sleep(1.5)  # the pollers see the set-up's commits, then go quiet
+            a.wait_for_epoch()
+            time.sleep(0.3)  # the pollers see the set-up's commits, then go quiet
             with lock:
                 statements.clear()
-            time.sleep(2.0)  # four polls of each of the three pollers
+            time.sleep(0.4)  # four polls of each of the three pollers
             with lock:
                 idle = list(statements)
             assert idle == []
@@ -215,7 +217,7 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_through_the_cache_e
     with run_gateway(database_url, sim_url) as a, run_gateway(database_url, sim_url) as b:
         account, key = a.create_account("1")
         (key_id,) = [k["id"] for k in a.admin.get(f"/admin/accounts/{account}/keys").json()["data"]]
-        time.sleep(1.0)  # b's poller has seen the account's creation (which empties its cache)
+        b.wait_for_epoch()  # b's poller has seen the account's creation (which empties its cache)
 
         def status(gw: RunningGateway) -> int:
             return httpx.post(f"{gw.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},

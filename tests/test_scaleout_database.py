@@ -14,7 +14,6 @@ from decimal import Decimal
 import httpx
 
 from runapi.http import create_app
-from runapi.runtime import EPOCH_POLL_S
 from runapi.simulator import prompt_tokens
 from runapi.storage import upgrade
 from tests.support.gateway import RunningGateway, gateway_settings, simulator_config
@@ -40,7 +39,7 @@ def test_database_away_mid_traffic_loses_no_charge(sim_url: str) -> None:
                 _, cold_key = gw.create_account("1", name="cold")
                 # Creating accounts moved the cache epoch; once the poller has seen the move it forgets
                 # cached keys. Let it settle first, so the warm call's cached key outlives the cut.
-                time.sleep(3 * EPOCH_POLL_S)
+                gw.wait_for_epoch()
                 slow = {"model": "glm-4.5-air", "messages": MESSAGES, "max_tokens": 20, "x_sim": {"latency_ms": 600}}
 
                 async def call(client: httpx.AsyncClient, secret: str, body: dict[str, object]) -> httpx.Response:

@@ -53,6 +53,10 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     body_timeout: float = 30.0  # longest silence while a request body is being received (then closed)
     min_body_rate: int = 1024  # bytes/s a request body must average once body_timeout has passed (0: no floor)
     max_response_bytes: int = 32 * 1024 * 1024  # largest upstream answer, or single stream event (then 502)
+    # How often an instance reads the cache epoch after a commit (without Redis, how soon it sees another
+    # instance's changes), and the longest an idle poller (epoch, task workers, webhooks) goes without a look.
+    epoch_poll_interval: float = 0.5
+    idle_poll_max: float = 10.0
 
 
 class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -68,7 +68,6 @@ from runapi.transport import Timeouts, UpstreamClient
 
 log = logging.getLogger("runapi.gateway")
 
-EPOCH_POLL_S = 0.5
 
 
 class Gateway:
@@ -118,6 +117,7 @@ class Gateway:
         self._upstream: UpstreamClient | None = None
         self._providers: dict[str, Provider] = {}
         self._poller: asyncio.Task[None] | None = None
+        self.epoch_seen: int | None = None  # the cache epoch this instance last read (observable by tests)
         self.tasks = TaskRuntime(self)  # started after the rest, stopped before it
         self._tasks_started = False
 
@@ -218,7 +218,8 @@ class Gateway:
             self.limits.invalidate()
 
     async def _poll_epoch(self) -> None:
-        gate = IdleGate(self.change_probe)  # only bumps (commits) move the epoch: read it after a commit
+        # Only bumps (commits) move the epoch: read it after a commit.
+        gate = IdleGate(self.change_probe, max_idle=self.server.idle_poll_max)
         last: int | None = None  # the epoch last read
 
         async def look() -> None:
@@ -226,9 +227,9 @@ class Gateway:
             epoch = await read_epoch(self.engine)
             if last is not None and epoch != last:  # something changed, somewhere: forget everything
                 self.apply_change(Change("all"))
-            last = epoch
+            last = self.epoch_seen = epoch
             gate.idle()
 
         # Nothing in this process wakes it early: its own changes are applied where they are made.
-        await poll(gate, asyncio.Event(), EPOCH_POLL_S, look,
+        await poll(gate, asyncio.Event(), self.server.epoch_poll_interval, look,
                    lambda: log.warning("could not read the cache epoch", exc_info=True))

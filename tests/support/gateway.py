@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -15,7 +16,7 @@ import httpx
 from runapi.config import ConfigFile, Settings, load_settings
 from runapi.http import create_app
 from runapi.http.server_protocol import guarded_protocol
-from runapi.storage import upgrade
+from runapi.storage import create_engine, read_epoch, upgrade
 from tests.support.servers import serve_asgi
 
 ADMIN_TOKEN = "test-admin-token"
@@ -61,6 +62,26 @@ class RunningGateway:
     @property
     def gateway(self) -> Any:
         return self.app.state.gateway
+
+    def database_epoch(self) -> int:
+        """The cache epoch in the database now (read with a connection of its own)."""
+        async def read() -> int:
+            engine = create_engine(self.settings.database_url)
+            try:
+                return await read_epoch(engine)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(read())
+
+    def wait_for_epoch(self, timeout: float = 5.0) -> None:
+        """Wait until this gateway's epoch poller has read the database's current cache epoch: it has
+        then dropped everything it cached before the last change anywhere."""
+        target = self.database_epoch()
+        deadline = time.monotonic() + timeout
+        while (self.gateway.epoch_seen or 0) < target:
+            assert time.monotonic() < deadline, f"the epoch poller did not read epoch {target} in {timeout}s"
+            time.sleep(0.01)
 
     def create_account(self, credit_usd: str | Decimal = "10", name: str | None = None) -> tuple[str, str]:
         """A new account with `credit_usd` of credit and one key: (account ID, secret key)."""

@@ -31,10 +31,11 @@ def fast_tasks(**overrides: Any) -> TaskSettings:
 
 @contextlib.contextmanager
 def run_task_gateway(database_url: str, sim_url: str, tasks: TaskSettings = FAST,
-                     **env: str) -> Iterator[RunningGateway]:
-    """A gateway (tasks on) in front of the simulator; `env` adds RUNAPI_* variables."""
+                     server: dict[str, Any] | None = None, **env: str) -> Iterator[RunningGateway]:
+    """A gateway (tasks on) in front of the simulator; `server` sets `[server]` settings, `env` adds
+    RUNAPI_* variables."""
     upgrade(database_url)
-    config = msgspec.structs.replace(simulator_config(sim_url), tasks=tasks)
+    config = msgspec.structs.replace(simulator_config(sim_url, **(server or {})), tasks=tasks)
     settings = gateway_settings(database_url, config, **env)
     app = create_app(settings)
     with serve_asgi(app) as base_url:

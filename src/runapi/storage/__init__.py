@@ -27,7 +27,7 @@ from runapi.storage.feedback import (
     check_feedback,
     feedback_json,
 )
-from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
+from runapi.storage.idle_gate import MAX_IDLE_S, ChangeProbe, IdleGate, poll
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX, Ledger, Settlement
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
@@ -64,6 +64,7 @@ __all__ = [
     "KEY_LENGTH",
     "KEY_PREFIX",
     "MAX_COMMENT_CHARS",
+    "MAX_IDLE_S",
     "MAX_REPORTS_LISTED",
     "WRITEOFF_SUFFIX",
     "Account",

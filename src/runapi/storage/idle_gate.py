@@ -24,7 +24,7 @@ from runapi.clock import as_utc
 
 log = logging.getLogger("runapi.storage")
 
-MAX_IDLE_S = 10.0  # a safety net: nothing should need it
+MAX_IDLE_S = 10.0  # a safety net: nothing should need it (`[server] idle_poll_max`)
 
 
 class ChangeProbe:
@@ -60,9 +60,10 @@ class IdleGate:
     query will have seen); after a query that found nothing to do, `idle(next_due)`; after one that
     found work or failed, `busy()`, so the next poll queries again."""
 
-    def __init__(self, probe: ChangeProbe, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, probe: ChangeProbe, clock: Callable[[], float] = time.time, max_idle: float = MAX_IDLE_S) -> None:
         self._probe = probe
         self._clock = clock
+        self._max_idle = max_idle
         self._reading: int | None = None  # the version read by the last `begin()`
         self._seen: int | None = None  # the version the last idle query saw
         self._until = 0.0  # wall-clock seconds: query again by then even without a change
@@ -79,7 +80,7 @@ class IdleGate:
 
     def idle(self, next_due: datetime | None = None) -> None:
         """The query found nothing to do; `next_due` is when something becomes due without any commit."""
-        until = self._clock() + MAX_IDLE_S
+        until = self._clock() + self._max_idle
         if next_due is not None:
             until = min(until, as_utc(next_due).timestamp())  # type: ignore[union-attr]
         self._seen, self._until = self._reading, until

@@ -47,7 +47,7 @@ class TaskRuntime:
         self.webhooks = WebhookStore(gw.engine)
         self.idempotency = IdempotencyStore(gw.engine, self.settings.idempotency_ttl)
         self.guard = CallbackGuard(self.settings.webhook_allow)
-        self.sender = WebhookSender(self.webhooks, self.settings, self.guard, gw.change_probe)
+        self.sender = WebhookSender(self.webhooks, self.settings, self.guard, gw.change_probe, gw.server.idle_poll_max)
         self.workers = TaskWorkers(gw, self.store, self.event_for, on_event=self.sender.wake)
         self._signer: OutputSigner | None = None
         self._purger: asyncio.Task[None] | None = None

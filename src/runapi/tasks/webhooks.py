@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from runapi.clock import utcnow
 from runapi.config import TaskSettings
-from runapi.storage import ChangeProbe, IdleGate, poll
+from runapi.storage import MAX_IDLE_S, ChangeProbe, IdleGate, poll
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore
@@ -46,8 +46,9 @@ def retry_at(event: WebhookEvent, attempt: int, now: datetime, settings: TaskSet
 
 class WebhookSender:
     def __init__(self, store: WebhookStore, settings: TaskSettings, guard: CallbackGuard,
-                 probe: ChangeProbe | None = None) -> None:
-        self.probe = probe or ChangeProbe(None)  # the database's, when a SQLite file: quiet idle polls
+                 probe: ChangeProbe | None = None, max_idle: float = MAX_IDLE_S) -> None:
+        self.probe = probe or ChangeProbe(None)
+        self.max_idle = max_idle  # the database's, when a SQLite file: quiet idle polls
         self.store = store
         self.settings = settings
         self.guard = guard
@@ -75,7 +76,7 @@ class WebhookSender:
             await self._session.close()
 
     async def _poll(self) -> None:
-        gate = IdleGate(self.probe)  # idle on SQLite: query only after a commit or a due time
+        gate = IdleGate(self.probe, max_idle=self.max_idle)  # idle on SQLite: query after a commit or a due time
         await poll(gate, self._wake, self.settings.poll_interval, lambda: self._claim(gate),
                    lambda: log.warning("could not claim webhook events", exc_info=True))
 

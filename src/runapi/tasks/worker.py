@@ -84,7 +84,7 @@ class TaskWorkers:
             runner.cancel()
 
     async def _poll(self) -> None:
-        gate = IdleGate(self.gw.change_probe)  # idle on SQLite: query only after a commit or a due time
+        gate = IdleGate(self.gw.change_probe, max_idle=self.gw.server.idle_poll_max)  # idle on SQLite: query only after a commit or a due time
         await poll(gate, self._wake, self.settings.poll_interval, lambda: self._claim(gate),
                    lambda: log.warning("could not claim tasks", exc_info=True))
 
