@@ -4,11 +4,15 @@ imports across packages go through each package's face (`__init__.py` and its `_
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 
 import pytest
 
-from tests.support.import_graph import cycles, graph, modules, package_of
+from tests.support import import_graph
+from tests.support.import_graph import cycles, modules, package_of
+
+graph = functools.cache(import_graph.graph)  # read the source once for every test here
 
 # Bottom to top. A package imports only packages of lower layers; packages of one layer are independent.
 LAYERS: list[set[str]] = [
@@ -72,6 +76,7 @@ def test_edges_call_services_not_stores() -> None:
     assert reaching == [], "edges reaching past the services:\n" + "\n".join(reaching)
 
 
+@functools.cache
 def _cross_package_imports() -> list[tuple[str, str, list[str]]]:
     """(importing module, imported module, names) of every `from runapi.<other package>... import`."""
     found = []
@@ -94,3 +99,12 @@ def test_imports_across_packages_use_the_face(package: str) -> None:
     assert not wrong, f"imports past the faces of runapi.{package}:\n" + "\n".join(wrong)
     for name, face in faces.items():
         assert all(hasattr(face, exported_name) for exported_name in exported[name])
+
+
+def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
+    """The checks above can fail: a made-up graph with a cycle and an edge importing storage."""
+    made_up = {"limits": {"accounting": {"runapi.limits.x"}}, "accounting": {"limits": {"runapi.accounting.y"}},
+               "http": {"storage": {"runapi.http.z"}}}
+    assert cycles(made_up) == [["accounting", "limits"]]
+    upward = [(source, dest) for source, targets in made_up.items() for dest in targets if _rank(dest) >= _rank(source)]
+    assert upward == [("limits", "accounting"), ("accounting", "limits")]
