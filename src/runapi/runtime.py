@@ -91,7 +91,8 @@ class Gateway:
         self.circuits = CircuitBreakers(server.circuit_failures, server.circuit_cooldown, health_clock,
                                         accounts=server.circuit_accounts, window=server.circuit_window,
                                         failure_rate=server.circuit_failure_rate)
-        self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock)
+        self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock,
+                                                         server.spend_reload_interval)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
         directory = journal_directory(settings.server.settlement_journal, settings.database_url)

@@ -28,7 +28,7 @@ from runapi.limits.rates import (
     go_duration,
 )
 from runapi.limits.redis_limiter import RedisRateLimiter
-from runapi.limits.spend import Cap, SpendGuard, SpendHold
+from runapi.limits.spend import RELOAD_S, Cap, SpendGuard, SpendHold
 from runapi.limits.tiers import TierSpec, TierTable
 from runapi.storage import KeyLimits, Rider, Settlement
 
@@ -193,8 +193,9 @@ class LimitControl:
 
 
 def create_limit_control(tiers: TierTable, engine: AsyncEngine, redis_url: str = "",
-                         clock: Clock = time.time) -> LimitControl:
-    """In-process limits, or Redis-backed ones shared by every instance when `redis_url` is set."""
+                         clock: Clock = time.time, spend_reload: float = RELOAD_S) -> LimitControl:
+    """In-process limits, or Redis-backed ones shared by every instance when `redis_url` is set.
+    `spend_reload`: seconds a cached spent total is trusted (then read again)."""
     limiter: RateLimiter = (RedisRateLimiter.from_url(redis_url, clock) if redis_url
                             else MemoryRateLimiter(clock))
-    return LimitControl(tiers, limiter, SpendGuard(engine))
+    return LimitControl(tiers, limiter, SpendGuard(engine, spend_reload))

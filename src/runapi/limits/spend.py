@@ -6,7 +6,7 @@ cost, plus the most this call may cost. A key stops at its cap; only a call that
 than its hold (its prompt tokenised to more than the estimate) can pass it, by that excess.
 Spent amounts are cached per scope, with the highest ledger ID they include, so admission
 needs no database round trip once warm; settlements add their charges, and caches are
-reloaded on a cache-epoch change and every `RELOAD_S` (so charges made by other instances
+reloaded on a cache-epoch change and every `reload_s` (so charges made by other instances
 are seen).
 """
 
@@ -27,7 +27,7 @@ from runapi.errors import BudgetExceeded
 from runapi.money import nanos_to_usd
 from runapi.storage import WRITEOFF_SUFFIX, generations, ledger
 
-RELOAD_S = 30.0
+RELOAD_S = 30.0  # the default of `[server] spend_reload_interval`
 Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)
 CapKind = Literal["key_spend_cap", "key_monthly_spend_cap", "tier_monthly_spend_cap"]
 
@@ -89,8 +89,9 @@ _MESSAGES: dict[CapKind, str] = {
 class SpendGuard:
     """Spend caps for one process; correct for a single gateway process (see the module doc)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reload_s: float = RELOAD_S) -> None:
         self._engine = engine
+        self._reload_s = reload_s
         self._spent: dict[Scope, _Spent] = {}
         self._held: defaultdict[Scope, int] = defaultdict(int)
         self._loading: dict[Scope, asyncio.Future[_Spent]] = {}
@@ -160,9 +161,9 @@ class SpendGuard:
         return (await self._current(scope)).nanos
 
     def _fresh(self, scope: Scope) -> _Spent | None:
-        """The cached total of `scope` if it was loaded less than `RELOAD_S` ago."""
+        """The cached total of `scope` if it was loaded less than `reload_s` ago."""
         cached = self._spent.get(scope)
-        return cached if cached is not None and time.monotonic() - cached.loaded_at < RELOAD_S else None
+        return cached if cached is not None and time.monotonic() - cached.loaded_at < self._reload_s else None
 
     async def _current(self, scope: Scope) -> _Spent:
         cached = self._fresh(scope)
