@@ -51,12 +51,14 @@ def drive(target: Target, scenario: Scenario, concurrency: int, duration_s: floa
           warmup_s: float = 0.0) -> LoadResult:
     """Run the scenario's load against the target: wrk for JSON (if installed), aiohttp for SSE."""
     url = target.base_url + scenario.path
+    headers = target.headers_for(scenario)
     if not scenario.stream and wrk_available():
         if warmup_s > 0:
-            run_wrk(url, scenario.body, target.api_key, concurrency, warmup_s, workdir)
-        return run_wrk(url, scenario.body, target.api_key, concurrency, duration_s, workdir)
+            run_wrk(url, scenario.body, target.api_key, concurrency, warmup_s, workdir, headers)
+        return run_wrk(url, scenario.body, target.api_key, concurrency, duration_s, workdir, headers)
     return run_async_client(url, scenario.body, target.api_key, concurrency, stream=scenario.stream,
-                            duration_s=duration_s, warmup_s=warmup_s, protocol=scenario.protocol)
+                            duration_s=duration_s, warmup_s=warmup_s, protocol=scenario.protocol,
+                            headers=headers)
 
 
 def measure_cell(target: Target, upstream: Target, scenario: Scenario, concurrency: int, *, duration_s: float,

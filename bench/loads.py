@@ -27,6 +27,10 @@ function init(args)
     if args[2] ~= nil and args[2] ~= "" then
         wrk.headers["Authorization"] = "Bearer " .. args[2]
     end
+    for i = 3, #args do  -- further headers as "name: value"
+        local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+        wrk.headers[name] = value
+    end
 end
 
 function done(summary, latency, requests)
@@ -70,8 +74,9 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float, workdir: Path) -> LoadResult:
-    """POST `body` to `url` with wrk on `concurrency` keep-alive connections for `duration_s`."""
+def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float, workdir: Path,
+            headers: dict[str, str] | None = None) -> LoadResult:
+    """POST `body` to `url` with wrk on `concurrency` keep-alive connections for `duration_s` (with `headers`)."""
     script, body_path = workdir / "post.lua", workdir / f"body-{zlib.crc32(body):08x}.json"
     if not script.exists():
         script.write_text(WRK_LUA)
@@ -79,7 +84,8 @@ def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: f
         body_path.write_bytes(body)
     threads = 1 if concurrency < 32 else 2
     argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(duration_s))}s",
-            "--timeout", "10s", "-s", str(script), url, "--", str(body_path), api_key]
+            "--timeout", "10s", "-s", str(script), url, "--", str(body_path), api_key,
+            *(f"{name}: {value}" for name, value in (headers or {}).items())]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
@@ -139,8 +145,8 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
 
 
 async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float, stream: bool,
-                requests: int | None, warmup_s: float, protocol: str) -> LoadResult:
-    headers = {"content-type": "application/json"}
+                requests: int | None, warmup_s: float, protocol: str, extra_headers: dict[str, str]) -> LoadResult:
+    headers = {"content-type": "application/json", **extra_headers}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
     tally = _Tally()
@@ -182,13 +188,13 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
 
 def run_async_client(url: str, body: bytes, api_key: str, concurrency: int, *, stream: bool,
                      duration_s: float = 0.0, requests: int | None = None, warmup_s: float = 0.0,
-                     protocol: str = "chat") -> LoadResult:
+                     protocol: str = "chat", headers: dict[str, str] | None = None) -> LoadResult:
     """Drive `url` with `concurrency` aiohttp workers for `duration_s` seconds (or `requests` requests).
 
     For SSE, TTFT is the time to the first chunk carrying text (`delta.content`; a Messages
     `text_delta`); a stream that does not end with `data: [DONE]` (`message_stop`) counts as an error.
     """
-    load = _load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s, protocol)
+    load = _load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s, protocol, headers or {})
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency of the project

@@ -52,7 +52,7 @@ def _cells(row: Row) -> list[str]:
 
 def _sorted(rows: Sequence[Row]) -> list[Row]:
     order = {name: i for i, name in enumerate(SCENARIOS)}
-    targets = {name: i for i, name in enumerate(["direct", "nginx", "runapi-sqlite", "runapi-sqlite-nolog", "runapi-postgres", "litellm"])}
+    targets = {name: i for i, name in enumerate(["direct", "nginx", "runapi-sqlite", "runapi-sqlite-nolog", "runapi-postgres", "portkey", "litellm"])}
     return sorted(rows, key=lambda r: (order.get(r.scenario, 99), r.concurrency, targets.get(r.target, 50)))
 
 

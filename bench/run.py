@@ -1,6 +1,6 @@
 """RunAPI's benchmark, in one command: `python bench/run.py [--quick] [--postgres] [--profile] [--soak SECONDS]`
-(`--workers N` adds a multi-worker row, `--baseline GIT_REF` an A/B row for another commit, `--litellm` a
-row for LiteLLM's proxy as a peer).
+(`--workers N` adds a multi-worker row, `--baseline GIT_REF` an A/B row for another commit, `--litellm` and
+`--portkey` rows for LiteLLM's proxy and Portkey's gateway as peers).
 
 Starts the upstream simulator, then measures side by side the upstream called directly,
 nginx as a plain reverse proxy, and `runapi serve` with its full pipeline (SQLite; and
@@ -26,6 +26,7 @@ from bench import report  # noqa: E402
 from bench.cells import Row, add_baselines, measure_cell  # noqa: E402
 from bench.litellm_peer import start_litellm  # noqa: E402
 from bench.loads import wrk_available  # noqa: E402
+from bench.portkey_peer import start_portkey  # noqa: E402
 from bench.profiling import ProfiledRun, profile_section, profile_under_load, py_spy  # noqa: E402
 from bench.scenarios import FULL_PLAN, QUICK_PLAN, SCENARIOS  # noqa: E402
 from bench.servers import Target, nginx_path, start_floor, start_gateway, start_nginx, start_upstream  # noqa: E402
@@ -49,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--litellm", action="store_true",
                         help="add a row for LiteLLM's proxy as a peer (installed once into its own virtual "
                              "environment under ~/.cache/runapi-bench: bench/litellm_peer.py)")
+    parser.add_argument("--portkey", action="store_true",
+                        help="add a row for Portkey's open-source gateway as a peer (npm, installed once under "
+                             "~/.cache/runapi-bench: bench/portkey_peer.py)")
     parser.add_argument("--profile", action="store_true", help="py-spy the SQLite gateway under load afterwards")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="then load the SQLite gateway for SECONDS, sampling its RSS")
@@ -59,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated targets (direct,nginx,runapi-sqlite, runapi-sqlite-nolog: the same "
                              "without its access log; also floor-raw and floor-asgi, a "
                              "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
-                             "--postgres adds runapi-postgres, --litellm litellm")
+                             "--postgres adds runapi-postgres, --litellm litellm, --portkey portkey")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="add rows for `runapi serve --workers N` and for one worker set up the same way "
                              "(SQLite + Redis at 127.0.0.1:6379, as several workers need): the scaling, like for like")
@@ -78,6 +82,8 @@ def _gateway_targets(args: argparse.Namespace) -> list[str]:
         names.append("runapi-postgres")
     if args.litellm and "litellm" not in names:
         names.append("litellm")
+    if args.portkey and "portkey" not in names:
+        names.append("portkey")
     if "nginx" in names and nginx_path() is None:
         console.print("[yellow]nginx is not installed (apt-get install -y nginx): skipping its row[/yellow]")
         names.remove("nginx")
@@ -118,6 +124,8 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
         return start_gateway(workdir, upstream, name=name, postgres=True)
     if name == "litellm":
         return start_litellm(workdir, upstream, console)
+    if name == "portkey":
+        return start_portkey(workdir, upstream, console)
     raise SystemExit(f"unknown target {name!r}")
 
 

@@ -18,10 +18,12 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import Child, free_port, wait_for_port
+from bench.scenarios import Scenario
 
 PYTHON = sys.executable
 PROJECT = Path(__file__).resolve().parent.parent  # for `python -m bench.…` children
@@ -42,8 +44,13 @@ class Target:
     base_url: str
     api_key: str = ""
     child: Child | None = None
+    scenario_headers: Callable[[Scenario], dict[str, str]] | None = None  # Portkey's routing headers
     cleanup: list[Child] = field(default_factory=list)
     drop_database: str = ""
+
+    def headers_for(self, scenario: Scenario) -> dict[str, str]:
+        """Extra headers for the scenario's requests (none for most targets)."""
+        return self.scenario_headers(scenario) if self.scenario_headers else {}
 
     @property
     def url(self) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench import litellm_peer
+from bench import litellm_peer, portkey_peer
 from bench.cells import Row, add_baselines, measure_cell
-from bench.loads import LoadResult, run_async_client
+from bench.loads import LoadResult, run_async_client, run_wrk
 from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
@@ -154,5 +154,34 @@ def test_the_litellm_peer_relays_the_same_scenarios(servers: tuple[Target, Targe
         assert error.value.code in (400, 401)
         result = run_async_client(peer.url, SCENARIOS["json"].body, peer.api_key, 2, stream=False, requests=10)
         assert (result.requests, result.errors) == (10, 0)
+    finally:
+        peer.stop()
+
+
+@pytest.mark.skipif(shutil.which("npm") is None or shutil.which("node") is None,
+                    reason="Portkey's gateway needs Node.js and npm")
+def test_the_portkey_peer_relays_chat_and_messages(servers: tuple[Target, Target, Target], tmp_path: Path) -> None:
+    """`--portkey`: Portkey's gateway (installed from npm on first use) in front of the simulator. Its routing
+    headers reach it from both load clients: wrk's Lua script (JSON) and the aiohttp client (SSE, whose 20
+    content chunks show that `x_sim` passed through and that the streaming path works on this Node)."""
+    upstream = servers[0]
+    peer = portkey_peer.start_portkey(tmp_path, upstream, Console(quiet=True))
+    try:
+        chat = run_wrk(peer.url, SCENARIOS["json"].body, peer.api_key, 2, 1.0, tmp_path,
+                       peer.headers_for(SCENARIOS["json"]))
+        assert chat.requests > 0 and chat.errors == 0
+        unrouted = run_wrk(peer.url, SCENARIOS["json"].body, peer.api_key, 1, 1.0, tmp_path)
+        assert unrouted.errors == unrouted.requests > 0  # without its headers Portkey refuses (400): they were sent
+        request = urllib.request.Request(peer.url, data=SCENARIOS["stream20"].body, headers={
+            "authorization": f"Bearer {peer.api_key}", "content-type": "application/json",
+            **peer.headers_for(SCENARIOS["stream20"])})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            events = [line for line in response.read().split(b"\n") if line.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]"
+        assert sum(b'"delta":{"content":"' in event for event in events) == 20
+        messages = SCENARIOS["messages20"]
+        result = run_async_client(peer.base_url + messages.path, messages.body, peer.api_key, 2, stream=True,
+                                  requests=6, protocol=messages.protocol, headers=peer.headers_for(messages))
+        assert (result.requests, result.errors) == (6, 0)
     finally:
         peer.stop()

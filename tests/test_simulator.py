@@ -252,6 +252,17 @@ def test_openai_invalid_requests(http: httpx.Client, oai: openai.OpenAI) -> None
     assert [model.id for model in oai.models.list()][:2] == ["glm-4.5-air", "glm-4.5"]
 
 
+def test_openai_knobs_in_the_x_sim_header(http: httpx.Client) -> None:
+    """Relays that drop unknown body fields pass the knobs as an `x-sim` header; the body's `x_sim` wins."""
+    body = {"model": "m", "messages": MESSAGES, "stream": True}
+    streamed = http.post("/v1/chat/completions", json=body, headers={"x-sim": '{"chunks": 7}'})
+    assert streamed.text.count('"delta":{"content":') == 7
+    both = http.post("/v1/chat/completions", json={**body, "x_sim": {"chunks": 3}}, headers={"x-sim": '{"chunks": 7}'})
+    assert both.text.count('"delta":{"content":') == 3
+    assert http.post("/v1/chat/completions", json=body, headers={"x-sim": "{nope"}).status_code == 400
+    assert http.post("/v1/chat/completions", json=body, headers={"x-sim": '{"no_such_knob": 1}'}).status_code == 400
+
+
 # --- Anthropic -------------------------------------------------------------------------------
 
 

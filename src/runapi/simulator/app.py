@@ -7,7 +7,9 @@ Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messag
 `runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
 set at run time cleared) and `GET /_sim/stats` (request count, the last request's body, headers and
 path with query). A model request's body may carry
-`"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config.
+`"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config;
+an `x-sim` header with the same JSON object does the same for relays that drop unknown body fields
+(Portkey's gateway, in the benchmark). The body's `x_sim` wins when both are sent.
 """
 
 from __future__ import annotations
@@ -115,12 +117,16 @@ class SimulatorApp:
         if not isinstance(raw, dict):
             return await _respond(send, 400, fmt.error(400, "The request body must be a JSON object"))
         try:
-            config = with_overrides(self.config, raw["x_sim"]) if "x_sim" in raw else self.config
+            config = self.config
+            if "x_sim" in raw:
+                config = with_overrides(config, raw["x_sim"])
+            elif (header := _sim_header(scope)) is not None:
+                config = with_overrides(config, _decode(header))
             call = fmt.parse(raw)
             if config.image_tokens != IMAGE_TOKENS and isinstance(raw.get("messages"), list):
                 extra = count_images(raw["messages"]) * (config.image_tokens - IMAGE_TOKENS)
                 call = msgspec.structs.replace(call, prompt_tokens=call.prompt_tokens + extra)
-        except (msgspec.ValidationError, ValueError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
             return await _respond(send, 400, fmt.error(400, str(exc)))
         if config.reject_system_messages and any(
                 isinstance(m, dict) and m.get("role") == "system" for m in raw.get("messages") or ()) \
@@ -199,6 +205,11 @@ async def _read_body(receive: Receive) -> bytes:
         message = await receive()
         parts.append(message.get("body", b""))
     return b"".join(parts)
+
+
+def _sim_header(scope: Scope) -> bytes | None:
+    """The `x-sim` header's JSON (config overrides), if the request carries one."""
+    return next((value for name, value in scope["headers"] if name == b"x-sim"), None)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
