@@ -35,7 +35,7 @@ EDGES = {"http", "web"}
 STORE_ATTRIBUTES = {"engine", "ledger", "settlements", "settlement_sink", "change_probe", "credit"}
 # Packages whose faces other packages must use (`from runapi.storage import X`, not `runapi.storage.ledger`).
 FACES = {package: [package] for package in ("storage", "accounting", "limits", "catalog", "pipeline", "services",
-                                            "providers", "transport")}
+                                            "providers", "transport", "tasks", "web", "http")}
 FACES["protocols"] = ["protocols.openai", "protocols.anthropic"]
 
 

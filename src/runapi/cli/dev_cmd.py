@@ -89,10 +89,9 @@ def dev(port: int = typer.Option(8787, help="Gateway port"),
 
     from runapi.catalog import builtin_catalog_data
     from runapi.config import ConfigFile, load_settings
-    from runapi.http import create_app
-    from runapi.http.server_protocol import guarded_protocol
+    from runapi.http import create_app, guarded_protocol
     from runapi.money import nanos_to_usd
-    from runapi.web.rendering import format_usd
+    from runapi.web import format_usd
 
     try:
         listener = bind_port(HOST, port)  # before anything is written

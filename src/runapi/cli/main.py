@@ -64,7 +64,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
           log_config: Path | None = typer.Option(None, metavar="FILE", help="Your own logging.config.dictConfig "
                                                  "file (.json, .yaml or .ini), instead of --log-format")) -> None:
     """Serve the gateway (settings from RUNAPI_* variables and RUNAPI_CONFIG)."""
-    from runapi.http.server_protocol import guarded_protocol
+    from runapi.http import guarded_protocol
 
     if log_format not in LOG_FORMATS:
         errors.print(f"[red]--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}.[/red]")

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import typer
 
 from runapi.cli.common import command_group, console, errors, settings_or_exit
-from runapi.web.skills import render_skill, skill_name_from_text
+from runapi.web import render_skill, skill_name_from_text
 
 skill_app = command_group("Agent skills (SKILL.md) that teach coding agents to call a model family.")
 LOCAL_ROOT_URL = "http://127.0.0.1:8787"  # `runapi serve`'s default address

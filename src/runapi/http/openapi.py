@@ -23,7 +23,7 @@ from runapi.protocols.anthropic import CountTokensRequest, MessagesRequest
 from runapi.protocols.openai import ChatRequest
 from runapi.query import MAX_TEXT
 from runapi.services import MAX_REPORTS_LISTED
-from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
+from runapi.tasks import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
     "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,

@@ -17,9 +17,14 @@ from runapi.http.admin_api import admin_gateway
 from runapi.http.responses import json_response
 from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, optional_int_param, text_param
-from runapi.tasks import DeliveryAttempt, OutputExpired, TaskRuntime, WebhookEvent
-from runapi.tasks.idempotency import idempotency_key
-from runapi.tasks.submission import decode_new_task
+from runapi.tasks import (
+    DeliveryAttempt,
+    OutputExpired,
+    TaskRuntime,
+    WebhookEvent,
+    decode_new_task,
+    idempotency_key,
+)
 
 TASK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_EXPIRES = 10**12  # an output URL's `expires` (Unix seconds) beyond this is not one we signed

@@ -2,18 +2,26 @@
 signed webhooks with retries, signed expiring output URLs, and `Idempotency-Key` replays."""
 
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused
-from runapi.tasks.idempotency import IdempotencyStore, Reply, run_idempotent
+from runapi.tasks.idempotency import (
+    IdempotencyStore,
+    Reply,
+    idempotency_key,
+    run_idempotent,
+)
 from runapi.tasks.output_urls import OutputExpired, OutputSigner
 from runapi.tasks.records import DeliveryAttempt, Task, TaskOutput, WebhookEvent
 from runapi.tasks.runtime import TaskRuntime
 from runapi.tasks.store import TaskStore, run_generation_id
+from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask, decode_new_task
 from runapi.tasks.webhook_store import WebhookStore
 
 __all__ = [
+    "MAX_METADATA_KEYS",
     "CallbackGuard",
     "CallbackRefused",
     "DeliveryAttempt",
     "IdempotencyStore",
+    "NewTask",
     "OutputExpired",
     "OutputSigner",
     "Reply",
@@ -23,6 +31,8 @@ __all__ = [
     "TaskStore",
     "WebhookEvent",
     "WebhookStore",
+    "decode_new_task",
+    "idempotency_key",
     "run_generation_id",
     "run_idempotent",
 ]

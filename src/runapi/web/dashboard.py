@@ -30,7 +30,7 @@ from runapi.web.sessions import (
 )
 
 if TYPE_CHECKING:
-    from runapi.tasks.records import Task, WebhookEvent
+    from runapi.tasks import Task, WebhookEvent
 
 COOKIE = "runapi_session"
 COOKIE_PATH = "/dashboard"
