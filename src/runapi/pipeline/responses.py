@@ -27,6 +27,7 @@ from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.metering import CallRecord
 from runapi.protocols.responses import (
     ChatToResponseEvents,
+    ChatTranslation,
     ResponseContext,
     ResponsesRequest,
     decode_responses_request,
@@ -49,15 +50,13 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 class ResponsesCall:
     """One `/v1/responses` request: the typed request, its chat translation and its input items as stored."""
 
-    __slots__ = ("chat", "chat_request", "custom_tools", "inputs", "model", "request")
+    __slots__ = ("chat", "chat_request", "inputs", "request", "translation")
 
-    def __init__(self, request: ResponsesRequest, chat: dict[str, Any], custom_tools: frozenset[str],
-                 inputs: list[dict[str, Any]], model: str) -> None:
+    def __init__(self, request: ResponsesRequest, translation: ChatTranslation, inputs: list[dict[str, Any]]) -> None:
         self.request = request
-        self.chat = chat
-        self.custom_tools = custom_tools
+        self.translation = translation
+        self.chat = chat = translation.body
         self.inputs = inputs  # this turn's input items, references resolved
-        self.model = model
         try:
             self.chat_request = msgspec.convert(chat, ChatRequest)
         except msgspec.ValidationError as exc:
@@ -65,7 +64,7 @@ class ResponsesCall:
 
     def context(self, record: CallRecord, created_at: int) -> ResponseContext:
         return ResponseContext(response_id(record.generation_id), created_at, record.entry.id,
-                               echo_params(self.request), self.custom_tools)
+                               echo_params(self.request), self.translation.custom_tools, self.translation.namespaces)
 
     def stored(self, ctx: ResponseContext, record: CallRecord, response: dict[str, Any]) -> StoredResponse:
         params = {**ctx.params, "incomplete_details": response["incomplete_details"],
@@ -117,7 +116,7 @@ async def prepare_responses_call(gw: Gateway, principal: Principal, body: bytes)
                           glm_thinking=entry is not None and entry.family.lower().startswith("glm"))
     inputs = [referenced.get(str(item.get("id")), item) if item.get("type") == "item_reference" else item
               for item in items]
-    return ResponsesCall(request, translation.body, translation.custom_tools, inputs, request.model)
+    return ResponsesCall(request, translation, inputs)
 
 
 def _reply_parts(reply: dict[str, Any]) -> int:

@@ -162,7 +162,7 @@ class ChatToResponseEvents:
                          delta.id or "", name)
             self._calls[delta.index] = call
             self._kind, self._call = "call", call
-            item = call_item(call.item, call.call_id, call.name, "", self.ctx.custom_tools, "in_progress")
+            item = call_item(call.item, call.call_id, call.name, "", self.ctx, "in_progress")
             if item["type"] == "custom_tool_call":
                 item["input"] = ""
             out += self._event("response.output_item.added", {"output_index": index, "item": item})
@@ -194,7 +194,7 @@ class ChatToResponseEvents:
                 "item_id": self._item, "output_index": index, "content_index": 0, "part": item["content"][0]})
         elif kind == "call" and self._call is not None:
             call = self._call
-            item = call_item(call.item, call.call_id, call.name, "".join(call.arguments), self.ctx.custom_tools)
+            item = call_item(call.item, call.call_id, call.name, "".join(call.arguments), self.ctx)
             if item["type"] == "custom_tool_call":
                 out = self._event("response.custom_tool_call_input.delta", {
                     "item_id": call.item, "output_index": index, "delta": item["input"]})

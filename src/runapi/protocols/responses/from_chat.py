@@ -23,13 +23,14 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 
 class ResponseContext(msgspec.Struct):
     """What every output of one response shares: its ID, when it was made, the public model, the echoed
-    request parameters (`echo_params`) and the names of its custom tools."""
+    request parameters (`echo_params`), the names of its custom tools and its namespaced functions' namespaces."""
 
     id: str
     created_at: int
     model: str
     params: dict[str, Any]
     custom_tools: frozenset[str] = frozenset()
+    namespaces: dict[str, str] = {}
 
 
 def usage_json(usage: Usage, cost: Decimal) -> dict[str, Any]:
@@ -58,9 +59,18 @@ def reasoning_item(item: str, text: str) -> dict[str, Any]:
     return {"id": item, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
 
 
-def call_item(item: str, call_id: str, name: str, arguments: str, custom: frozenset[str],
+def call_item(item: str, call_id: str, name: str, arguments: str, ctx: ResponseContext,
               status: str = "completed") -> dict[str, Any]:
-    """A `function_call` item, or a `custom_tool_call` item when `name` is a custom tool."""
+    """A `function_call` item, or a `custom_tool_call` item when `name` is a custom tool; with its `namespace`
+    when the function came from a namespace tool."""
+    out = _call_item(item, call_id, name, arguments, ctx.custom_tools, status)
+    if name in ctx.namespaces:
+        out["namespace"] = ctx.namespaces[name]
+    return out
+
+
+def _call_item(item: str, call_id: str, name: str, arguments: str, custom: frozenset[str],
+               status: str) -> dict[str, Any]:
     if name in custom:
         try:
             value = msgspec.json.decode(arguments or "{}")
@@ -88,7 +98,7 @@ def output_items(reply: dict[str, Any], ctx: ResponseContext) -> tuple[list[dict
         function = call.get("function") or {}
         kind = "ctc" if function.get("name") in ctx.custom_tools else "fc"
         items.append(call_item(item_id(kind, ctx.id, len(items)), str(call.get("id") or ""),
-                               str(function.get("name") or ""), str(function.get("arguments") or ""), ctx.custom_tools))
+                               str(function.get("name") or ""), str(function.get("arguments") or ""), ctx))
     return items, reason
 
 

@@ -28,7 +28,7 @@ _HANDLED = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens",
     "parallel_tool_calls", "metadata", "store", "previous_response_id", "stream", "stream_options", "include",
     "truncation", "background", "conversation", "prompt", "max_tool_calls", "top_logprobs", "service_tier",
-    "temperature", "top_p", "user", "prompt_cache_key", "safety_identifier",
+    "temperature", "top_p", "user", "prompt_cache_key", "safety_identifier", "client_metadata",
 })
 _PASSED = ("temperature", "top_p", "user", "prompt_cache_key", "safety_identifier")  # under their chat names
 _CHAT_EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
@@ -36,10 +36,12 @@ _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_t
 
 
 class ChatTranslation(msgspec.Struct):
-    """The chat body, and the names of the tools whose calls are `custom_tool_call` items."""
+    """The chat body; the names of the tools whose calls are `custom_tool_call` items; each namespaced
+    function's namespace."""
 
     body: dict[str, Any]
     custom_tools: frozenset[str] = frozenset()
+    namespaces: dict[str, str] = {}
 
 
 def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -246,14 +248,16 @@ def to_chat(request: ResponsesRequest, raw: Mapping[str, Any], *, history: Seque
     body = {name: value for name, value in raw.items() if name not in _HANDLED}
     body["model"] = request.model
     body["messages"] = conversation.messages
-    custom: frozenset[str] = frozenset()
-    if request.tools:
-        body["tools"], custom = chat_tools(request.tools)
+    tools = chat_tools(request.tools or [])
+    if tools.tools:
+        body["tools"] = tools.tools
         choice = chat_tool_choice(request.tool_choice)
         if choice is not None:
             body["tool_choice"] = choice
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
+    elif request.tool_choice is not None:
+        chat_tool_choice(request.tool_choice)  # a choice forcing a hosted tool is still refused
     for name in _PASSED:
         if raw.get(name) is not None:
             body[name] = raw[name]
@@ -266,4 +270,4 @@ def to_chat(request: ResponsesRequest, raw: Mapping[str, Any], *, history: Seque
     if request.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    return ChatTranslation(body, custom)
+    return ChatTranslation(body, tools.custom, tools.namespaces)
