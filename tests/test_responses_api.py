@@ -61,8 +61,9 @@ def test_create_retrieve_list_delete(gateway: RunningGateway, sim: httpx.Client,
     again = client.responses.retrieve(response.id)
     assert again.model_dump(exclude={"completed_at"}) == response.model_dump(exclude={"completed_at"})
     items = client.responses.input_items.list(response.id)
-    assert [(item.type, item.role) for item in items.data] == [("message", "user")]  # type: ignore[union-attr]
-    assert items.data[0].content[0].text == "Say hello."  # type: ignore[union-attr]
+    listed: list[Any] = list(items.data)
+    assert [(item.type, item.role) for item in listed] == [("message", "user")]
+    assert listed[0].content[0].text == "Say hello."
     deleted = client.responses.with_raw_response.delete(response.id)
     assert deleted.status_code == 200
     assert deleted.http_response.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
@@ -81,8 +82,8 @@ def test_tool_round_trip_with_previous_response_id(gateway: RunningGateway, sim:
         if not stream:
             return client.responses.create(model=model, tools=[READ], extra_body=extra, **kwargs)
         with client.responses.stream(model=model, tools=[READ], extra_body=extra, **kwargs) as events:
-            done = [event.item for event in events if event.type == "response.output_item.done"]
-            final = events.get_final_response()
+            done: list[Any] = [event.item for event in events if event.type == "response.output_item.done"]
+            final: Any = events.get_final_response()
         assert [item.id for item in done] == [item.id for item in final.output]  # each item, whole, once
         return final
 
@@ -192,11 +193,11 @@ def test_another_accounts_response_is_not_found(gateway: RunningGateway, sdk: tu
         with pytest.raises(openai.NotFoundError) as error:
             other.responses.create(model="glm-4.6", input="And?", previous_response_id=response.id)
         assert error.value.body["param"] == "previous_response_id"  # type: ignore[index]
+        reference: Any = {"type": "item_reference", "id": response.output[0].id}
         with pytest.raises(openai.BadRequestError):  # nor can its items be referenced
-            other.responses.create(model="glm-4.6", input=[{"type": "item_reference", "id": response.output[0].id}])
+            other.responses.create(model="glm-4.6", input=[reference])
     assert client.responses.retrieve(response.id).id == response.id  # the owner still can
-    referenced = client.responses.create(model="glm-4.6", input=[{"type": "item_reference", "id": response.output[0].id},
-                                                                 {"role": "user", "content": "Go on."}])
+    referenced = client.responses.create(model="glm-4.6", input=[reference, {"role": "user", "content": "Go on."}])
     assert referenced.status == "completed"
 
 

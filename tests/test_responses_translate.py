@@ -68,7 +68,7 @@ def test_input_items_become_chat_messages(body: dict[str, Any], expected: list[d
 
 def test_history_and_references_come_before_the_new_input() -> None:
     request, raw = decode_responses_request(b'{"model": "m", "input": [{"type": "item_reference", "id": "msg_x_0"}]}')
-    history = [USER, {"id": "msg_old_0", "type": "message", "role": "assistant", "status": "completed",
+    history: list[dict[str, Any]] = [USER, {"id": "msg_old_0", "type": "message", "role": "assistant", "status": "completed",
                       "content": [{"type": "output_text", "text": "Hello.", "annotations": []}]}]
     referenced = {"msg_x_0": {"type": "message", "role": "user", "content": "again"}}
     body = to_chat(request, raw, history=history, referenced=referenced).body
