@@ -165,11 +165,12 @@ class ResponsesStream(ChatStream):
         self.writer = ChatToResponseEvents(self.ctx)
 
     def _relay(self, chunks: list[UpstreamChunk]) -> bytes:
-        out = b""
+        feed, track = self.writer.feed_payload, self._track
+        out = []
         for chunk in chunks:
-            self._track(chunk)
-            out += self.writer.feed_payload(chunk.payload)
-        return out
+            track(chunk)
+            out.append(feed(chunk.payload))
+        return b"".join(out)
 
     def _error_frame(self, error: UpstreamError) -> bytes:
         return self.writer.fail(error.code, error.message)

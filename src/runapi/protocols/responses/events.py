@@ -97,9 +97,11 @@ class ChatToResponseEvents:
         if self._started:
             return b""
         self._started = True
-        response = response_object(self.ctx, "in_progress", [], None)
-        return (self._event("response.created", {"response": response})
-                + self._event("response.in_progress", {"response": response}))
+        response = _encode(response_object(self.ctx, "in_progress", [], None))  # once, for both events
+        self._seq = 2
+        return (b'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":'
+                + response + b'}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
+                b'"sequence_number":1,"response":' + response + b"}\n\n")
 
     def feed_payload(self, payload: bytes) -> bytes:
         return self._feed(_decode_chunk(payload))
