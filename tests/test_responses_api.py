@@ -4,6 +4,7 @@ failures (free), and exact costs that match `/v1/generations/{id}` and the ledge
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ import pydantic
 import pytest
 
 from tests.support.charges import charged_generations, generation
-from tests.support.gateway import RunningGateway, run_gateway
+from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
 from tests.support.sse import decode, sse_data
 
 MODELS = ["glm-4.6", "claude-sonnet-5-5"]  # a chat upstream, and an Anthropic-protocol one
@@ -309,3 +310,23 @@ def test_store_on_both_backends(database_url: str, sim_url: str, tmp_path: Path)
             client.responses.delete(first.id)
             with pytest.raises(openai.NotFoundError):
                 client.responses.create(model="glm-4.6", input="Three.", previous_response_id=first.id)
+
+
+def test_a_failed_store_write_is_logged_and_the_answer_stands(sim_url: str, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The store writes after the answer: a write that fails (here the table is gone) is logged, the call was
+    answered and charged all the same, and the response is simply not stored."""
+    with run_gateway(sqlite_url(tmp_path), sim_url, circuit_failures=0) as gw:
+        account, key = gw.create_account("10")
+        with sqlite3.connect(tmp_path / "runapi.db") as db:
+            db.execute("DROP TABLE responses")
+        with openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=key, max_retries=0) as client, \
+                caplog.at_level("ERROR", logger="runapi.responses"):
+            response = client.responses.create(model="glm-4.6", input="Hi.")
+            assert response.status == "completed"
+            with pytest.raises(openai.InternalServerError):  # reading the missing table: the read fails, loudly
+                client.responses.retrieve(response.id)
+        assert any("could not store 1 response(s)" in record.getMessage() and response.id in record.getMessage()
+                   for record in caplog.records)
+        (row,) = charged_generations(gw, account, key, CREDIT)
+        assert row["cost"] == cost_of(response)
