@@ -21,11 +21,12 @@ from runapi.http.feedback_api import MAX_REPORTS_LISTED, FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
+from runapi.protocols.responses import ResponsesRequest
 from runapi.query import MAX_TEXT
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
-    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
+    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "ResponsesRequest": ResponsesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
     "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
@@ -154,11 +155,21 @@ def build_openapi() -> dict[str, Any]:
     _refine_bodies(components)
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
+    responses_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "output"]}},
+                    "text/event-stream": {"schema": _SSE_EVENT}}
     messages_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "type"]}},
                    "text/event-stream": {"schema": _SSE_EVENT}}
     paths: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
                                              ok_content=chat_ok)},
+        "/v1/responses": {"post": _op("Create a response: the OpenAI Responses API (JSON or SSE)", body="ResponsesRequest",
+                                      ok_content=responses_ok)},
+        "/v1/responses/{response_id}": {
+            "get": _op("One of your stored responses", params=_path("response_id")),
+            "delete": _op("Delete one of your stored responses", params=_path("response_id"))},
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op("A stored response's input items", ok_schema=_LIST, params=_path("response_id") + _query(
+                limit=_limit(100), after=_TEXT, order={"type": "string", "enum": ["asc", "desc"]}))},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",
