@@ -20,12 +20,13 @@ from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.http.feedback_api import MAX_REPORTS_LISTED, FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
+from runapi.pipeline.completions import CompletionRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
 from runapi.query import MAX_TEXT
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
-    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
+    "ChatRequest": ChatRequest, "CompletionRequest": CompletionRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
     "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
@@ -159,6 +160,9 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
                                              ok_content=chat_ok)},
+        "/v1/completions": {"post": _op("Create a legacy text completion (JSON or SSE), on models whose upstream "
+                                        "serves them (404 `unsupported_endpoint` otherwise)",
+                                        body="CompletionRequest", ok_content=chat_ok)},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",
