@@ -1,0 +1,112 @@
+"""Real Codex CLI (`codex exec`, pinned in tests/clients/codex/package.json) against a gateway on the simulator.
+
+Codex runs with a temporary CODEX_HOME whose config.toml defines a custom model provider pointing at the
+gateway (`wire_api = "responses"`, the rk- key in the variable `env_key` names), in a temporary working
+directory, sandbox read-only, approvals never, analytics and update checks off, no retries, and every
+connection that is not to loopback sent to a closed loopback port (HTTPS_PROXY, NO_PROXY for 127.0.0.1).
+The simulator's script (`POST /_sim/script`) decides what the "model" says, so Codex's own agent loop runs a
+real shell command (its `exec_command` tool) and finishes. Skipped only where the client is not installed
+(`.ci/run` installs it with `npm ci` in tests/clients/codex).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.charges import charged_generations
+from tests.support.gateway import RunningGateway
+from tests.support.servers import free_port
+
+CODEX_DIR = Path(__file__).parent / "clients" / "codex"
+CODEX_JS = CODEX_DIR / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
+MODELS = ["glm-4.6", "claude-sonnet-5-5"]  # Responses onto a chat-completions upstream, and onto an Anthropic one
+
+CONFIG = """\
+model = "{model}"
+model_provider = "runapi"
+approval_policy = "never"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+
+[model_providers.runapi]
+name = "RunAPI"
+base_url = "{base_url}/v1"
+env_key = "RUNAPI_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+
+[analytics]
+enabled = false
+"""
+
+
+def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: str) -> subprocess.CompletedProcess[str]:
+    """`codex exec` in `workdir` with a fresh CODEX_HOME and HOME; returns the finished process."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: Codex CLI cannot run here")
+    if not CODEX_JS.exists() or not any((CODEX_DIR / "node_modules" / "@openai").glob("codex-*")):
+        pytest.skip(f"Codex CLI is not installed: run `npm ci --ignore-scripts` in {CODEX_DIR}")
+    home = workdir.parent / "home"
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(CONFIG.format(model=model, base_url=gateway.base_url))
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: any call beyond loopback fails here
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(codex_home),
+        "RUNAPI_API_KEY": key, "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "ALL_PROXY": closed,
+        "NO_PROXY": "127.0.0.1,localhost", "NO_COLOR": "1",
+    }
+    command = [node, str(CODEX_JS), "exec", "--skip-git-repo-check", "--color", "never", prompt]
+    return subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=180, check=False)
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    (path / "notes.txt").write_text("The release is blocked on the flaky integration test.\n")
+    return path
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_codex_answers_and_every_call_is_charged(gateway: RunningGateway, sim: httpx.Client, workdir: Path,
+                                                 model: str) -> None:
+    account, key = gateway.create_account("5")
+    sim.post("/_sim/script", json={"script": [{"text": "Hello from the simulated model."}]}).raise_for_status()
+    done = codex(gateway, key, workdir, "Say hello.", model)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from the simulated model."
+    stats = sim.get("/_sim/stats").json()
+    assert stats["requests"] == 1  # one model turn, no retries
+    sent = json.dumps(stats["last_request"])
+    assert "Say hello." in sent and "You are a coding agent running in the Codex CLI" in sent  # its developer prompt
+    rows = charged_generations(gateway, account, key, Decimal(5))
+    assert len(rows) == 1 and rows[0]["model"] == model
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_codex_runs_a_shell_command_then_answers(gateway: RunningGateway, sim: httpx.Client, workdir: Path,
+                                                 model: str) -> None:
+    account, key = gateway.create_account("5")
+    script = [{"tool_call": {"name": "exec_command", "arguments": {"cmd": "cat notes.txt"}}},
+              {"text": "The notes say the release is blocked on a flaky test."}]
+    sim.post("/_sim/script", json={"script": script}).raise_for_status()
+    done = codex(gateway, key, workdir, "What do the notes in this directory say?", model)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "The notes say the release is blocked on a flaky test."
+    stats = sim.get("/_sim/stats").json()
+    assert stats["requests"] == 2  # the tool call, then the answer
+    assert "flaky integration test" in json.dumps(stats["last_request"])  # Codex ran `cat` and sent its output back
+    rows = charged_generations(gateway, account, key, Decimal(5))
+    assert len(rows) == 2 and all(row["model"] == model and row["usage"]["output_tokens"] > 0 for row in rows)
