@@ -12,6 +12,7 @@ from runapi.http.asgi import bearer_token, client_address
 from runapi.http.responses import json_response
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
+from runapi.protocols.responses.ids import RESPONSE_PREFIX, generation_of
 from runapi.storage import Generation
 
 
@@ -56,5 +57,8 @@ async def get_generation(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     await gw.settlements.flush()  # read-your-writes: settlements answered but not yet committed
     principal = await principal_of(request)
-    row = await gw.ledger.generation(request.path_params["generation_id"], account_id=principal.account_id)
+    generation_id = request.path_params["generation_id"]
+    if generation_id.startswith(RESPONSE_PREFIX):  # a Responses API response: its ID is its generation's
+        generation_id = generation_of(generation_id)
+    row = await gw.ledger.generation(generation_id, account_id=principal.account_id)
     return json_response(generation_json(row))

@@ -36,6 +36,7 @@ from runapi.storage.background import stop_task
 from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.redis_client import redis_client
+from runapi.storage.responses import ResponseStore
 from runapi.storage.settlement_sink import sqlite_file
 
 log = logging.getLogger("runapi.gateway")
@@ -51,6 +52,7 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         self.accounts = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
+        self.responses = ResponseStore(self.engine)  # stored `/v1/responses` answers, written in the background
         server = settings.server
         guard = (RedisFailedAuthGuard(redis_client(settings.redis_url), server.auth_failures_per_minute,
                                       server.auth_lockout) if settings.redis_url else
@@ -99,6 +101,7 @@ class Gateway:
             self.changes.start()
         await self._recover_journal()
         self.settlements.start()
+        self.responses.start()
 
     async def _recover_journal(self) -> None:
         """Commit the settlements a killed process journaled but had not committed (exactly once:
@@ -116,6 +119,7 @@ class Gateway:
         await stop_task(self._poller)
         async with contextlib.AsyncExitStack() as steps:  # run last-pushed first
             steps.push_async_callback(self.engine.dispose)
+            steps.push_async_callback(self.responses.close)
             if self._upstream is not None:
                 steps.push_async_callback(self._upstream.close)
             steps.push_async_callback(self.auth.guard.close)
