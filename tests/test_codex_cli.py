@@ -49,8 +49,10 @@ enabled = false
 """
 
 
-def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: str) -> subprocess.CompletedProcess[str]:
-    """`codex exec` in `workdir` with a fresh CODEX_HOME and HOME; returns the finished process."""
+def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: str, *,
+          events: bool = False) -> subprocess.CompletedProcess[str]:
+    """`codex exec` in `workdir` with a fresh CODEX_HOME and HOME; returns the finished process. With `events`,
+    stdout is Codex's JSONL event stream (`--json`) instead of the final answer."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: Codex CLI cannot run here")
@@ -66,7 +68,8 @@ def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: 
         "RUNAPI_API_KEY": key, "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "ALL_PROXY": closed,
         "NO_PROXY": "127.0.0.1,localhost", "NO_COLOR": "1",
     }
-    command = [node, str(CODEX_JS), "exec", "--skip-git-repo-check", "--color", "never", prompt]
+    command = [node, str(CODEX_JS), "exec", "--skip-git-repo-check", "--color", "never", *(["--json"] if events else []),
+               prompt]
     return subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=180, check=False)
 
@@ -102,11 +105,23 @@ def test_codex_runs_a_shell_command_then_answers(gateway: RunningGateway, sim: h
     script = [{"tool_call": {"name": "exec_command", "arguments": {"cmd": "cat notes.txt"}}},
               {"text": "The notes say the release is blocked on a flaky test."}]
     sim.post("/_sim/script", json={"script": script}).raise_for_status()
-    done = codex(gateway, key, workdir, "What do the notes in this directory say?", model)
+    done = codex(gateway, key, workdir, "What do the notes in this directory say?", model, events=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "The notes say the release is blocked on a flaky test."
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    items = [event["item"] for event in events if event["type"] == "item.completed"]
+    [command] = [item for item in items if item["type"] == "command_execution"]
+    assert "cat notes.txt" in command["command"] and command["exit_code"] == 0
+    assert "flaky integration test" in command["aggregated_output"]
+    assert [item["text"] for item in items if item["type"] == "agent_message"] == [
+        "The notes say the release is blocked on a flaky test."]
     stats = sim.get("/_sim/stats").json()
     assert stats["requests"] == 2  # the tool call, then the answer
-    assert "flaky integration test" in json.dumps(stats["last_request"])  # Codex ran `cat` and sent its output back
+    assert "flaky integration test" in json.dumps(stats["last_request"])  # the command's output went back
     rows = charged_generations(gateway, account, key, Decimal(5))
     assert len(rows) == 2 and all(row["model"] == model and row["usage"]["output_tokens"] > 0 for row in rows)
+    # The tokens Codex counted for the turn (from each response.completed) are the ones charged.
+    [usage] = [event["usage"] for event in events if event["type"] == "turn.completed"]
+    charged = {name: sum(row["usage"][name] for row in rows) for name in ("input_tokens", "output_tokens",
+                                                                         "cache_read_tokens")}
+    assert (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"]) == (
+        charged["input_tokens"] + charged["cache_read_tokens"], charged["cache_read_tokens"], charged["output_tokens"])
