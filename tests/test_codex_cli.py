@@ -102,7 +102,8 @@ def test_codex_answers_and_every_call_is_charged(gateway: RunningGateway, sim: h
 def test_codex_runs_a_shell_command_then_answers(gateway: RunningGateway, sim: httpx.Client, workdir: Path,
                                                  model: str) -> None:
     account, key = gateway.create_account("5")
-    script = [{"tool_call": {"name": "exec_command", "arguments": {"cmd": "cat notes.txt"}}},
+    script = [{"text": "Let me read the notes.",
+               "tool_call": {"name": "exec_command", "arguments": {"cmd": "cat notes.txt"}}},
               {"text": "The notes say the release is blocked on a flaky test."}]
     sim.post("/_sim/script", json={"script": script}).raise_for_status()
     done = codex(gateway, key, workdir, "What do the notes in this directory say?", model, events=True)
@@ -113,7 +114,7 @@ def test_codex_runs_a_shell_command_then_answers(gateway: RunningGateway, sim: h
     assert "cat notes.txt" in command["command"] and command["exit_code"] == 0
     assert "flaky integration test" in command["aggregated_output"]
     assert [item["text"] for item in items if item["type"] == "agent_message"] == [
-        "The notes say the release is blocked on a flaky test."]
+        "Let me read the notes.", "The notes say the release is blocked on a flaky test."]
     stats = sim.get("/_sim/stats").json()
     assert stats["requests"] == 2  # the tool call, then the answer
     assert "flaky integration test" in json.dumps(stats["last_request"])  # the command's output went back
