@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from runapi.pipeline.completions import CompletionRequest
 from runapi.simulator import reply_words
 from tests.support.charges import charged_generations, price
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
@@ -98,6 +99,35 @@ def test_a_model_without_text_completions_names_the_alternatives(gateway: Runnin
     assert "/v1/chat/completions" in error["message"] and "/v1/responses" in error["message"]
     assert sim.get("/_sim/stats").json()["requests"] == 0  # refused before any upstream call or hold
     assert gateway.ledger(account)[-1]["kind"] != "charge" and gateway.balance(account) == Decimal(1)
+
+
+@pytest.mark.parametrize(("prompt", "n", "best_of", "suffix", "texts", "choices"), [
+    ("Once upon", None, None, None, ["Once upon"], 1),
+    (["a", "bb"], 2, None, None, ["a", "bb"], 4),  # n choices per prompt
+    (["a", "bb"], 2, 5, None, ["a", "bb"], 10),  # best_of are generated (and billed), n returned
+    ([1, 2, 3], None, None, "end", ["xxx", "end"], 1),  # token IDs: a byte each, at least what they count
+    ([[1, 2], [3]], None, None, None, ["xx", "x"], 2),
+])
+def test_the_hold_covers_every_prompt_and_choice(prompt: object, n: int | None, best_of: int | None,
+                                                 suffix: str | None, texts: list[str], choices: int) -> None:
+    view = CompletionRequest(model="m", prompt=prompt, n=n, best_of=best_of, suffix=suffix,  # type: ignore[arg-type]
+                             max_tokens=7).chat_view()
+    assert [m.content for m in view.messages] == texts and view.n == choices
+    assert view.output_limit(100) == 7 * choices
+
+
+def test_a_call_whose_worst_case_exceeds_the_credit_is_refused(text_gateway: RunningGateway, sim: httpx.Client) -> None:
+    account, key = text_gateway.create_account("0.005")
+    url, auth = f"{text_gateway.base_url}/v1/completions", {"authorization": f"Bearer {key}"}
+    # 2 prompts × best_of 8 × 1,000 tokens at $0.55 per 1M output tokens: $0.0088 held, more than $0.005
+    # (without best_of, $0.0011: the same call with n=1 passes)
+    refused = httpx.post(url, headers=auth, json={"model": "glm-4.5-air", "prompt": ["a", "b"], "best_of": 8,
+                                                  "max_tokens": 1000})
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert sim.get("/_sim/stats").json()["requests"] == 0
+    assert httpx.post(url, headers=auth, json={"model": "glm-4.5-air", "prompt": ["a", "b"], "max_tokens": 1000}
+                      ).status_code == 200
+    assert len(charged_generations(text_gateway, account, key, Decimal("0.005"))) == 1
 
 
 def test_bad_completion_bodies_name_the_field(text_gateway: RunningGateway) -> None:
