@@ -88,6 +88,20 @@ def test_a_failed_upstream_is_not_charged(text_gateway: RunningGateway, sim: htt
     assert charged_generations(text_gateway, account, key, Decimal(1)) == []
 
 
+def test_an_upstream_error_mid_stream_ends_the_stream_and_is_free(text_gateway: RunningGateway,
+                                                                  sim: httpx.Client) -> None:
+    account, key = text_gateway.create_account("1")
+    sim.post("/_sim/faults", json={"faults": ["error_event"]}).raise_for_status()
+    with httpx.stream("POST", f"{text_gateway.base_url}/v1/completions", headers={"authorization": f"Bearer {key}"},
+                      json={"model": "glm-4.5-air", "prompt": "hi", "stream": True}) as response:
+        data = sse_data(response.read().decode())
+    assert response.status_code == 200 and data[0].startswith('{"id"') and "[DONE]" not in data
+    assert decode(data[-1])["error"]["type"] == "upstream_error"
+    generation = httpx.get(f"{text_gateway.base_url}/v1/generations/{response.headers['x-runapi-generation-id']}",
+                           headers={"authorization": f"Bearer {key}"}).json()
+    assert generation["status"] == "failed" and charged_generations(text_gateway, account, key, Decimal(1)) == []
+
+
 @pytest.mark.parametrize("model", ["glm-4.6", "claude-sonnet-5-5"])
 def test_a_model_without_text_completions_names_the_alternatives(gateway: RunningGateway, sim: httpx.Client,
                                                                  model: str) -> None:
