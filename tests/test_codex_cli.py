@@ -16,14 +16,18 @@ import os
 import shutil
 import subprocess
 from decimal import Decimal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from runapi.simulator import create_simulator_app
+from runapi.simulator.config import SimulatorConfig
 from tests.support.charges import charged_generations
-from tests.support.gateway import RunningGateway
-from tests.support.servers import free_port
+from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.servers import free_port, serve_asgi
 
 CODEX_DIR = Path(__file__).parent / "clients" / "codex"
 CODEX_JS = CODEX_DIR / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
@@ -120,9 +124,45 @@ def test_codex_runs_a_shell_command_then_answers(gateway: RunningGateway, sim: h
     assert "flaky integration test" in json.dumps(stats["last_request"])  # the command's output went back
     rows = charged_generations(gateway, account, key, Decimal(5))
     assert len(rows) == 2 and all(row["model"] == model and row["usage"]["output_tokens"] > 0 for row in rows)
-    # The tokens Codex counted for the turn (from each response.completed) are the ones charged.
+    assert_turn_tokens_charged(events, rows)
+
+
+def assert_turn_tokens_charged(events: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """The tokens Codex counted for its turn (the sum of each `response.completed`'s usage) are the ones charged."""
     [usage] = [event["usage"] for event in events if event["type"] == "turn.completed"]
     charged = {name: sum(row["usage"][name] for row in rows) for name in ("input_tokens", "output_tokens",
                                                                          "cache_read_tokens")}
     assert (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"]) == (
         charged["input_tokens"] + charged["cache_read_tokens"], charged["cache_read_tokens"], charged["output_tokens"])
+
+
+@pytest.fixture(scope="module")
+def thinking_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGateway, str]]:
+    """A gateway on a simulator of its own that reasons (5 words a turn) and reads 40 prompt tokens from cache."""
+    with serve_asgi(create_simulator_app(SimulatorConfig(reasoning_tokens=5, cached_tokens=40))) as sim_url:
+        with run_gateway(sqlite_url(tmp_path_factory.mktemp("codex")), sim_url, circuit_failures=0) as running:
+            yield running, sim_url
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_codex_replays_reasoning_and_cached_tokens_are_charged(thinking_gateway: tuple[RunningGateway, str],
+                                                               workdir: Path, model: str) -> None:
+    gateway, sim_url = thinking_gateway
+    account, key = gateway.create_account("5")
+    script = [{"tool_call": {"name": "exec_command", "arguments": {"cmd": "cat notes.txt"}}}, {"text": "Done."}]
+    with httpx.Client(base_url=sim_url) as sim:
+        sim.post("/_sim/reset").raise_for_status()
+        sim.post("/_sim/script", json={"script": script}).raise_for_status()
+        done = codex(gateway, key, workdir, "What do the notes say?", model, events=True)
+        stats = sim.get("/_sim/stats").json()
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    items = [event["item"] for event in events if event["type"] == "item.completed"]
+    assert [item["type"] for item in items if item["type"] != "error"] == [
+        "reasoning", "command_execution", "reasoning", "agent_message"]  # shown as Codex shows a model's thinking
+    assert items[-1]["text"] == "Done." and stats["requests"] == 2
+    if model == "glm-4.6":  # GLM takes its reasoning back (`reasoning_content`); Anthropic needs signed thinking
+        assert "lorem ipsum dolor sit amet" in json.dumps(stats["last_request"]["messages"])
+    rows = charged_generations(gateway, account, key, Decimal(5))
+    assert len(rows) == 2 and all(row["usage"]["cache_read_tokens"] == 40 for row in rows)
+    assert_turn_tokens_charged(events, rows)

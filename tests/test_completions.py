@@ -35,13 +35,14 @@ def client(gw: RunningGateway, key: str) -> openai.OpenAI:
 
 def test_text_completion_is_relayed_and_charged_exactly(text_gateway: RunningGateway, sim: httpx.Client) -> None:
     account, key = text_gateway.create_account("1")
-    raw = client(text_gateway, key).completions.with_raw_response.create(
-        model="glm-4.5-air", prompt="Once upon a time", max_tokens=50, extra_body={"echo": False, "seed": 7})
+    with client(text_gateway, key) as sdk:
+        raw = sdk.completions.with_raw_response.create(
+            model="glm-4.5-air", prompt="Once upon a time", max_tokens=50, extra_body={"echo": False, "seed": 7})
     completion = raw.parse()
     body = decode(raw.http_response.content)
     assert completion.object == "text_completion" and completion.choices[0].text == ANSWER
     assert completion.id == raw.headers["x-runapi-generation-id"] and completion.model == "glm-4.5-air"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (4, 12)
+    assert completion.usage is not None and (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (4, 12)
     stats = sim.get("/_sim/stats").json()
     assert stats["last_target"] == "/v1/completions"  # the body went through as sent, model renamed
     assert stats["last_request"]["prompt"] == "Once upon a time" and stats["last_request"]["seed"] == 7
@@ -72,7 +73,8 @@ def test_streamed_text_completion_reports_usage_and_cost(text_gateway: RunningGa
 
 def test_stream_without_usage_asked_is_still_charged_exactly(text_gateway: RunningGateway) -> None:
     account, key = text_gateway.create_account("1")
-    chunks = list(client(text_gateway, key).completions.create(model="glm-4.5-air", prompt="hi", stream=True))
+    with client(text_gateway, key) as sdk:
+        chunks = list(sdk.completions.create(model="glm-4.5-air", prompt="hi", stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == ANSWER
     assert all(c.usage is None for c in chunks)  # as the client asked; the gateway asked upstream for it
     [row] = charged_generations(text_gateway, account, key, Decimal(1))
@@ -106,8 +108,8 @@ def test_an_upstream_error_mid_stream_ends_the_stream_and_is_free(text_gateway: 
 def test_a_model_without_text_completions_names_the_alternatives(gateway: RunningGateway, sim: httpx.Client,
                                                                  model: str) -> None:
     account, key = gateway.create_account("1")
-    with pytest.raises(openai.NotFoundError) as caught:
-        client(gateway, key).completions.create(model=model, prompt="hi")
+    with client(gateway, key) as sdk, pytest.raises(openai.NotFoundError) as caught:
+        sdk.completions.create(model=model, prompt="hi")
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "unsupported_endpoint" and error["param"] == "model"
     assert "/v1/chat/completions" in error["message"] and "/v1/responses" in error["message"]

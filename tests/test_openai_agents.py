@@ -11,6 +11,7 @@ import json
 from decimal import Decimal
 
 import httpx
+import httpx2
 import openai
 import pytest
 from agents import Agent, RunConfig, Runner, function_tool
@@ -35,10 +36,10 @@ def weather_agent(calls: list[str]) -> Agent:
 async def run_agent(gateway: RunningGateway, key: str, model: str, calls: list[str], seen: list[tuple[str, str]], *,
                     stream: bool) -> str:
     """Run the agent to its final output; `seen` gets (path, generation id) of each HTTP call the SDK made."""
-    async def note(response: httpx.Response) -> None:
+    async def note(response: httpx2.Response) -> None:
         seen.append((response.request.url.path, response.headers.get("x-runapi-generation-id", "")))
 
-    http = httpx.AsyncClient(event_hooks={"response": [note]})
+    http = httpx2.AsyncClient(event_hooks={"response": [note]})  # the openai SDK's own HTTP client
     client = openai.AsyncOpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, http_client=http)
     config = RunConfig(model=model, model_provider=OpenAIProvider(openai_client=client, use_responses=True),
                        tracing_disabled=True)
