@@ -22,13 +22,13 @@ from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.completions import CompletionRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
-from runapi.protocols.responses.request import ResponsesRequest
+from runapi.protocols.responses import ResponsesRequest
 from runapi.query import MAX_TEXT
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
-    "ChatRequest": ChatRequest, "CompletionRequest": CompletionRequest, "ResponsesRequest": ResponsesRequest,
-    "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
+    "ChatRequest": ChatRequest, "CompletionRequest": CompletionRequest, "MessagesRequest": MessagesRequest,
+    "ResponsesRequest": ResponsesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
     "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
@@ -113,16 +113,6 @@ def _task_input(request: dict[str, Any], title: str) -> dict[str, Any]:
 
 def _refine_bodies(components: dict[str, Any]) -> None:
     """What the Structs cannot say: rules across fields, and formats checked after decoding."""
-    # A Responses request needs a conversation: `input` (a text, or items; here the simplest item, a message),
-    # or a stored `previous_response_id` to continue.
-    message = {"type": "object", "required": ["role", "content"],
-               "properties": {"role": {"enum": ["user", "assistant"]}, "content": {"type": "string", "minLength": 1}}}
-    components["ResponsesRequest"]["properties"]["background"] = {"enum": [False, None]}  # not supported: a 400
-    components["ResponsesRequest"]["anyOf"] = [
-        {"required": ["input"], "properties": {"input": {"anyOf": [
-            {"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": message}]}}},
-        {"required": ["previous_response_id"], "properties": {"previous_response_id": {"type": "string", "minLength": 1}}},
-    ]
     components["ChatTaskInput"] = _task_input(components["ChatRequest"], "ChatTaskInput")
     components["MessagesTaskInput"] = _task_input(components["MessagesRequest"], "MessagesTaskInput")
     task = components["NewTask"]
@@ -177,13 +167,14 @@ def build_openapi() -> dict[str, Any]:
         "/v1/completions": {"post": _op("Create a legacy text completion (JSON or SSE), on models whose upstream "
                                         "serves them (404 `unsupported_endpoint` otherwise)",
                                         body="CompletionRequest", ok_content=chat_ok)},
-        "/v1/responses": {"post": _op("Create a response, OpenAI Responses API (JSON or SSE)", body="ResponsesRequest",
+        "/v1/responses": {"post": _op("Create a response: the OpenAI Responses API (JSON or SSE)", body="ResponsesRequest",
                                       ok_content=responses_ok)},
-        "/v1/responses/{response_id}": {"get": _op("One of your stored responses", params=_path("response_id")),
-                                        "delete": _op("Delete one of your stored responses",
-                                                      params=_path("response_id"))},
-        "/v1/responses/{response_id}/input_items": {"get": _op("A stored response's input items",
-                                                               params=_path("response_id"), ok_schema=_LIST)},
+        "/v1/responses/{response_id}": {
+            "get": _op("One of your stored responses", params=_path("response_id")),
+            "delete": _op("Delete one of your stored responses", params=_path("response_id"))},
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op("A stored response's input items", ok_schema=_LIST, params=_path("response_id") + _query(
+                limit=_limit(100), after=_TEXT, order={"type": "string", "enum": ["asc", "desc"]}))},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",

@@ -93,12 +93,15 @@ async def prepare_responses_call(gw: Gateway, principal: Principal, body: bytes)
     """Validate a Responses body and translate it, with its stored context; raises `InvalidRequest` naming
     the bad field, `NotFound` for a `previous_response_id` that is not the account's."""
     request, raw = decode_responses_request(body)
+    entry = gw.model(request.model)
+    if entry is None:  # before the translation's checks, as chat answers an unknown model first
+        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
+                       param="model", code="model_not_found")
     if request.background:
         raise InvalidRequest("Background responses are not supported by this gateway.", param="background")
     if raw.get("conversation") is not None:
         raise InvalidRequest("Conversations are not supported by this gateway: use `previous_response_id`.",
                              param="conversation")
-    entry = gw.model(request.model)
     history: list[dict[str, Any]] = []
     items = input_items(request)
     wanted = references(items)
@@ -113,7 +116,7 @@ async def prepare_responses_call(gw: Gateway, principal: Principal, body: bytes)
             history += stored.input_items + stored.output_items
     referenced = await _referenced(gw, principal.account_id, wanted) if wanted else {}
     translation = to_chat(request, raw, history=history, referenced=referenced,
-                          glm_thinking=entry is not None and entry.family.lower().startswith("glm"))
+                          glm_thinking=entry.family.lower().startswith("glm"))
     inputs = [referenced.get(str(item.get("id")), item) if item.get("type") == "item_reference" else item
               for item in items]
     return ResponsesCall(request, translation, inputs)
@@ -162,11 +165,12 @@ class ResponsesStream(ChatStream):
         self.writer = ChatToResponseEvents(self.ctx)
 
     def _relay(self, chunks: list[UpstreamChunk]) -> bytes:
-        out = b""
+        feed, track = self.writer.feed_payload, self._track
+        out = []
         for chunk in chunks:
-            self._track(chunk)
-            out += self.writer.feed_payload(chunk.payload)
-        return out
+            track(chunk)
+            out.append(feed(chunk.payload))
+        return b"".join(out)
 
     def _error_frame(self, error: UpstreamError) -> bytes:
         return self.writer.fail(error.code, error.message)

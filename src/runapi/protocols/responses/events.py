@@ -31,24 +31,24 @@ from runapi.providers.sse import frame
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-class _ToolCallDelta(msgspec.Struct):
+class _ToolCallDelta(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     function: dict[str, Any] | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[_ToolCallDelta] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     finish_reason: str | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
 
 
@@ -97,12 +97,25 @@ class ChatToResponseEvents:
         if self._started:
             return b""
         self._started = True
-        response = response_object(self.ctx, "in_progress", [], None)
-        return (self._event("response.created", {"response": response})
-                + self._event("response.in_progress", {"response": response}))
+        response = _encode(response_object(self.ctx, "in_progress", [], None))  # once, for both events
+        self._seq = 2
+        return (b'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":'
+                + response + b'}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
+                b'"sequence_number":1,"response":' + response + b"}\n\n")
 
     def feed_payload(self, payload: bytes) -> bytes:
-        return self._feed(_decode_chunk(payload))
+        chunk = _decode_chunk(payload)
+        choices = chunk.choices
+        if choices and len(choices) == 1 and self._kind == "message":  # the common chunk: more of the answer
+            choice = choices[0]
+            delta = choice.delta
+            if (delta is not None and delta.content and choice.finish_reason is None and not delta.reasoning_content
+                    and not delta.tool_calls):
+                self._texts.append(delta.content)
+                seq = self._seq
+                self._seq = seq + 1
+                return self._delta_head + b'%d,"delta":' % seq + _encode(delta.content) + b"}\n\n"
+        return self._feed(chunk)
 
     def _feed(self, chunk: _Chunk) -> bytes:
         out = b"" if self._started else self.start()
