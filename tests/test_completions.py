@@ -165,9 +165,12 @@ def test_an_unknown_v1_path_lists_the_endpoints(gateway: RunningGateway) -> None
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
     assert "POST /v1/chat/complete" in error["message"] and "/docs" in error["message"]
-    for endpoint in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/messages", "GET /v1/models",
+    for endpoint in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/responses", "POST /v1/messages",
+                     "GET /v1/models", "GET /v1/responses/{response_id}",
                      "GET /v1/generations/{generation_id}"):
         assert endpoint in error["message"]
     assert "/admin" not in error["message"]  # only the /v1/ surface is listed
+    assert httpx.get(f"{gateway.base_url}/v1").json()["error"]["code"] == "unknown_url"
+    assert httpx.get(f"{gateway.base_url}/nothing").json()["error"]["code"] is None  # outside /v1/: a plain 404
     wrong_method = httpx.get(f"{gateway.base_url}/v1/completions")
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"

@@ -89,7 +89,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         allow = allowed_methods(request.app.routes, request.scope)
         if allow:
             exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
-    elif (isinstance(exc, HTTPException) and exc.status_code == 404 and request.url.path.startswith("/v1/")
-          and "endpoint" not in request.scope):  # no route matched (a route's own 404 has its endpoint)
+    elif (isinstance(exc, HTTPException) and exc.status_code == 404 and "endpoint" not in request.scope
+          and (request.url.path + "/").startswith("/v1/")):  # no route matched (a route's own 404 has its endpoint)
         exc = unknown_endpoint(request.method, request.url.path, request.app.routes)
     return error_response(exc)
