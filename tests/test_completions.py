@@ -22,10 +22,12 @@ ANSWER = " ".join(reply_words(12))
 
 @pytest.fixture(scope="module")
 def text_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """A gateway where glm-4.5-air's upstream (the simulator) is marked as serving text completions."""
+    """A gateway where glm-4.5-air's upstream (the simulator) is marked as serving text completions, and so is
+    claude-haiku-4-5's, though its only deployment speaks Anthropic's protocol (which has no such endpoint)."""
     directory: Path = tmp_path_factory.mktemp("completions")
     with run_gateway(sqlite_url(directory), sim_url, circuit_failures=0,
-                     models={"glm-4.5-air": {"text_completions": True}}) as running:
+                     models={"glm-4.5-air": {"text_completions": True},
+                             "claude-haiku-4-5": {"text_completions": True}}) as running:
         yield running
 
 
@@ -144,6 +146,15 @@ def test_a_call_whose_worst_case_exceeds_the_credit_is_refused(text_gateway: Run
     assert httpx.post(url, headers=auth, json={"model": "glm-4.5-air", "prompt": ["a", "b"], "max_tokens": 1000}
                       ).status_code == 200
     assert len(charged_generations(text_gateway, account, key, Decimal("0.005"))) == 1
+
+
+def test_an_anthropic_protocol_model_is_refused_even_when_flagged(text_gateway: RunningGateway,
+                                                                   sim: httpx.Client) -> None:
+    _, key = text_gateway.create_account("1")
+    response = httpx.post(f"{text_gateway.base_url}/v1/completions", headers={"authorization": f"Bearer {key}"},
+                          json={"model": "claude-haiku-4-5", "prompt": "hi"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unsupported_endpoint"
+    assert sim.get("/_sim/stats").json()["requests"] == 0
 
 
 def test_bad_completion_bodies_name_the_field(text_gateway: RunningGateway) -> None:
