@@ -2,8 +2,10 @@
 
 Codex runs with a temporary CODEX_HOME whose config.toml defines a custom model provider pointing at the
 gateway (`wire_api = "responses"`, the rk- key in the variable `env_key` names), in a temporary working
-directory, sandbox read-only, approvals never, analytics and update checks off, no retries, and every
-connection that is not to loopback sent to a closed loopback port (HTTPS_PROXY, NO_PROXY for 127.0.0.1).
+directory, sandbox read-only, approvals never, analytics, update checks and plugin catalogs off, no retries,
+and every connection that is not to loopback sent to a loopback trap (HTTPS_PROXY, NO_PROXY for 127.0.0.1)
+that refuses it and notes where it was headed: each test asserts Codex tried nothing beyond the gateway
+(without `[features] plugins = false`, Codex 0.169.0 reaches for github.com and chatgpt.com).
 The simulator's script (`POST /_sim/script`) decides what the "model" says, so Codex's own agent loop runs a
 real shell command (its `exec_command` tool) and finishes. Skipped only where the client is not installed
 (`.ci/run` installs it with `npm ci` in tests/clients/codex).
@@ -11,12 +13,15 @@ real shell command (its `exec_command` tool) and finishes. Skipped only where th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
-from decimal import Decimal
+import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from runapi.simulator import create_simulator_app
 from runapi.simulator.config import SimulatorConfig
 from tests.support.charges import charged_generations
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
-from tests.support.servers import free_port, serve_asgi
+from tests.support.servers import serve_asgi
 
 CODEX_DIR = Path(__file__).parent / "clients" / "codex"
 CODEX_JS = CODEX_DIR / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
@@ -50,7 +55,47 @@ stream_max_retries = 0
 
 [analytics]
 enabled = false
+
+[features]
+plugins = false
+remote_plugin = false
 """
+
+
+class OutboundTrap:
+    """A loopback proxy address that refuses every connection, noting each one's first line (`CONNECT host:443`)."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self._socket.getsockname()[1]
+        self._seen: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _note(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            with contextlib.suppress(OSError):
+                line = connection.recv(4096).split(b"\r\n")[0].decode("latin-1")
+                with self._lock:
+                    self._seen.append(line)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed by `attempts`
+            while True:
+                self._note(self._socket.accept()[0])
+
+    def attempts(self) -> list[str]:
+        """Every connection made to the trap, once the client has exited (those still queued included)."""
+        self._socket.setblocking(False)
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self._socket.accept()
+                connection.setblocking(True)
+                self._note(connection)
+        self._socket.close()
+        with self._lock:
+            return list(self._seen)
 
 
 def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: str, *,
@@ -66,16 +111,18 @@ def codex(gateway: RunningGateway, key: str, workdir: Path, prompt: str, model: 
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CONFIG.format(model=model, base_url=gateway.base_url))
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: any call beyond loopback fails here
+    trap = OutboundTrap()  # any call beyond loopback fails here
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(codex_home),
-        "RUNAPI_API_KEY": key, "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "ALL_PROXY": closed,
+        "RUNAPI_API_KEY": key, "HTTPS_PROXY": trap.url, "HTTP_PROXY": trap.url, "ALL_PROXY": trap.url,
         "NO_PROXY": "127.0.0.1,localhost", "NO_COLOR": "1",
     }
     command = [node, str(CODEX_JS), "exec", "--skip-git-repo-check", "--color", "never", *(["--json"] if events else []),
                prompt]
-    return subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    done = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=180, check=False)
+    assert trap.attempts() == [], "Codex tried to reach beyond loopback"
+    return done
 
 
 @pytest.fixture()
