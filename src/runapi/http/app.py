@@ -20,6 +20,7 @@ from runapi.errors import GatewayError
 from runapi.http import account_api, admin_api, feedback_api, limits_api, models_api, responses_api, usage_api
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
+from runapi.http.completions import CompletionsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.metrics_api import metrics
@@ -93,7 +94,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
             await gateway.stop()
 
     hot = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway),
-           "/v1/responses": responses_api.ResponsesEndpoint(gateway)}
+           "/v1/responses": responses_api.ResponsesEndpoint(gateway), "/v1/completions": CompletionsEndpoint(gateway)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from runapi.http.asgi import (
     ClientGone,
@@ -21,7 +22,8 @@ from runapi.http.asgi import (
 )
 from runapi.http.errors import error_parts
 from runapi.limits import RateLimitStatus
-from runapi.pipeline.chat import ChatStream, complete_chat, open_chat_stream
+from runapi.pipeline.auth import Principal
+from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
 from runapi.pipeline.chat_request import decode_chat_request
 from runapi.pipeline.gateway import Gateway
 from runapi.tasks.idempotency import Reply, run_idempotent
@@ -55,8 +57,27 @@ def log_stream_failure(stream: ChatStream) -> None:
 
 
 class ChatCompletionsEndpoint:
+    """`POST /v1/chat/completions`; a subclass serves another OpenAI endpoint on the same steps by
+    overriding `path`, `decode`, `open_stream` and `complete`."""
+
+    path = "/v1/chat/completions"
+
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+
+    def decode(self, body: bytes) -> tuple[Any, dict[str, Any]]:
+        """The typed request (with a `stream` field) and the raw body passed through."""
+        return decode_chat_request(body)
+
+    async def open_stream(self, principal: Principal, request: Any, raw: dict[str, Any], *, started: float,
+                          client_request_id: str | None) -> ChatStream:
+        return await open_chat_stream(self.gw, principal, request, raw, started=started,
+                                      client_request_id=client_request_id)
+
+    async def complete(self, principal: Principal, request: Any, raw: dict[str, Any], *, started: float,
+                       client_request_id: str | None, generation_id: str | None) -> Completed:
+        return await complete_chat(self.gw, principal, request, raw, started=started,
+                                   client_request_id=client_request_id, generation_id=generation_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -67,20 +88,20 @@ class ChatCompletionsEndpoint:
             body = await read_body(receive, headers, self.gw.settings.server.max_body_bytes)
             principal = await self.gw.auth.authenticate(bearer_token(headers), client_address(scope))
             check_json_content_type(headers)
-            request, raw = decode_chat_request(body)
+            request, raw = self.decode(body)
             if request.stream:
-                stream = await open_chat_stream(self.gw, principal, request, raw, started=started,
+                stream = await self.open_stream(principal, request, raw, started=started,
                                                 client_request_id=client_request_id)
             else:
                 async def call(generation_id: str | None) -> Reply:
-                    done = await complete_chat(self.gw, principal, request, raw, started=started,
+                    done = await self.complete(principal, request, raw, started=started,
                                                client_request_id=client_request_id, generation_id=generation_id)
                     return Reply(200, done.body, response_headers(headers, done.generation_id, done.overhead_ms,
                                                                  done.rate_limit))
 
                 # With an Idempotency-Key, a retry gets the first reply back and is not charged again.
                 reply = await run_idempotent(self.gw.engine, self.gw.settings.tasks.idempotency_ttl,
-                                             principal.account_id, headers, "/v1/chat/completions", raw, call)
+                                             principal.account_id, headers, self.path, raw, call)
                 await send_bytes(send, reply.status, reply.body, reply.headers)
                 return
         except ClientGone:

@@ -20,13 +20,15 @@ from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.http.feedback_api import MAX_REPORTS_LISTED, FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
+from runapi.pipeline.completions import CompletionRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest
 from runapi.protocols.responses import ResponsesRequest
 from runapi.query import MAX_TEXT
 from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
-    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "ResponsesRequest": ResponsesRequest, "CountTokensRequest": CountTokensRequest,
+    "ChatRequest": ChatRequest, "CompletionRequest": CompletionRequest, "MessagesRequest": MessagesRequest,
+    "ResponsesRequest": ResponsesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
     "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
@@ -162,6 +164,9 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
                                              ok_content=chat_ok)},
+        "/v1/completions": {"post": _op("Create a legacy text completion (JSON or SSE), on models whose upstream "
+                                        "serves them (404 `unsupported_endpoint` otherwise)",
+                                        body="CompletionRequest", ok_content=chat_ok)},
         "/v1/responses": {"post": _op("Create a response: the OpenAI Responses API (JSON or SSE)", body="ResponsesRequest",
                                       ok_content=responses_ok)},
         "/v1/responses/{response_id}": {
