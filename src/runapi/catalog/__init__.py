@@ -10,14 +10,32 @@ from runapi.catalog.catalog import (
     build_catalog,
     builtin_catalog_data,
 )
+from runapi.catalog.input_schema import InputSpec, JsonSchema, check_request
+from runapi.catalog.modes import (
+    MODE_ENDPOINTS,
+    CatalogError,
+    Mode,
+    TaskType,
+    Unit,
+    require_mode,
+)
 
 __all__ = [
+    "MODE_ENDPOINTS",
     "Catalog",
+    "CatalogError",
     "DeploymentSpec",
     "FaqItem",
+    "InputSpec",
+    "JsonSchema",
+    "Mode",
     "ModelEntry",
     "ModelText",
     "ProviderSpec",
+    "TaskType",
+    "Unit",
     "build_catalog",
     "builtin_catalog_data",
+    "check_request",
+    "require_mode",
 ]

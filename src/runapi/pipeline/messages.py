@@ -19,6 +19,7 @@ import msgspec
 
 from runapi.accounting.credit import Hold
 from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
+from runapi.catalog import require_mode
 from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
@@ -208,6 +209,7 @@ async def count_message_tokens(gw: Gateway, body: bytes, headers: Mapping[str, s
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
+    require_mode(entry.id, entry.mode, "text", entry.endpoint)
     call = MessagesCall({**raw, "max_tokens": 1}, headers, beta=beta)
     for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
         native = native_provider(gw.provider_for(deployment))
