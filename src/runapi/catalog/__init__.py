@@ -19,6 +19,7 @@ from runapi.catalog.modes import (
     Unit,
     require_mode,
 )
+from runapi.catalog.price_text import price_line, pricing_json
 
 __all__ = [
     "MODE_ENDPOINTS",
@@ -37,5 +38,7 @@ __all__ = [
     "build_catalog",
     "builtin_catalog_data",
     "check_request",
+    "price_line",
+    "pricing_json",
     "require_mode",
 ]
