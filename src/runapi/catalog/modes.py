@@ -32,6 +32,10 @@ MODE_ENDPOINTS: dict[str, str] = {
 UNIT_LABELS: dict[str, str] = {"tokens": "1M tokens", "image": "image", "video": "video", "second": "second"}
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
 class CatalogError(ValueError):
     """A catalog entry that cannot be served as written; the message names the entry and the fix."""
 
@@ -52,19 +56,21 @@ def default_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_prices_present(model_id: str, data: dict[str, Any]) -> None:
-    """Token modes need `[models.ID.pricing]`; media modes need `[models.ID.unit_pricing]` and no token
+    """The unit and task type fit the mode (`check_mode`); token modes need `[models.ID.pricing]`; media modes need `[models.ID.unit_pricing]` and no token
     prices (checked on the raw table: a typed entry cannot tell a default from a written value)."""
     mode, unit = data.get("mode", "text"), data.get("unit", "tokens")
+    if mode in MODE_UNITS and unit in UNIT_LABELS and data.get("task_type") in ("synchronous", "asynchronous"):
+        check_mode(model_id, mode, data["task_type"], unit)  # first: the unit decides which prices are needed
     if unit == "tokens" and "pricing" not in data:
-        raise CatalogError(f"model {model_id!r}: a {mode} model is billed per 1M tokens; add "
+        raise CatalogError(f"model {model_id!r}: {_a(mode)} model is billed per 1M tokens; add "
                            f"[models.{model_id}.pricing] with input and output (USD strings)")
     if unit != "tokens":
-        if "unit_pricing" not in data:
-            raise CatalogError(f"model {model_id!r}: a {mode} model is billed per {unit}; add "
-                               f'[models.{model_id}.unit_pricing] with price = "USD per {unit}"')
         if "pricing" in data:
-            raise CatalogError(f"model {model_id!r}: a {mode} model is billed per {unit}, not per token; "
-                               f"remove [models.{model_id}.pricing] and keep unit_pricing")
+            raise CatalogError(f"model {model_id!r}: {_a(mode)} model is billed per {unit}, not per token; "
+                               f"remove [models.{model_id}.pricing] and set [models.{model_id}.unit_pricing]")
+        if "unit_pricing" not in data:
+            raise CatalogError(f"model {model_id!r}: {_a(mode)} model is billed per {unit}; add "
+                               f'[models.{model_id}.unit_pricing] with price = "USD per {unit}"')
 
 
 def _whole_nanos(price: Decimal) -> bool:
@@ -94,10 +100,10 @@ def check_mode(model_id: str, mode: str, task_type: str, unit: str) -> None:
     """The unit and task type fit the mode."""
     if unit not in MODE_UNITS[mode]:
         allowed = " or ".join(repr(u) for u in MODE_UNITS[mode])
-        raise CatalogError(f"model {model_id!r}: a {mode} model is billed per {allowed}, not {unit!r}; "
+        raise CatalogError(f"model {model_id!r}: {_a(mode)} model is billed per {allowed}, not {unit!r}; "
                            f"set unit = {MODE_UNITS[mode][0]!r}")
     if task_type not in MODE_TASK_TYPES[mode]:
-        raise CatalogError(f"model {model_id!r}: a {mode} model runs as a {MODE_TASK_TYPES[mode][0]} task; "
+        raise CatalogError(f"model {model_id!r}: {_a(mode)} model runs as a {MODE_TASK_TYPES[mode][0]} task; "
                            f"set task_type = {MODE_TASK_TYPES[mode][0]!r}")
 
 
@@ -105,5 +111,5 @@ def require_mode(model_id: str, mode: str, wanted: str, endpoint: str) -> None:
     """Refuse (400, `param` "model") a call to a model of another mode than the endpoint serves;
     `endpoint` is where the model is called instead."""
     if mode != wanted:
-        raise InvalidRequest(f"The model `{model_id}` is an {mode} model, not a {wanted} model: call it at "
+        raise InvalidRequest(f"The model `{model_id}` is {_a(mode)} model, not {_a(wanted)} model: call it at "
                              f"{endpoint}.", param="model", code="model_not_supported")

@@ -21,7 +21,7 @@ class InputField(msgspec.Struct, frozen=True):
 def _kind(schema: dict[str, Any]) -> str:
     if "oneOf" in schema:
         kinds = [_kind(option) for option in schema["oneOf"]]
-        return " | ".join(dict.fromkeys(kinds))
+        return " or ".join(dict.fromkeys(kinds))
     kind = schema.get("type")
     if kind == "array":
         return f"array of {_kind(schema.get('items', {}))}"
