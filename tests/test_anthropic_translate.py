@@ -8,12 +8,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from runapi.accounting.money import Usage
 from runapi.errors import InvalidRequest, UpstreamError
+from runapi.money import Usage
 from runapi.pipeline.messages_answers import ChatToMessagesEvents, to_message
 from runapi.pipeline.messages_translate import to_chat_request
 from runapi.providers.anthropic_stream import MessagesToChatStream, NativeStreamMeter
-from runapi.providers.anthropic_translate import from_messages_reply, messages_usage, to_messages_request
+from runapi.providers.anthropic_translate import (
+    from_messages_reply,
+    messages_usage,
+    to_messages_request,
+)
 from runapi.providers.sse import parse_sse_event
 
 USER = {"role": "user", "content": "hi"}

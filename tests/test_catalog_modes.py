@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from runapi.accounting import PriceOption, UnitPricing, unit_cost_nanos
+from runapi.money import PriceOption, UnitPricing, unit_cost_nanos
 from runapi.catalog import (
     CatalogError,
     build_catalog,

@@ -22,11 +22,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from runapi.accounting.money import Usage, cost_nanos, nanos_to_usd
+from runapi.money import Usage, cost_nanos, nanos_to_usd
 from runapi.pipeline.chat_request import decode_chat_request, prompt_bytes
 from runapi.pipeline.hold_bound import prompt_shape
 from runapi.simulator import prompt_tokens
-from runapi.storage import AccountStore, Ledger, SettlementSink, SqliteSettlementSink, create_engine, upgrade
+from runapi.storage import (
+    AccountStore,
+    Ledger,
+    SettlementSink,
+    SqliteSettlementSink,
+    create_engine,
+    upgrade,
+)
 from runapi.storage.ledger import WRITEOFF_NOTE, WRITEOFF_SUFFIX
 from runapi.storage.schema import ledger
 from runapi.storage.settlement_sink_pg import PostgresSettlementSink

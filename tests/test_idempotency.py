@@ -10,14 +10,20 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from runapi.accounting.money import Usage, cost_nanos
+from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
 from runapi.storage import Generation, Ledger, Settlement, create_engine
 from runapi.storage.clock import utcnow
 from runapi.storage.schema import idempotency_keys
 from runapi.tasks.idempotency import STALE_AFTER_S, fingerprint
 from tests.support.gateway import RunningGateway, sqlite_url
-from tests.support.tasks import MESSAGES, chat_task, client, run_task_gateway, wait_finished
+from tests.support.tasks import (
+    MESSAGES,
+    chat_task,
+    client,
+    run_task_gateway,
+    wait_finished,
+)
 
 AIR_COST = (prompt_tokens(MESSAGES) * Decimal("0.10") + 12 * Decimal("0.55")) / Decimal(1_000_000)
 CHAT = {"model": "glm-4.5-air", "messages": MESSAGES}

@@ -13,9 +13,17 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from runapi.accounting.money import NANOS_PER_USD, nanos_to_usd
+from runapi.money import NANOS_PER_USD, nanos_to_usd
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
-from tests.support.limits import account_in_tier, chat, chat_body, error_of, hold_nanos, key_id, tier
+from tests.support.limits import (
+    account_in_tier,
+    chat,
+    chat_body,
+    error_of,
+    hold_nanos,
+    key_id,
+    tier,
+)
 
 TIERS = {"open": tier(), "capped": tier(monthly_cap="0.0005")}
 

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runapi.accounting import Pricing, Usage, cost_nanos, cost_usd, nanos_to_usd, usd_to_nanos
+from runapi.money import (
+    Pricing,
+    Usage,
+    cost_nanos,
+    cost_usd,
+    nanos_to_usd,
+    usd_to_nanos,
+)
 
 AIR = Pricing(input=Decimal("0.10"), output=Decimal("0.55"), cache_read=Decimal("0.02"), cache_write=Decimal("0"))
 SONNET = Pricing(input=Decimal("3"), output=Decimal("15"), cache_read=Decimal("0.30"), cache_write=Decimal("3.75"))

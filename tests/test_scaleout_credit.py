@@ -24,17 +24,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.accounting.credit import Hold
 from runapi.accounting.credit_redis import RedisCreditGuard
-from runapi.accounting.money import Usage, cost_nanos
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import build_catalog, builtin_catalog_data
 from runapi.errors import InsufficientCredit, ServiceUnavailable
 from runapi.limits import Quota, RedisRateLimiter
+from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
-from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, upgrade
+from runapi.storage import (
+    AccountStore,
+    Generation,
+    Ledger,
+    Settlement,
+    create_engine,
+    upgrade,
+)
 from runapi.storage.balance_snapshot import balance_snapshot
-from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.clock import utcnow
 from runapi.storage.invalidation import Change, ChangeBus
+from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server

@@ -17,11 +17,18 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from runapi.accounting.money import Usage, cost_nanos
 from runapi.catalog import builtin_catalog_data
 from runapi.config import load_settings
+from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
-from runapi.storage import AccountStore, Generation, Ledger, Settlement, create_engine, upgrade
+from runapi.storage import (
+    AccountStore,
+    Generation,
+    Ledger,
+    Settlement,
+    create_engine,
+    upgrade,
+)
 from runapi.storage.clock import utcnow
 from runapi.storage.schema import tasks
 from runapi.tasks import TaskStore, run_generation_id

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from runapi.accounting.money import NANOS_PER_USD, Pricing, Usage, cost_nanos, nanos_to_usd
 from runapi.cli.main import app as cli
+from runapi.money import NANOS_PER_USD, Pricing, Usage, cost_nanos, nanos_to_usd
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.limits import chat, chat_body
 from tests.support.sse import decode

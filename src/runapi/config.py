@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from runapi.catalog import Catalog, build_catalog, builtin_catalog_data
-from runapi.limits.tiers import DEFAULT_TIERS, TierOverride, TierTable, build_tiers
+from runapi.limits import DEFAULT_TIERS, TierOverride, TierTable, build_tiers
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./runapi.db"
 

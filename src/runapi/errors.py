@@ -21,6 +21,8 @@ Messages never contain secrets: adapters pass only the provider's own error text
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatewayError(Exception):
     status: int = 500
@@ -35,7 +37,11 @@ class GatewayError(Exception):
             self.code = code
 
     def to_dict(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return {"error": self.error_body()}
+
+    def error_body(self) -> dict[str, Any]:
+        """The `error` object of the OpenAI-shaped body: message, type, param, code."""
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
 
 
 class InvalidRequest(GatewayError):

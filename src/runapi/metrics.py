@@ -39,7 +39,8 @@ class _Histogram:
 
     def buckets(self, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
         """Cumulative, as Prometheus expects (`le` is "at most"); the last (+Inf) is the count."""
-        return [(floatToGoString(bound), count) for bound, count in zip(bounds, accumulate(self.counts))]
+        return [(floatToGoString(bound), count)  # type: ignore[no-untyped-call]  # unannotated upstream
+                for bound, count in zip(bounds, accumulate(self.counts))]
 
 
 class _Model:

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from runapi.accounting.money import cost_nanos, estimate_tokens
+from runapi.money import cost_nanos, estimate_tokens
 from runapi.pipeline.chat_request import decode_chat_request, prompt_bytes
 from runapi.pipeline.hold_bound import hold_usage, prompt_shape
 from tests.support.gateway import RunningGateway

@@ -1,29 +1,20 @@
-"""Pure pricing, money units and credit holds."""
+"""Credit holds, the settlement writer and its journal, and usage reports (pricing is `runapi.money`)."""
 
-from runapi.accounting.money import (
-    NANOS_PER_USD,
-    PriceOption,
-    Pricing,
-    UnitPricing,
-    Usage,
-    cost_nanos,
-    cost_usd,
-    estimate_tokens,
-    nanos_to_usd,
-    unit_cost_nanos,
-    usd_to_nanos,
-)
+from runapi.accounting.credit import CreditGuard, Hold
+from runapi.accounting.credit_redis import create_credit_guard
+from runapi.accounting.journal import SettlementJournal, journal_directory
+from runapi.accounting.reports import revenue_report, usage_csv, usage_line, usage_total
+from runapi.accounting.settlement import SettlementWriter
 
 __all__ = [
-    "NANOS_PER_USD",
-    "PriceOption",
-    "Pricing",
-    "UnitPricing",
-    "Usage",
-    "cost_nanos",
-    "cost_usd",
-    "estimate_tokens",
-    "nanos_to_usd",
-    "unit_cost_nanos",
-    "usd_to_nanos",
+    "CreditGuard",
+    "Hold",
+    "SettlementJournal",
+    "SettlementWriter",
+    "create_credit_guard",
+    "journal_directory",
+    "revenue_report",
+    "usage_csv",
+    "usage_line",
+    "usage_total",
 ]

@@ -14,12 +14,9 @@ import asyncio
 import logging
 from typing import Protocol
 
-from runapi.accounting.money import nanos_to_usd
 from runapi.errors import InsufficientCredit
-from runapi.limits.rates import Rider
-from runapi.storage import Ledger, Settlement
-from runapi.storage.background import stop_task
-from runapi.storage.balance_snapshot import balance_snapshot
+from runapi.money import nanos_to_usd
+from runapi.storage import Ledger, Rider, Settlement, balance_snapshot, stop_task
 
 log = logging.getLogger("runapi.credit")
 

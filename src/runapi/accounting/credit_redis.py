@@ -44,19 +44,32 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from runapi.accounting import credit_scripts as scripts
-from runapi.accounting.credit import CreditGuard, Hold, MemoryCreditGuard, insufficient_credit
+from runapi.accounting.credit import (
+    CreditGuard,
+    Hold,
+    MemoryCreditGuard,
+    insufficient_credit,
+)
 from runapi.errors import ServiceUnavailable
-from runapi.limits.rates import Rider
-from runapi.storage import Ledger, Settlement
-from runapi.storage.background import stop_task
-from runapi.storage.balance_snapshot import balance_snapshot
-from runapi.storage.outage import REDIS_DOWN
-from runapi.storage.redis_client import per_group, redis_client, run_scripts
+from runapi.storage import (
+    REDIS_DOWN,
+    Ledger,
+    Rider,
+    Settlement,
+    balance_snapshot,
+    per_group,
+    redis_client,
+    run_scripts,
+    stop_task,
+)
 
 log = logging.getLogger("runapi.credit")
 
@@ -107,7 +120,7 @@ class RedisCreditGuard:
         self._closing: list[tuple[RedisHold, int | None, int]] = []  # (hold, ledger ID or None, charge) to send
         self._fresh: set[str] = set()  # accounts loaded since the last invalidation
         self._loading: dict[str, asyncio.Future[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._boot: str | None = None  # Redis's boot marker, as last seen
         self._reasserted_for: str | None = None  # the boot marker our open holds were last written under
         self._wake = asyncio.Event()
@@ -297,7 +310,7 @@ class RedisCreditGuard:
         self._background.add(task)
         task.add_done_callback(self._compacted)
 
-    def _compacted(self, task: asyncio.Task[None]) -> None:
+    def _compacted(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("background credit reload failed: %s", task.exception())
@@ -368,7 +381,7 @@ class RedisCreditGuard:
             return
         try:
             chunks = per_group(closing, lambda item: item[0].account_id)
-            calls = [(self._scripts["settle"], self._keys(account_id)[:4],
+            calls: list[tuple[AsyncScript, Sequence[str], list[int | str]]] = [(self._scripts["settle"], self._keys(account_id)[:4],
                       [x for hold, ledger_id, charge in items for x in (hold.id, "" if ledger_id is None else ledger_id,
                                                                         charge)])
                      for account_id, items in chunks]

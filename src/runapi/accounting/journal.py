@@ -24,8 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from runapi.storage import Generation, Settlement, SettlementSink
-from runapi.storage.settlement_sink import sqlite_file
+from runapi.storage import Generation, Settlement, SettlementSink, sqlite_file
 
 log = logging.getLogger("runapi.journal")
 

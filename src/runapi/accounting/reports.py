@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from runapi.accounting.money import Usage, cost_nanos, nanos_to_usd
 from runapi.catalog import Catalog
-from runapi.storage.usage import UsageRow
+from runapi.money import Usage, cost_nanos, nanos_to_usd
+from runapi.storage import UsageRow
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 CSV_COLUMNS = ("date", "model", "requests", "failed", *TOKEN_FIELDS, "total_tokens", "cost_usd")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from runapi.accounting.money import Pricing, UnitPricing
+from runapi.money import Pricing, UnitPricing
 from runapi.catalog.input_schema import InputSpec, JsonSchema, build_input_schema
 from runapi.catalog.modes import (
     CatalogError,

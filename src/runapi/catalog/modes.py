@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from runapi.accounting.money import NANOS_PER_USD, UnitPricing
+from runapi.money import NANOS_PER_USD, UnitPricing
 from runapi.errors import InvalidRequest
 
 Mode = Literal["text", "embedding", "image", "video"]

@@ -6,9 +6,17 @@ from decimal import Decimal, InvalidOperation
 
 import typer
 
-from runapi.accounting.money import nanos_to_usd, usd_to_nanos
-from runapi.cli.common import Stores, command_group, console, errors, print_table, run_with_stores, table as cli_table
+from runapi.cli.common import (
+    Stores,
+    command_group,
+    console,
+    errors,
+    print_table,
+    run_with_stores,
+)
+from runapi.cli.common import table as cli_table
 from runapi.limits import promote_by_topups
+from runapi.money import nanos_to_usd, usd_to_nanos
 
 accounts_app = command_group("Create and list customer accounts.")
 keys_app = command_group("Create, list and revoke API keys.")

@@ -20,7 +20,13 @@ import uvicorn
 
 from runapi.cli.common import Stores, console, errors
 from runapi.cli.dev_banner import DevBanner, print_banner
-from runapi.cli.dev_key import DevKey, ensure_dev_key, key_file_for, read_secret, write_secret
+from runapi.cli.dev_key import (
+    DevKey,
+    ensure_dev_key,
+    key_file_for,
+    read_secret,
+    write_secret,
+)
 from runapi.logs import SIMULATOR_THREAD, configure_logging
 from runapi.storage import is_sqlite, upgrade
 
@@ -81,11 +87,11 @@ def dev(port: int = typer.Option(8787, help="Gateway port"),
     """A first look without provider keys: the gateway, the upstream simulator and a demo key."""
     import msgspec
 
-    from runapi.accounting.money import nanos_to_usd
     from runapi.catalog import builtin_catalog_data
     from runapi.config import ConfigFile, load_settings
     from runapi.http import create_app
     from runapi.http.server_protocol import guarded_protocol
+    from runapi.money import nanos_to_usd
     from runapi.web.rendering import format_usd
 
     try:

@@ -15,8 +15,7 @@ import msgspec
 
 from runapi.cli.common import Stores
 from runapi.errors import NotFound
-from runapi.storage import hash_key
-from runapi.storage.clock import utcnow
+from runapi.storage import hash_key, utcnow
 
 DEMO_ACCOUNT = "demo"
 DEMO_TIER = "tier-1"

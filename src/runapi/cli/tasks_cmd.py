@@ -6,7 +6,6 @@ from datetime import datetime
 
 import typer
 
-from runapi.accounting.money import nanos_to_usd
 from runapi.cli.common import (
     Stores,
     command_group,
@@ -14,8 +13,11 @@ from runapi.cli.common import (
     print_table,
     run_with_stores,
     settings_or_exit,
+)
+from runapi.cli.common import (
     table as cli_table,
 )
+from runapi.money import nanos_to_usd
 from runapi.tasks import TaskStore, WebhookStore
 
 tasks_app = command_group("Asynchronous tasks and their webhook deliveries.")

@@ -7,11 +7,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import typer
 
-from runapi.accounting.money import nanos_to_usd
-from runapi.accounting.reports import usage_csv, usage_total
-from runapi.cli.common import Stores, command_group, console, errors, print_table, run_with_stores, table as cli_table
+from runapi.accounting import usage_csv, usage_total
+from runapi.cli.common import (
+    Stores,
+    command_group,
+    console,
+    errors,
+    print_table,
+    run_with_stores,
+)
+from runapi.cli.common import table as cli_table
 from runapi.limits import pin_tier
-from runapi.storage.usage import UsageFilter, usage_by_day_and_model
+from runapi.money import nanos_to_usd
+from runapi.storage import UsageFilter, usage_by_day_and_model
 
 tiers_app = command_group("Usage tiers: list them, pin or unpin an account's tier.")
 

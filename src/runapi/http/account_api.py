@@ -7,9 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runapi.accounting.money import nanos_to_usd
 from runapi.http.asgi import bearer_token, client_address
 from runapi.http.responses import json_response
+from runapi.money import nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
 from runapi.storage import Generation

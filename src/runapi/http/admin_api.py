@@ -12,14 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.accounting.money import nanos_to_usd, usd_to_nanos
-from runapi.http.account_api import generation_json
 from runapi.errors import AuthError, InvalidRequest, PermissionDenied
+from runapi.http.account_api import generation_json
 from runapi.http.responses import json_response, read_json
-from runapi.query import int_param, text_param
+from runapi.money import nanos_to_usd, usd_to_nanos
 from runapi.pipeline.gateway import Gateway
-from runapi.storage import Account, ApiKey, LedgerEntry
-from runapi.storage.invalidation import Change
+from runapi.query import int_param, text_param
+from runapi.storage import Account, ApiKey, Change, LedgerEntry
 
 
 class NewAccount(msgspec.Struct, forbid_unknown_fields=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,7 +42,7 @@ class GatewayApp(Starlette):
     middleware: they handle their own errors, and skipping the stack saves per-request CPU.
     Every HTTP request gets its access line (`AccessLog`) when the access logger is enabled."""
 
-    def __init__(self, *, hot: dict[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(self, *, hot: Mapping[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._hot = hot
         self._access_log = AccessLog()

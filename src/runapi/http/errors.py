@@ -13,8 +13,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from runapi.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamUnavailable
-from runapi.storage.outage import store_outage
+from runapi.errors import (
+    GatewayError,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamUnavailable,
+)
+from runapi.storage import store_outage
 
 log = logging.getLogger("runapi.http")
 _encode = msgspec.json.encode

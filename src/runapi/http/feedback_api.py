@@ -14,9 +14,14 @@ from runapi.errors import InvalidRequest, PayloadTooLarge
 from runapi.http.account_api import generation_json, principal_of
 from runapi.http.admin_api import admin_gateway
 from runapi.http.responses import json_response
-from runapi.query import int_param, text_param
 from runapi.pipeline.gateway import Gateway
-from runapi.storage.feedback import MAX_COMMENT_CHARS, MAX_REPORTS_LISTED, FeedbackStore, feedback_json
+from runapi.query import int_param, text_param
+from runapi.storage import (
+    MAX_COMMENT_CHARS,
+    MAX_REPORTS_LISTED,
+    FeedbackStore,
+    feedback_json,
+)
 
 MAX_FEEDBACK_BODY = 16 * 1024
 

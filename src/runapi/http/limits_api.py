@@ -11,14 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.accounting.money import nanos_to_usd, usd_to_nanos
 from runapi.errors import InvalidRequest
 from runapi.http.admin_api import account_json, admin_gateway, key_json
 from runapi.http.responses import json_response, read_json
 from runapi.limits import TierSpec, pin_tier
+from runapi.money import nanos_to_usd, usd_to_nanos
 from runapi.pipeline.gateway import Gateway
-from runapi.storage import ApiKey, KeyLimits
-from runapi.storage.invalidation import Change
+from runapi.storage import ApiKey, Change, KeyLimits
 
 PositiveOrNull = int | None
 

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from runapi.http.admin_api import Credit, NewAccount, NewKey
 from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
-from runapi.http.feedback_api import MAX_REPORTS_LISTED, FeedbackRequest
+from runapi.http.feedback_api import FeedbackRequest
+from runapi.storage import MAX_REPORTS_LISTED
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.pipeline.chat_request import ChatRequest
 from runapi.pipeline.messages_translate import CountTokensRequest, MessagesRequest

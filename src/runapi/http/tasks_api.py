@@ -13,10 +13,10 @@ from starlette.routing import Route
 from runapi.errors import PayloadTooLarge
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
+from runapi.http.responses import json_response
 from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, optional_int_param, text_param
-from runapi.http.responses import json_response
-from runapi.storage.clock import utcnow
+from runapi.storage import utcnow
 from runapi.tasks import DeliveryAttempt, OutputExpired, TaskRuntime, WebhookEvent
 from runapi.tasks.idempotency import idempotency_key
 from runapi.tasks.submission import decode_new_task

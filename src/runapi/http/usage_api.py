@@ -8,15 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.accounting.money import nanos_to_usd
-from runapi.accounting.reports import revenue_report, usage_csv, usage_line, usage_total
+from runapi.accounting import revenue_report, usage_csv, usage_line, usage_total
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
 from runapi.http.limits_api import key_limits_json, tier_json
-from runapi.query import choice_param, date_param, text_param
 from runapi.http.responses import json_response
+from runapi.money import nanos_to_usd
 from runapi.pipeline.gateway import Gateway
-from runapi.storage.usage import UsageFilter, usage_by_day_and_model, usage_by_deployment
+from runapi.query import choice_param, date_param, text_param
+from runapi.storage import UsageFilter, usage_by_day_and_model, usage_by_deployment
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366

@@ -9,10 +9,24 @@ from runapi.limits.control import (
 )
 from runapi.limits.memory import MemoryRateLimiter
 from runapi.limits.promotion import pin_tier, promote_by_topups, topups_total
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, RateLimiter, RateLimitStatus, Rider, Ticket
+from runapi.limits.rates import (
+    PERIOD_MS,
+    Clock,
+    Decision,
+    Quota,
+    RateLimiter,
+    RateLimitStatus,
+    Ticket,
+)
 from runapi.limits.redis_limiter import RedisRateLimiter
 from runapi.limits.spend import Cap, SpendGuard
-from runapi.limits.tiers import DEFAULT_TIERS, TierOverride, TierSpec, TierTable, build_tiers
+from runapi.limits.tiers import (
+    DEFAULT_TIERS,
+    TierOverride,
+    TierSpec,
+    TierTable,
+    build_tiers,
+)
 
 __all__ = [
     "DEFAULT_TIERS",
@@ -28,7 +42,6 @@ __all__ = [
     "Quota",
     "RateLimitStatus",
     "RateLimiter",
-    "Rider",
     "RedisRateLimiter",
     "SpendGuard",
     "Ticket",

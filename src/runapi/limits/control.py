@@ -19,11 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.errors import PermissionDenied, RateLimited
 from runapi.limits.memory import MemoryRateLimiter
-from runapi.limits.rates import Clock, Quota, RateLimiter, RateLimitStatus, Rider, Ticket, go_duration
+from runapi.limits.rates import (
+    Clock,
+    Quota,
+    RateLimiter,
+    RateLimitStatus,
+    Ticket,
+    go_duration,
+)
 from runapi.limits.redis_limiter import RedisRateLimiter
 from runapi.limits.spend import Cap, SpendGuard, SpendHold
 from runapi.limits.tiers import TierSpec, TierTable
-from runapi.storage import KeyLimits, Settlement
+from runapi.storage import KeyLimits, Rider, Settlement
 
 log = logging.getLogger("runapi.limits")
 

@@ -10,7 +10,17 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Quota, Rider, ScopeStatus, Ticket, adjust, drain
+from runapi.limits.rates import (
+    PERIOD_MS,
+    Clock,
+    Decision,
+    Quota,
+    ScopeStatus,
+    Ticket,
+    adjust,
+    drain,
+)
+from runapi.storage import Rider
 
 CONCURRENCY_RETRY_MS = 1000
 PRUNE_EVERY = 10_000

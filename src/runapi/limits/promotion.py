@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runapi.errors import InvalidRequest, NotFound
 from runapi.limits.tiers import TierTable
-from runapi.storage.epoch import bump_epoch
-from runapi.storage.schema import accounts, ledger
+from runapi.storage import accounts, bump_epoch, ledger
 
 
 async def topups_total(conn: AsyncConnection, account_id: str) -> int:

@@ -12,9 +12,11 @@ Concurrency is a count of calls admitted and not yet released.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import msgspec
+
+from runapi.storage import Rider
 
 PERIOD_MS = 60_000
 Clock = Callable[[], float]  # wall-clock seconds (shared by instances through Redis)
@@ -124,21 +126,6 @@ class Decision(msgspec.Struct, frozen=True):
     @property
     def status(self) -> RateLimitStatus | None:
         return RateLimitStatus.of(self.scopes)
-
-
-class Rider:
-    """A Lua script that rides along with an admission: the Redis limiter runs it in the same script
-    call, only if the call is admitted, and stores its result in `reply` (the credit hold rides this
-    way, so a call costs one Redis round trip before the upstream instead of two). Its `keys` must
-    carry the admission's hash tag (`{group}`). A backend that cannot carry it leaves `reply` None."""
-
-    __slots__ = ("source", "keys", "args", "reply")
-
-    def __init__(self, source: str, keys: list[str], args: list[int | str]) -> None:
-        self.source = source
-        self.keys = keys
-        self.args = args
-        self.reply: list[Any] | None = None
 
 
 class RateLimiter(Protocol):

@@ -22,8 +22,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from runapi.limits.rates import PERIOD_MS, Clock, Decision, Dimension, Quota, Rider, ScopeStatus, Ticket
-from runapi.storage.redis_client import per_group, redis_client, run_scripts
+from runapi.limits.rates import (
+    PERIOD_MS,
+    Clock,
+    Decision,
+    Dimension,
+    Quota,
+    ScopeStatus,
+    Ticket,
+)
+from runapi.storage import Rider, per_group, redis_client, run_scripts
 
 log = logging.getLogger("runapi.limits")
 

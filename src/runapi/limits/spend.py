@@ -16,17 +16,15 @@ import asyncio
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.accounting.money import nanos_to_usd
 from runapi.errors import BudgetExceeded
-from runapi.storage.clock import utcnow
-from runapi.storage.ledger import WRITEOFF_SUFFIX
-from runapi.storage.schema import generations, ledger
+from runapi.money import nanos_to_usd
+from runapi.storage import WRITEOFF_SUFFIX, generations, ledger, utcnow
 
 RELOAD_S = 30.0
 Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)
@@ -210,4 +208,4 @@ class SpendGuard:
             query = query.where(ledger.c.created_at >= start, ledger.c.created_at < end)
         async with self._engine.connect() as conn:
             total, high = (await conn.execute(query)).one()
-        return int(total), int(high)
+        return int(cast(int, total)), int(cast(int, high))  # coalesce() is typed `object`

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import msgspec
 
-from runapi.accounting.money import usd_to_nanos
+from runapi.money import usd_to_nanos
 
 DEFAULT_TIER = "free"
 

@@ -16,9 +16,14 @@ import msgspec
 
 from runapi.errors import AuthError
 from runapi.pipeline.auth_guard import PREFIX_LENGTH, FailedAuthGuard, locked_out
-from runapi.storage import AccountStore, KeyLimits, hash_key
-from runapi.storage.accounts import KEY_PREFIX, KEY_LENGTH
-from runapi.storage.clock import utcnow
+from runapi.storage import (
+    KEY_LENGTH,
+    KEY_PREFIX,
+    AccountStore,
+    KeyLimits,
+    hash_key,
+    utcnow,
+)
 
 CACHE_TTL_S = 60.0
 MAX_REFUSED = 10_000  # revoked or expired keys remembered at most (oldest forgotten first)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from runapi.pipeline.auth_guard import WINDOW_S, FailedAuthGuard, subjects
-from runapi.storage.redis_client import run_scripts
+from runapi.storage import run_scripts
 
 log = logging.getLogger("runapi.auth")
 

@@ -14,17 +14,17 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.credit import Hold
-from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
+from runapi.accounting import Hold
 from runapi.catalog import ModelEntry, require_mode
 from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
+from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.chat_request import ChatRequest
+from runapi.pipeline.failover import first_answer
 from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
-from runapi.pipeline.failover import first_answer
 from runapi.pipeline.routing import attempt_plan, deployment_key
 from runapi.providers import Deployment, UpstreamChunk
 from runapi.providers.sse import DONE, frame

@@ -12,31 +12,56 @@ import random
 import time
 from collections.abc import Callable
 
-from runapi.accounting.credit import CreditGuard
-from runapi.accounting.credit_redis import create_credit_guard
-from runapi.accounting.journal import SettlementJournal, journal_directory
-from runapi.accounting.settlement import SettlementWriter
+from runapi.accounting import (
+    CreditGuard,
+    SettlementJournal,
+    SettlementWriter,
+    create_credit_guard,
+    journal_directory,
+)
 from runapi.catalog import ModelEntry
-from runapi.config import Settings
-from runapi.pipeline.auth import Authenticator
-from runapi.config import ConfigError
+from runapi.config import ConfigError, Settings
 from runapi.errors import InsufficientCredit, InvalidRequest
-from runapi.pipeline.circuit import CircuitBreakers
-from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
-from runapi.providers.http_client import UpstreamClient
-from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider, Timeouts
-from runapi.health import DeploymentHealth, HealthReport, ModelHealth, deployment_status, model_status
+from runapi.health import (
+    DeploymentHealth,
+    HealthReport,
+    ModelHealth,
+    deployment_status,
+    model_status,
+)
 from runapi.limits import Clock, LimitControl, create_limit_control, promote_by_topups
 from runapi.metrics import Metrics
+from runapi.pipeline.auth import Authenticator
 from runapi.pipeline.auth_guard import FailedAuthGuard
 from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
-from runapi.storage import (AccountStore, Ledger, LedgerEntry, Settlement, check_schema, create_engine,
-                            create_settlement_sink, read_epoch)
-from runapi.storage.background import stop_task
-from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
-from runapi.storage.invalidation import Change, ChangeBus
-from runapi.storage.redis_client import redis_client
-from runapi.storage.settlement_sink import sqlite_file
+from runapi.pipeline.circuit import CircuitBreakers
+from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
+from runapi.providers import (
+    AnthropicProvider,
+    Deployment,
+    OpenAICompatible,
+    Provider,
+    Timeouts,
+)
+from runapi.providers.http_client import UpstreamClient
+from runapi.storage import (
+    AccountStore,
+    Change,
+    ChangeBus,
+    ChangeProbe,
+    IdleGate,
+    Ledger,
+    LedgerEntry,
+    Settlement,
+    check_schema,
+    create_engine,
+    create_settlement_sink,
+    poll,
+    read_epoch,
+    redis_client,
+    sqlite_file,
+    stop_task,
+)
 
 log = logging.getLogger("runapi.gateway")
 

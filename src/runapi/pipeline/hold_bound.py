@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import msgspec
 
-from runapi.accounting.money import Usage
 from runapi.catalog import ModelEntry
+from runapi.money import Usage
 from runapi.pipeline.chat_request import ChatRequest, ImagePart, TextPart
 
 __all__ = ["PromptShape", "hold_usage", "prompt_shape"]

@@ -17,17 +17,21 @@ from typing import Any, cast
 
 import msgspec
 
-from runapi.accounting.credit import Hold
-from runapi.accounting.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
+from runapi.accounting import Hold
 from runapi.catalog import require_mode
 from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
+from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.chat_request import ChatRequest, Message, prompt_bytes
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.gateway import Gateway
-from runapi.pipeline.metering import CallRecord
-from runapi.pipeline.messages_answers import ChatToMessagesEvents, error_event, messages_usage_json, to_message
+from runapi.pipeline.messages_answers import (
+    ChatToMessagesEvents,
+    error_event,
+    messages_usage_json,
+    to_message,
+)
 from runapi.pipeline.messages_errors import error_type
 from runapi.pipeline.messages_translate import (
     CountTokensRequest,
@@ -35,6 +39,7 @@ from runapi.pipeline.messages_translate import (
     decode_messages_request,
     to_chat_request,
 )
+from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.routing import attempt_order
 from runapi.providers import Deployment, NativeMessages, UpstreamChunk, UpstreamReply
 from runapi.providers.anthropic import FORWARDED_HEADERS

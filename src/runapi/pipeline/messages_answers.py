@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.money import Usage
+from runapi.money import Usage
 from runapi.providers.sse import frame
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",

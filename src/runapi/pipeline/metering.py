@@ -7,13 +7,12 @@ import secrets
 import time
 from collections.abc import Callable
 
-from runapi.accounting.money import Pricing, Usage, cost_nanos, estimate_tokens
 from runapi.catalog import ModelEntry
 from runapi.limits import RateLimitStatus
+from runapi.money import Pricing, Usage, cost_nanos, estimate_tokens
 from runapi.pipeline.call_facts import note_settlement
 from runapi.providers import Deployment
-from runapi.storage import Generation, Settlement
-from runapi.storage.clock import utcnow
+from runapi.storage import Generation, Settlement, utcnow
 
 NO_USAGE = Usage()
 

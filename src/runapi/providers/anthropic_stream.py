@@ -12,9 +12,13 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.money import Usage
 from runapi.errors import UpstreamError
-from runapi.providers.anthropic_translate import STOP_REASONS, messages_usage, openai_usage
+from runapi.money import Usage
+from runapi.providers.anthropic_translate import (
+    STOP_REASONS,
+    messages_usage,
+    openai_usage,
+)
 from runapi.providers.base import UpstreamChunk
 
 _encode = msgspec.json.Encoder().encode

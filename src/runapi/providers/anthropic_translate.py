@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.money import Usage
 from runapi.errors import InvalidRequest
+from runapi.money import Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from runapi.accounting.money import Usage
 from runapi.catalog import ProviderSpec
+from runapi.money import Usage
 
 
 class Timeouts(msgspec.Struct, frozen=True):

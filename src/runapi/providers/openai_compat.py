@@ -13,12 +13,16 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.money import Usage
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from runapi.money import Usage
 from runapi.providers.base import Deployment, Timeouts, UpstreamChunk, UpstreamReply
-from runapi.providers.http_client import UpstreamClient, UpstreamResponse
+from runapi.providers.http_client import UpstreamClient
 from runapi.providers.sse import iter_sse_batches
-from runapi.providers.upstream_http import error_message, post_to_upstream, read_upstream_body
+from runapi.providers.upstream_http import (
+    error_message,
+    post_to_upstream,
+    read_upstream_body,
+)
 
 _encode = msgspec.json.Encoder().encode
 

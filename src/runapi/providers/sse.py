@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 
 import msgspec
 
@@ -37,7 +37,7 @@ def parse_sse_event(block: bytes) -> SseEvent | None:
 
 
 async def iter_sse_batches(chunks: AsyncIterable[bytes], max_event_bytes: int = 32 * 1024 * 1024
-                           ) -> AsyncIterator[list[SseEvent]]:
+                           ) -> AsyncGenerator[list[SseEvent], None]:
     """Events from arbitrarily split bytes: after each read, the events it completed, as one list
     (events that arrived together are relayed together, and none waits for a later read).
 

@@ -134,8 +134,8 @@ class FeedbackStore:
         reports = []
         for row in rows:
             values = list(row)
-            fb = dict(zip(feedback_columns, values[: len(feedback_columns)], strict=True))
-            gen = dict(zip([c.name for c in generations.c], values[len(feedback_columns):], strict=True))
+            fb: dict[str, Any] = dict(zip(feedback_columns, values[: len(feedback_columns)], strict=True))
+            gen: dict[str, Any] = dict(zip([c.name for c in generations.c], values[len(feedback_columns):], strict=True))
             fb["created_at"], fb["updated_at"] = as_utc(fb["created_at"]), as_utc(fb["updated_at"])
             gen["created_at"] = as_utc(gen["created_at"])
             reports.append(FeedbackReport(Feedback(**fb), Generation(**{k: gen[k] for k in generation_columns})))

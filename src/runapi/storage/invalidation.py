@@ -92,7 +92,7 @@ class ChangeBus:
                 self._subscribed.clear()
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

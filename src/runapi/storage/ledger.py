@@ -12,7 +12,7 @@ an explicit line (issue 20.8). The write-off's `generation_id` is its generation
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -90,7 +90,7 @@ class Ledger:
                           sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.account_id == account_id)
         async with self.engine.connect() as conn:
             total, high = (await conn.execute(query)).one()
-        return int(total), int(high)
+        return int(cast(int, total)), int(cast(int, high))  # coalesce() is typed `object`
 
     async def add_entry(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
         """Append a top-up, refund or adjustment. A negative entry may not take the balance below zero."""
@@ -100,7 +100,7 @@ class Ledger:
             raise InvalidRequest("a top-up must be a positive amount")
         async with self.engine.begin() as conn:
             if amount_nanos < 0:
-                total = (await conn.execute(
+                total: int = (await conn.execute(
                     sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0))
                     .where(ledger.c.account_id == account_id))).scalar_one()
                 if total + amount_nanos < 0:

@@ -1,13 +1,13 @@
 """The process's Redis connection pools, tuned to fail fast (a call must not hang on a dead server) but
-to wait, not fail, when every connection is busy; and batched Lua script calls in one round trip."""
+to wait, not fail, when every connection is busy; batched Lua script calls in one round trip; and the
+`Rider`, a script that rides in another script's round trip."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
-
 import asyncio
 import collections
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -156,3 +156,18 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[tuple[AsyncScript,
         for script in {script.sha: script for script, _, _ in calls}.values():
             await client.script_load(script.script)
     raise AssertionError("unreachable")
+
+
+class Rider:
+    """A Lua script that rides along with an admission: the Redis limiter runs it in the same script
+    call, only if the call is admitted, and stores its result in `reply` (the credit hold rides this
+    way, so a call costs one Redis round trip before the upstream instead of two). Its `keys` must
+    carry the admission's hash tag (`{group}`). A backend that cannot carry it leaves `reply` None."""
+
+    __slots__ = ("source", "keys", "args", "reply")
+
+    def __init__(self, source: str, keys: list[str], args: list[int | str]) -> None:
+        self.source = source
+        self.keys = keys
+        self.args = args
+        self.reply: list[Any] | None = None

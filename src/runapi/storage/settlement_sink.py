@@ -149,7 +149,7 @@ class SqliteSettlementSink:
             try:
                 written = self._record(batch, conn)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # type: ignore[attr-defined]
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                     raise
             else:
                 self._since_checkpoint += len(batch)

@@ -25,8 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.errors import Conflict, InvalidRequest
-from runapi.storage.clock import as_utc, utcnow
-from runapi.storage.schema import idempotency_keys
+from runapi.storage import as_utc, idempotency_keys, utcnow
 from runapi.tasks.store import first_open_generation
 
 HEADER = b"idempotency-key"

@@ -20,8 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.errors import GatewayError, PermissionDenied
-from runapi.storage.clock import utcnow
-from runapi.storage.schema import server_secrets
+from runapi.storage import server_secrets, utcnow
 
 SECRET_NAME = "output_url"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from runapi.storage.clock import as_utc
+from runapi.storage import as_utc
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ENDPOINTS = {"chat.completions": "/v1/chat/completions", "messages": "/v1/messages"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting.money import nanos_to_usd
+from runapi.money import nanos_to_usd
 from runapi.tasks.records import ENDPOINTS, Task
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode

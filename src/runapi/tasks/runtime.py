@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from runapi.errors import Conflict
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
-from runapi.storage.clock import utcnow
+from runapi.storage import utcnow
 from runapi.tasks.callback_guard import CallbackGuard
 from runapi.tasks.idempotency import IdempotencyStore, fingerprint
 from runapi.tasks.output_urls import OutputSigner, output_secret

@@ -18,9 +18,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runapi.errors import NotFound
-from runapi.storage.clock import as_utc, utcnow
-from runapi.storage.ledger import WRITEOFF_SUFFIX
-from runapi.storage.schema import generations, idempotency_keys, ledger, task_outputs, tasks, webhook_events
+from runapi.storage import (
+    WRITEOFF_SUFFIX,
+    as_utc,
+    generations,
+    idempotency_keys,
+    ledger,
+    task_outputs,
+    tasks,
+    utcnow,
+    webhook_events,
+)
 from runapi.tasks.records import Task, TaskOutput
 
 EventFactory = Callable[[Task, TaskOutput | None], dict[str, Any] | None]

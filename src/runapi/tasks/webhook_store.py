@@ -11,8 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage.clock import as_utc, utcnow
-from runapi.storage.schema import webhook_deliveries, webhook_events, webhook_secrets
+from runapi.storage import (
+    as_utc,
+    utcnow,
+    webhook_deliveries,
+    webhook_events,
+    webhook_secrets,
+)
 from runapi.tasks.records import DeliveryAttempt, WebhookEvent
 
 SECRET_PREFIX = "whsec_"

@@ -20,8 +20,7 @@ import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from runapi.config import TaskSettings
-from runapi.storage.clock import utcnow
-from runapi.storage.idle_gate import ChangeProbe, IdleGate, poll
+from runapi.storage import ChangeProbe, IdleGate, poll, utcnow
 from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore

@@ -26,8 +26,7 @@ from typing import Any
 from runapi.errors import AuthError, GatewayError, RateLimited
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.gateway import Gateway
-from runapi.storage.clock import utcnow
-from runapi.storage.idle_gate import IdleGate, poll
+from runapi.storage import IdleGate, poll, utcnow
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.runners import RUNNERS
 from runapi.tasks.store import EventFactory, TaskStore
@@ -152,14 +151,14 @@ class TaskWorkers:
             done = await RUNNERS[task.endpoint](self.gw, principal, task.request.encode(), task.id, generation_id)
         except RateLimited as exc:
             if exc.code == "request_too_large":  # would never pass: a failure, not a wait
-                await self._finish(task, "failed", error=exc.to_dict()["error"], generation_id=generation_id)
+                await self._finish(task, "failed", error=exc.error_body(), generation_id=generation_id)
                 return
             # Not a run (nothing was called or written): back to the queue until the limit allows it.
             delay = max(exc.retry_after, self.settings.poll_interval)
             await self.store.requeue(task.id, self.name, utcnow() + timedelta(seconds=delay), count_run=False)
             return
         except GatewayError as exc:
-            await self._finish(task, "failed", error=exc.to_dict()["error"], generation_id=generation_id)
+            await self._finish(task, "failed", error=exc.error_body(), generation_id=generation_id)
             return
         self._finishing.add(task.id)
         output = TaskOutput(task_id=task.id, body=done.body, content_type="application/json",

@@ -15,14 +15,18 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runapi.accounting.money import usd_to_nanos
-from runapi.accounting.reports import revenue_report
+from runapi.accounting import revenue_report
 from runapi.errors import InvalidRequest, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
+from runapi.money import usd_to_nanos
 from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
-from runapi.storage.feedback import FeedbackReport, FeedbackStore
-from runapi.storage.usage import UsageFilter, usage_by_deployment
+from runapi.storage import (
+    FeedbackReport,
+    FeedbackStore,
+    UsageFilter,
+    usage_by_deployment,
+)
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
 from runapi.web.sessions import (

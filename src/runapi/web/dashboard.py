@@ -16,8 +16,7 @@ from starlette.responses import Response
 from runapi.errors import AuthError
 from runapi.pipeline.gateway import Gateway
 from runapi.query import text_param
-from runapi.storage.clock import utcnow
-from runapi.storage.feedback import FEEDBACK_CATEGORIES, FeedbackStore
+from runapi.storage import FEEDBACK_CATEGORIES, FeedbackStore, utcnow
 from runapi.web import reports
 from runapi.web.rendering import render_page, see_other
 from runapi.web.sessions import (

@@ -17,12 +17,18 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from runapi.accounting.money import nanos_to_usd
+from runapi.money import nanos_to_usd
 from runapi.pipeline.gateway import Gateway
 from runapi.public_url import public_root
 from runapi.query import text_param
 from runapi.web.charts import bar_chart, column_chart
-from runapi.web.i18n import LANG_COOKIE, LANGUAGES, load_translations, negotiate_language, normalise_language
+from runapi.web.i18n import (
+    LANG_COOKIE,
+    LANGUAGES,
+    load_translations,
+    negotiate_language,
+    normalise_language,
+)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "

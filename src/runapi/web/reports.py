@@ -13,8 +13,13 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage.schema import generations, ledger
-from runapi.storage.usage import UsageFilter, UsageRow, usage_by_day_and_model
+from runapi.storage import (
+    UsageFilter,
+    UsageRow,
+    generations,
+    ledger,
+    usage_by_day_and_model,
+)
 
 DASHBOARD_DAYS = 30
 

@@ -146,7 +146,7 @@ def nanos_to_usd(nanos: int) -> Decimal:
     value = (Decimal(nanos) / NANOS_PER_USD).quantize(_NANO)
     normalised = value.normalize()
     # normalize() may use an exponent ("1E+1"); keep a plain positional form.
-    exponent = normalised.as_tuple().exponent  # an int: `value` is finite
+    exponent = normalised.as_tuple().exponent  # an int: the value is finite
     return normalised if isinstance(exponent, int) and exponent <= 0 else value.quantize(Decimal(1))
 
 
