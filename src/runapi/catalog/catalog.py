@@ -49,6 +49,7 @@ class DeploymentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     upstream_model: str
     weight: float = 1.0
     cost: Pricing | None = None  # what the provider charges us (USD per 1M tokens), for margin reports
+    unit_cost: UnitPricing | None = None  # media models: what the provider charges us per unit
 
 
 class FaqItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

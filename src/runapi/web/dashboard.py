@@ -152,7 +152,7 @@ class CustomerDashboard:
         account = await gw.accounts.get_account(account_id)
         balance, _ = await gw.ledger.balance(account_id)
         available = await gw.credit.available(account_id)
-        usage = await reports.account_usage(gw.engine, account_id)
+        usage = await reports.account_usage(gw.engine, account_id, gw.catalog)
         recent = await gw.ledger.generations(account_id, limit=RECENT_GENERATIONS)
         feedback = await FeedbackStore(gw.engine).for_generations(account_id, (g.id for g in recent))
         tasks = await recent_tasks(request.app, account_id)
