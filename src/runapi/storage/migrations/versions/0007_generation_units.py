@@ -1,14 +1,15 @@
 """Billing units on generations: `unit`, `units` and `price_unit` (issue 21: media calls billed per
 image, video or second; a media generation's cost = units × price_unit, reproducible from its row).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0005 (0006 is responses-api's `responses` table: re-chain `down_revision` to "0006" when both are
+merged)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0007"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
