@@ -21,7 +21,12 @@ from runapi.accounting.journal import SettlementJournal, journal_directory
 from runapi.storage import Generation, Settlement, upgrade
 from runapi.storage.settlement_sink import SqliteSettlementSink
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, sqlite_url
-from tests.support.instances import ServeProcess, admin_client, funded_account, write_config
+from tests.support.instances import (
+    ServeProcess,
+    admin_client,
+    funded_account,
+    write_config,
+)
 from tests.support.sse import decode, sse_data
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -138,14 +143,12 @@ async def test_a_writer_too_far_behind_makes_callers_wait_for_the_commit(gateway
     wait for the commit, so memory and the journal stay bounded when the database falls behind."""
     import asyncio
 
-    from runapi.accounting.credit import MemoryCreditGuard
-    from runapi.accounting.settlement import SettlementWriter
-    from runapi.storage import Ledger
+    from runapi.accounting import SettlementWriter
 
     account, _ = gateway.create_account("1")
     database = gateway.settings.database_url.split("///", 1)[1]
     sink = SqliteSettlementSink(database)
-    writer = SettlementWriter(sink, MemoryCreditGuard(Ledger(gateway.gateway.engine)), max_backlog=3,
+    writer = SettlementWriter(sink, max_backlog=3,
                               journal=SettlementJournal(tmp_path / "journal"))
     writer.start()
     lock = sqlite3.connect(database, isolation_level=None, timeout=30)
@@ -177,9 +180,7 @@ async def test_journaled_settlements_linger_to_share_a_commit_until_someone_wait
     in one transaction; a `flush` (a report reading its own writes) ends the wait at once."""
     import asyncio
 
-    from runapi.accounting.credit import MemoryCreditGuard
-    from runapi.accounting.settlement import SettlementWriter
-    from runapi.storage import Ledger
+    from runapi.accounting import SettlementWriter
 
     class CountingSink:  # the real SQLite sink, with the size of each batch it commits noted
         def __init__(self, sink: SqliteSettlementSink) -> None:
@@ -191,8 +192,8 @@ async def test_journaled_settlements_linger_to_share_a_commit_until_someone_wait
 
     account, _ = gateway.create_account("1")
     sink = CountingSink(SqliteSettlementSink(gateway.settings.database_url.split("///", 1)[1]))
-    writer = SettlementWriter(sink, MemoryCreditGuard(Ledger(gateway.gateway.engine)),  # type: ignore[arg-type]
-                              journal=SettlementJournal(tmp_path / "journal"), linger=60.0)
+    writer = SettlementWriter(sink, journal=SettlementJournal(tmp_path / "journal"),  # type: ignore[arg-type]
+                              linger=60.0)
     writer.start()
     try:
         for n in range(1, 6):
@@ -211,33 +212,39 @@ async def test_journaled_settlements_linger_to_share_a_commit_until_someone_wait
 async def test_a_journaled_calls_bookkeeping_follows_its_answer_and_precedes_its_commit(gateway: RunningGateway,
                                                                                        tmp_path: Path) -> None:
     """`submit` returns as soon as the settlement is journaled, and the answer goes out in that task step;
-    the hold's shrink to the charge and the `on_durable` observers run right after it, before the writer
-    can commit the settlement and close the hold, even when a `flush` hurries the commit."""
+    the reservation's shrink to the charge and the observers run right after it, before the writer
+    can commit the settlement and close the reservation, even when a `flush` hurries the commit."""
     import asyncio
 
+    from runapi.accounting import SettlementWriter
     from runapi.accounting.credit import MemoryCreditGuard
-    from runapi.accounting.settlement import SettlementWriter
+    from runapi.limits import build_tiers, create_limit_control
+    from runapi.pipeline.auth import Principal
+    from runapi.pipeline.reservation import Reservation
     from runapi.storage import Ledger
 
     account, _ = gateway.create_account("1")  # $1 = 10^9 nano-dollars
     guard = MemoryCreditGuard(Ledger(gateway.gateway.engine))
+    limits = create_limit_control(build_tiers({}), gateway.gateway.engine)
     sink = SqliteSettlementSink(gateway.settings.database_url.split("///", 1)[1])
-    events: list[tuple[str, str, int]] = []
+    events: list[tuple[str, str]] = []
 
-    writer = SettlementWriter(sink, guard, journal=SettlementJournal(tmp_path / "journal"), linger=60.0,
-                              on_durable=[lambda s: events.append(("durable", s.generation.id, 0))],
-                              observers=[lambda s: events.append(("committed", s.generation.id, s.ledger_id or 0))])
+    writer = SettlementWriter(sink, journal=SettlementJournal(tmp_path / "journal"), linger=60.0,
+                              observers=[lambda s: events.append(("durable", s.generation.id))])
     writer.start()
     try:
-        hold = await guard.reserve(account, 300_000)
+        reservation = await Reservation.open(guard, limits, Principal("key_j", account, "tier-5"), "glm-4.5-air",
+                                             prompt_tokens=10, output_tokens=10, max_cost_nanos=300_000)
+        hold = reservation.hold
         settlement = _settlement(account, 1, 1000)
-        await writer.submit(settlement, hold)
+        await writer.submit(settlement, reservation)
         assert events == [] and hold.amount == 300_000  # not yet: the caller answers first
         flushing = asyncio.ensure_future(writer.flush())  # hurries the commit into the next loop turns
         await asyncio.sleep(0)
-        assert events == [("durable", settlement.generation.id, 0)] and hold.amount == 1000 and hold.open
+        assert events == [("durable", settlement.generation.id)] and hold.amount == 1000 and hold.open
+        assert settlement.ledger_id is None  # durable, not committed
         await asyncio.wait_for(flushing, 5.0)
-        assert [kind for kind, _, _ in events] == ["durable", "committed"] and events[1][2] > 0
+        assert events == [("durable", settlement.generation.id)] and (settlement.ledger_id or 0) > 0
         assert not hold.open and await guard.available(account) == 10**9 - 1000  # charged once, the hold closed
     finally:
         await writer.close()

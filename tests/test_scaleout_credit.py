@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.accounting.credit import Hold
+from runapi.accounting.credit import CreditGuard, Hold
 from runapi.accounting.credit_redis import RedisCreditGuard
 from runapi.accounting.settlement import SettlementWriter
 from runapi.catalog import build_catalog, builtin_catalog_data
@@ -71,18 +71,41 @@ async def engine(pg: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+class HeldCredit:
+    """The credit part of a call's `Reservation` (the writer's `Closing`): this file tests the guard alone."""
+
+    def __init__(self, guard: CreditGuard, hold: Hold) -> None:
+        self.guard = guard
+        self.hold = hold
+
+    async def cover_overrun(self, settlement: Settlement) -> None:
+        await self.guard.cover_overrun(self.hold, settlement)
+
+    def journaled(self, settlement: Settlement) -> None:
+        self.guard.shrink(self.hold, settlement.charge_nanos)
+
+    def committed(self, settlement: Settlement) -> None:
+        if settlement.ledger_id is None:
+            self.guard.release(self.hold)
+        else:
+            self.guard.charged(self.hold, settlement.charge_nanos, settlement.ledger_id)
+
+
 class Instance:
     """One gateway process's share of the accounting: a credit guard and a settlement writer."""
 
     def __init__(self, engine: AsyncEngine, redis_url: str, **options: Any) -> None:
         self.ledger = Ledger(engine)
         self.guard = RedisCreditGuard(self.ledger, redis_client(redis_url), **options)
-        self.writer = SettlementWriter(self.ledger, self.guard)
+        self.writer = SettlementWriter(self.ledger)
         self.writer.start()
+
+    async def submit(self, settlement: Settlement, hold: Hold) -> None:
+        await self.writer.submit(settlement, HeldCredit(self.guard, hold))
 
     async def settle(self, hold: Hold, charge: int) -> int | None:
         settlement = Settlement(generation(hold.account_id, "succeeded" if charge else "failed", charge), charge)
-        await self.writer.submit(settlement, hold)
+        await self.submit(settlement, hold)
         return settlement.ledger_id
 
     async def close(self) -> None:
@@ -436,7 +459,7 @@ async def test_an_overrun_keeps_its_capped_charge_when_redis_is_away(engine: Asy
         # As the pipeline settles a call that cost 3× its hold: the guard capped the charge at the hold.
         settlement = Settlement(generation(account, "succeeded", 3 * HOLD), instance.guard.cap_charge(hold, 3 * HOLD))
         started = time.monotonic()
-        await instance.writer.submit(settlement, hold)
+        await instance.submit(settlement, hold)
         assert time.monotonic() - started < 3  # not blocked on Redis
         assert settlement.charge_nanos == HOLD and settlement.ledger_id is not None  # written, not dropped
         assert (await instance.ledger.balance(account))[0] == USD - HOLD
@@ -450,7 +473,7 @@ async def test_an_overrun_grows_the_hold_it_settles(engine: AsyncEngine, instanc
     others = [await b.guard.reserve(account, HOLD) for _ in range(7)]  # $0.70 held elsewhere
     hold = await a.guard.reserve(account, HOLD)  # $0.10: $0.20 stays free
     settlement = Settlement(generation(account, "succeeded", 5 * HOLD), a.guard.cap_charge(hold, 5 * HOLD))
-    await a.writer.submit(settlement, hold)
+    await a.submit(settlement, hold)
     assert settlement.charge_nanos == 3 * HOLD  # the hold + all that was free, not the $0.50 cost
     assert (await a.ledger.balance(account))[0] == USD - 3 * HOLD
     assert await settled_available(a, account, 0) == 0  # b's holds are intact

@@ -15,10 +15,23 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runapi.accounting import SettlementWriter
 from runapi.accounting.credit import MemoryCreditGuard
-from runapi.accounting.settlement import SettlementWriter
-from runapi.storage import (AccountStore, Generation, Ledger, Settlement, SettlementSink, SqliteSettlementSink,
-                            create_engine, create_settlement_sink, upgrade)
+from runapi.limits import build_tiers, create_limit_control
+from runapi.pipeline.auth import Principal
+from runapi.pipeline.reservation import Reservation
+from runapi.storage import (
+    AccountStore,
+    Generation,
+    KeyLimits,
+    Ledger,
+    Settlement,
+    SettlementSink,
+    SqliteSettlementSink,
+    create_engine,
+    create_settlement_sink,
+    upgrade,
+)
 from runapi.storage.schema import generations, ledger
 from runapi.storage.settlement_sink_pg import PostgresSettlementSink
 from tests.support.gateway import sqlite_url
@@ -166,18 +179,26 @@ async def test_concurrent_batches_from_both_writers_get_distinct_correct_ids(sto
     assert returned == stored and len(stored) == 4 * 10 * 3
 
 
-async def test_the_writer_closes_holds_with_the_ids_the_sqlite_sink_returns(store: Store) -> None:
+async def test_the_writer_closes_reservations_with_the_ids_the_sqlite_sink_returns(store: Store) -> None:
     guard = MemoryCreditGuard(store.ledger)
-    writer = SettlementWriter(store.sqlite, guard)
+    limits = create_limit_control(build_tiers({}), store.engine)
+    caller = Principal("key_w", store.account_id, "tier-5",  # 40 calls at once fill both limits exactly
+                       KeyLimits(concurrent_requests=40, spend_cap_nanos=40 * 100))
+    writer = SettlementWriter(store.sqlite)
     writer.start()
     items = [settlement(store.account_id, f"gen-w-{n}", 10 + n) for n in range(40)]
-    holds = [await guard.reserve(store.account_id, 100) for _ in items]
-    await asyncio.gather(*(writer.submit(item, hold) for item, hold in zip(items, holds)))
+    reservations = [await Reservation.open(guard, limits, caller, "glm-4.5-air", prompt_tokens=10, output_tokens=10,
+                                           max_cost_nanos=100) for _ in items]
+    await asyncio.gather(*(writer.submit(item, held) for item, held in zip(items, reservations)))
     await writer.close()
     _, charges = await store.rows()
     stored = {row[4]: row[0] for row in charges if row[4]}
     assert {item.generation.id: item.ledger_id for item in items} == stored
     assert await guard.available(store.account_id) == 1_000_000_000 - sum(10 + n for n in range(40))
+    # Every reservation is closed: no concurrency slot and no spend cap is held any more.
+    again = await Reservation.open(guard, limits, caller, "glm-4.5-air", prompt_tokens=10, output_tokens=10,
+                                   max_cost_nanos=40 * 100)
+    again.release()
 
 
 def test_the_factory_picks_the_lean_sink_of_each_database(tmp_path: Path) -> None:

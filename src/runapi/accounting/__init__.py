@@ -4,9 +4,10 @@ from runapi.accounting.credit import CreditGuard, Hold
 from runapi.accounting.credit_redis import create_credit_guard
 from runapi.accounting.journal import SettlementJournal, journal_directory
 from runapi.accounting.reports import revenue_report, usage_by_mode, usage_csv, usage_line, usage_total
-from runapi.accounting.settlement import SettlementWriter
+from runapi.accounting.settlement import Closing, SettlementWriter
 
 __all__ = [
+    "Closing",
     "CreditGuard",
     "Hold",
     "SettlementJournal",

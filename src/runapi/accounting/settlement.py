@@ -4,9 +4,11 @@ A caller awaits `submit()`, which returns once its row and charge are durable: a
 the crash-safe journal (`accounting/journal.py`) when there is one, else committed. The
 writer loop batches whatever is queued meanwhile, so concurrent calls share a commit.
 A batch that fails to write is retried with backoff until it succeeds: a charge is
-never dropped. Holds are closed only after the write committed. Before the write, a charge
-the credit guard capped below its generation's cost (the call cost more than its hold) is
-raised as far as the account's free balance allows (`CreditGuard.cover_overrun`).
+never dropped. Each settlement comes with what it closes (`Closing`: the call's reservation),
+told when the settlement is journaled and when it is committed; holds are closed only after
+the write committed. Before the write, a charge capped below its generation's cost (the call
+cost more than its hold) is raised as far as the account's free balance allows
+(`Closing.cover_overrun`).
 """
 
 from __future__ import annotations
@@ -14,45 +16,52 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from runapi.accounting.credit import CreditGuard, Hold
 from runapi.accounting.journal import Segment, SettlementJournal
 from runapi.storage import Settlement, SettlementSink
 
 log = logging.getLogger("runapi.settlement")
 
 
+class Closing(Protocol):
+    """What a settlement closes (a call's holds: `pipeline.Reservation`)."""
+
+    async def cover_overrun(self, settlement: Settlement) -> None:
+        """Raise a charge capped below its generation's cost, before it is written; never raises."""
+
+    def journaled(self, settlement: Settlement) -> None:
+        """The settlement is durable (journaled), not yet committed."""
+
+    def committed(self, settlement: Settlement) -> None:
+        """The settlement is committed; `settlement.ledger_id` is its charge's entry (None: no charge)."""
+
+
 class _Item:
-    """A settlement to write: its hold, and either its journal segment or the future its caller awaits."""
+    """A settlement to write: what it closes, and either its journal segment or the future its caller awaits."""
 
-    __slots__ = ("settlement", "hold", "done", "segment")
+    __slots__ = ("settlement", "closing", "done", "segment")
 
-    def __init__(self, settlement: Settlement, hold: Hold | None, done: asyncio.Future[None] | None,
+    def __init__(self, settlement: Settlement, closing: Closing | None, done: asyncio.Future[None] | None,
                  segment: Segment | None = None) -> None:
         self.settlement = settlement
-        self.hold = hold
+        self.closing = closing
         self.done = done
         self.segment = segment
 
 
 class SettlementWriter:
-    def __init__(self, sink: SettlementSink, guard: CreditGuard,
-                 observers: list[Callable[[Settlement], None]] | None = None, max_batch: int = 500,
-                 journal: SettlementJournal | None = None,
-                 on_durable: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000,
+    def __init__(self, sink: SettlementSink, *, max_batch: int = 500, journal: SettlementJournal | None = None,
+                 observers: list[Callable[[Settlement], None]] | None = None, max_backlog: int = 1000,
                  linger: float = 0.005) -> None:
-        """`observers` see each settlement once committed (with its ledger ID); `on_durable` as soon as
-        it is durable (right after the task step that journaled it, or else once committed): what must
-        follow traffic at once, like health.
+        """`observers` (metrics, health) see each settlement as soon as it is durable: right after the
+        task step that journaled it, or else once committed.
         `linger`: how long a journaled settlement (already durable, nobody waiting) waits for others to
         share its commit; a waiter (a caller without journal, a `flush`) ends the wait at once."""
         self._sink = sink
         self.journal = journal
         self._observers = observers or []
-        self._on_durable = on_durable or []
-        self._on_commit_unjournaled = self._observers + self._on_durable  # durable only now
         self._max_backlog = max_backlog
-        self._guard = guard
         self._max_batch = max_batch
         self._linger = linger if journal is not None else 0.0
         self._hurry: asyncio.Future[None] | None = None  # set while lingering; done when someone waits
@@ -65,9 +74,9 @@ class SettlementWriter:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="settlement-writer")
 
-    async def submit(self, settlement: Settlement, hold: Hold | None) -> None:
-        """Queue a settlement and wait until it is durable: journaled (committed later, the hold
-        closed then), or without a journal committed (the hold is closed by then). While the writer
+    async def submit(self, settlement: Settlement, closing: Closing | None) -> None:
+        """Queue a settlement and wait until it is durable: journaled (committed later, `closing`
+        closed then), or without a journal committed (`closing` is closed by then). While the writer
         is `max_backlog` settlements behind, callers wait for the commit: the backlog (memory, journal
         size, replay time) stays bounded and the load slows to what the database can write."""
         if self.journal is not None and self.pending < self._max_backlog:
@@ -79,19 +88,19 @@ class SettlementWriter:
                 # The bookkeeping of a durable settlement waits for the end of this task step, so the
                 # caller's answer is written first; scheduled before the item is queued, it runs before
                 # the writer can commit the item (callbacks run in order).
-                asyncio.get_running_loop().call_soon(self._journaled, settlement, hold)
-                self._put(_Item(settlement, hold, None, segment))
+                asyncio.get_running_loop().call_soon(self._journaled, settlement, closing)
+                self._put(_Item(settlement, closing, None, segment))
                 return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put(_Item(settlement, hold, done))
+        self._put(_Item(settlement, closing, done))
         # Shielded: a caller that is cancelled (client gone) still gets its charge written.
         await asyncio.shield(done)
 
-    def _journaled(self, settlement: Settlement, hold: Hold | None) -> None:
-        """A journaled call is over: its hold keeps only its charge until the commit; `on_durable` sees it."""
-        if hold is not None:
-            self._guard.shrink(hold, settlement.charge_nanos)
-        self._notify(self._on_durable, settlement)
+    def _journaled(self, settlement: Settlement, closing: Closing | None) -> None:
+        """A journaled call is over: its holds keep only its charge until the commit; observers see it."""
+        if closing is not None:
+            closing.journaled(settlement)
+        self._notify(settlement)
 
     @property
     def pending(self) -> int:
@@ -160,22 +169,21 @@ class SettlementWriter:
             timer.cancel()
             self._hurry = None
 
-    @staticmethod
-    def _notify(observers: list[Callable[[Settlement], None]], settlement: Settlement) -> None:
-        for observe in observers:
+    def _notify(self, settlement: Settlement) -> None:
+        for observe in self._observers:
             try:
                 observe(settlement)
             except Exception:  # metrics must never block a settlement
                 log.exception("settlement observer failed")
 
     async def _cover_overruns(self, batch: list[_Item]) -> None:
-        """Let the guard raise charges capped below their cost (rare: only calls that cost more than
-        their hold), concurrently. On any failure the capped charge stands: it is never dropped."""
-        overruns = [(item.hold, item.settlement) for item in batch if item.hold is not None
+        """Raise charges capped below their cost (rare: only calls that cost more than their hold),
+        concurrently. On any failure the capped charge stands: it is never dropped."""
+        overruns = [(item.closing, item.settlement) for item in batch if item.closing is not None
                     and item.settlement.charge_nanos < item.settlement.generation.cost_nanos]
         if not overruns:
             return
-        results = await asyncio.gather(*(self._guard.cover_overrun(hold, settlement) for hold, settlement in overruns),
+        results = await asyncio.gather(*(closing.cover_overrun(settlement) for closing, settlement in overruns),
                                        return_exceptions=True)
         for (_, settlement), result in zip(overruns, results, strict=True):
             if isinstance(result, Exception):
@@ -196,13 +204,10 @@ class SettlementWriter:
         for item in batch:
             if item.segment is not None:
                 self.journal.committed(item.segment)  # type: ignore[union-attr]
-            ledger_id = item.settlement.ledger_id = ledger_ids.get(item.settlement.generation.id)
-            if item.hold is not None:
-                if ledger_id is None:
-                    self._guard.release(item.hold)
-                else:
-                    self._guard.charged(item.hold, item.settlement.charge_nanos, ledger_id)
-            self._notify(self._observers if item.segment is not None else self._on_commit_unjournaled,
-                         item.settlement)
+            item.settlement.ledger_id = ledger_ids.get(item.settlement.generation.id)
+            if item.closing is not None:
+                item.closing.committed(item.settlement)
+            if item.segment is None:  # durable only now
+                self._notify(item.settlement)
             if item.done is not None and not item.done.done():
                 item.done.set_result(None)

@@ -3,10 +3,10 @@
 `LimitControl.admit()` runs before the credit hold. It checks the key's model allow-list,
 admits the call against the account tier's and the key's own rate limits (one limiter
 round trip, which on Redis also carries the credit hold: `Rider`) and counts its most
-expensive outcome against the spend caps. The returned `Admission` is closed exactly once:
-by the settlement of its generation (the control observes every committed settlement; the
-token estimate is replaced by real usage and the concurrency slot freed), or by
-`Admission.close()` when the call ends without one.
+expensive outcome against the spend caps. It returns the `Admission`, which its caller (the
+call's `Reservation`) closes exactly once: by `settled()` when the call's settlement is
+committed (the token estimate is replaced by real usage, the charge counted as spent and the
+concurrency slot freed), or by `close()` when the call ends without one.
 """
 
 from __future__ import annotations
@@ -55,20 +55,30 @@ class Caller(Protocol):
 class Admission:
     """One admitted call. `status` feeds the `x-ratelimit-*` headers. Close it once; later closes do nothing."""
 
-    __slots__ = ("generation_id", "status", "_control", "_ticket", "_spend", "_open")
+    __slots__ = ("status", "_control", "_ticket", "_spend", "_open")
 
-    def __init__(self, control: LimitControl, generation_id: str, status: RateLimitStatus | None,
-                 ticket: Ticket | None, spend: SpendHold | None) -> None:
-        self.generation_id = generation_id
+    def __init__(self, control: LimitControl, status: RateLimitStatus | None, ticket: Ticket | None,
+                 spend: SpendHold | None) -> None:
         self.status = status
         self._control = control
         self._ticket = ticket
         self._spend = spend
         self._open = True
 
-    def finish(self, actual_tokens: int, charge_nanos: int) -> None:
-        """The call is over and its settlement durable: free its slot and correct tokens/min now; keep
-        only its charge held against the spend caps until `close` (the commit) counts it as spent."""
+    def finished(self, settlement: Settlement) -> None:
+        """The call is over and its settlement durable (journaled): free its slot and correct tokens/min
+        now; keep only its charge held against the spend caps until `settled` (the commit)."""
+        self._finish(_tokens(settlement), settlement.charge_nanos)
+
+    def settled(self, settlement: Settlement) -> None:
+        """The call's settlement is committed: count its charge toward the spend caps, then close."""
+        row = settlement.generation
+        if settlement.ledger_id is not None and settlement.charge_nanos:
+            self._control.spend.charged(row.key_id, row.account_id, settlement.charge_nanos, settlement.ledger_id,
+                                        row.created_at)
+        self.close(_tokens(settlement))
+
+    def _finish(self, actual_tokens: int, charge_nanos: int) -> None:
         if not self._open:
             return
         if self._ticket is not None:
@@ -82,11 +92,16 @@ class Admission:
         if not self._open:
             return
         self._open = False
-        self._control._open.pop(self.generation_id, None)
         if self._spend is not None:
             self._control.spend.release(self._spend)
         if self._ticket is not None:
             self._control.limiter.release(self._ticket, actual_tokens)
+
+
+def _tokens(settlement: Settlement) -> int:
+    """Every token the settled call processed, as tokens/min counts them."""
+    row = settlement.generation
+    return row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens
 
 
 def _quotas(tier: TierSpec, account_id: str, key_id: str, limits: KeyLimits) -> list[Quota]:
@@ -104,7 +119,6 @@ class LimitControl:
         self.tiers = tiers
         self.limiter = limiter
         self.spend = spend
-        self._open: dict[str, Admission] = {}
         self._tier_caps = {name: spec.monthly_spend_cap_nanos for name, spec in tiers.tiers.items()}
 
     def quotas(self, caller: Caller) -> list[Quota]:
@@ -123,7 +137,7 @@ class LimitControl:
             caps.append(Cap("key_monthly_spend_cap", ("key", caller.key_id, month), limits.monthly_spend_cap_nanos))
         return caps
 
-    async def admit(self, caller: Caller, model_id: str, *, generation_id: str, prompt_tokens: int,
+    async def admit(self, caller: Caller, model_id: str, *, prompt_tokens: int,
                     output_tokens: int, max_cost_nanos: int, rider: Rider | None = None) -> Admission:
         """Admit one call or raise `PermissionDenied` (model not allowed), `RateLimited` or `BudgetExceeded`.
 
@@ -151,9 +165,7 @@ class LimitControl:
         except BaseException:
             self.limiter.release(decision.ticket, 0)
             raise
-        admission = Admission(self, generation_id, status, decision.ticket, spend)
-        self._open[generation_id] = admission
-        return admission
+        return Admission(self, status, decision.ticket, spend)
 
     def _refusal(self, caller: Caller, dimension: str, scope: str, retry_ms: int,
                  status: RateLimitStatus | None) -> RateLimited:
@@ -171,28 +183,6 @@ class LimitControl:
             code = "rate_limit_exceeded"
         return RateLimited(message, retry_after=retry_ms / 1000, code=code,
                            headers=status.to_headers() if status else None)
-
-    def finished(self, settlement: Settlement) -> None:
-        """Settlement observer, as soon as it is durable (before its commit, with a journal): see `Admission.finish`."""
-        row = settlement.generation
-        admission = self._open.get(row.id)
-        if admission is not None:
-            admission.finish(row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens,
-                             settlement.charge_nanos)
-
-    def settled(self, settlement: Settlement) -> None:
-        """Settlement observer: count a committed charge toward spend caps; close the call's admission."""
-        row = settlement.generation
-        if settlement.ledger_id is not None and settlement.charge_nanos:
-            self.spend.charged(row.key_id, row.account_id, settlement.charge_nanos, settlement.ledger_id,
-                               row.created_at)
-        admission = self._open.get(row.id)
-        if admission is not None:
-            admission.close(row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens)
-
-    @property
-    def open_admissions(self) -> int:
-        return len(self._open)
 
     def invalidate(self) -> None:
         """Cached facts changed elsewhere (the cache epoch moved): reload spent totals."""

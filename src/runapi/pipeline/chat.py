@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 
-from runapi.accounting import Hold
 from runapi.catalog import ModelEntry, require_mode
 from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
@@ -25,6 +24,7 @@ from runapi.pipeline.failover import first_answer
 from runapi.pipeline.gateway import Gateway
 from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
+from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_plan, deployment_key
 from runapi.providers import Deployment, UpstreamChunk
 from runapi.providers.sse import DONE, frame
@@ -60,8 +60,9 @@ def _ceiling_cost(request: ChatRequest, shape: PromptShape, models: Iterable[Mod
 
 async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, started: float,
                  client_request_id: str | None, generation_id: str | None = None,
-                 ) -> tuple[CallRecord, Hold, list[Deployment]]:
-    """Resolve the model and reserve the most this call can cost."""
+                 ) -> tuple[CallRecord, Reservation, list[Deployment]]:
+    """Resolve the model, admit the call and reserve the most it can cost (the caller settles or
+    releases the reservation)."""
     entry = gw.model(request.model)
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
@@ -77,34 +78,19 @@ async def begin_call(gw: Gateway, principal: Principal, request: ChatRequest, st
     order = attempt_plan(entry, gw.fallbacks, gw.deployments, gw.rng)  # the model's deployments, then fallbacks'
     max_cost = _ceiling_cost(request, shape, [entry, *(gw.catalog.models[d.model_id] for d in order)])
     explicit_max = request.max_completion_tokens or request.max_tokens
-    rider = gw.credit.rider(principal.account_id, max_cost)  # the hold, in the limiter's round trip
-    try:
-        admission = await gw.limits.admit(  # closed by the settlement of record.generation_id
-            principal, entry.id, generation_id=record.generation_id, prompt_tokens=ceiling.input_tokens,
-            output_tokens=ceiling.output_tokens if explicit_max else
-            request.output_limit(min(entry.max_output, UNSET_MAX_TOKENS_ESTIMATE)), max_cost_nanos=max_cost,
-            rider=rider)
-    except BaseException:
-        if rider is not None and (taken := gw.credit.take(rider)) is not None:
-            gw.credit.release(taken)  # admitted with its hold, then refused (a spend cap)
-        raise
-    record.rate_limit = admission.status
-    try:
-        hold = gw.credit.take(rider) if rider is not None else None
-        if hold is None:  # no rider, or it got no hold: `reserve` loads, waits or says why not
-            hold = await gw.credit.reserve(principal.account_id, max_cost)
-    except BaseException:
-        admission.close()
-        raise
+    reservation = await Reservation.open(
+        gw.credit, gw.limits, principal, entry.id, prompt_tokens=ceiling.input_tokens,
+        output_tokens=ceiling.output_tokens if explicit_max else
+        request.output_limit(min(entry.max_output, UNSET_MAX_TOKENS_ESTIMATE)), max_cost_nanos=max_cost)
+    record.rate_limit = reservation.status
     if not order:
-        gw.credit.release(hold)
-        admission.close()
+        reservation.release()
         raise UpstreamUnavailable(f"The model `{entry.id}` has no deployment configured.")
-    return record, hold, order
+    return record, reservation, order
 
 
-async def fail_call(gw: Gateway, record: CallRecord, hold: Hold, error: BaseException) -> None:
-    await gw.settlements.submit(record.settlement("failed", Usage(), error=str(error)), hold)
+async def fail_call(gw: Gateway, record: CallRecord, reservation: Reservation, error: BaseException) -> None:
+    await gw.settlements.submit(record.settlement("failed", Usage(), error=str(error)), reservation)
 
 
 class Completed(msgspec.Struct):
@@ -118,11 +104,11 @@ async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest,
                         started: float, client_request_id: str | None = None,
                         generation_id: str | None = None) -> Completed:
     """One non-streaming completion, settled (durably) before it is returned."""
-    record, hold, order = await begin_call(gw, principal, request, started, client_request_id, generation_id)
+    record, reservation, order = await begin_call(gw, principal, request, started, client_request_id, generation_id)
     try:
         reply = await first_answer(gw, record, order, lambda d: gw.provider_for(d).complete(raw, d))
     except BaseException as exc:  # every deployment failed, or cancelled: nothing answered, nothing charged
-        await fail_call(gw, record, hold, exc)
+        await fail_call(gw, record, reservation, exc)
         raise
 
     estimated = reply.usage is None
@@ -132,9 +118,8 @@ async def complete_chat(gw: Gateway, principal: Principal, request: ChatRequest,
     body["id"] = record.generation_id
     body["model"] = record.entry.id
     body["usage"] = usage_json(usage, cost)
-    settlement = record.settlement("succeeded", usage, estimated=estimated,
-                                   cap=lambda c: gw.credit.cap_charge(hold, c))
-    await gw.settlements.submit(settlement, hold)
+    settlement = record.settlement("succeeded", usage, estimated=estimated, cap=reservation.cap_charge)
+    await gw.settlements.submit(settlement, reservation)
     return Completed(_encode(body), record.generation_id, record.overhead_ms(), record.rate_limit)
 
 
@@ -156,14 +141,14 @@ class ChatStream:
     - the upstream finished: charged exactly from its usage (or the estimate, marked, if it sent none);
     - the client went away: the upstream call is cancelled and the account is charged for the
       input and the output generated so far (usage if the upstream reported it, else the estimate);
-    - the upstream failed: nothing is charged, the hold is released.
+    - the upstream failed: nothing is charged, the reservation is released.
     """
 
-    def __init__(self, gw: Gateway, record: CallRecord, hold: Hold, order: list[Deployment],
+    def __init__(self, gw: Gateway, record: CallRecord, reservation: Reservation, order: list[Deployment],
                  request: ChatRequest, raw: dict[str, Any]) -> None:
         self.gw = gw
         self.record = record
-        self.hold = hold
+        self.reservation = reservation
         self.order = order
         self.raw = raw
         self.wants_usage = request.wants_usage
@@ -291,7 +276,7 @@ class ChatStream:
         if self._upstream is not None:
             await self._upstream.aclose()  # type: ignore[attr-defined]
         record = self.record
-        cap = lambda cost: self.gw.credit.cap_charge(self.hold, cost)  # noqa: E731
+        cap = self.reservation.cap_charge
         if self.finished:
             usage = self.usage or record.estimated_usage(self.output_parts)
             settlement = record.settlement("succeeded", usage, estimated=self.usage is None, cap=cap)
@@ -302,17 +287,17 @@ class ChatStream:
         else:
             error = self.error or UpstreamError("the stream ended early")
             settlement = record.settlement("failed", self.usage or Usage(), error=str(error))
-        await self.gw.settlements.submit(settlement, self.hold)
+        await self.gw.settlements.submit(settlement, self.reservation)
 
     async def _settle_failed(self, error: BaseException) -> None:
         self._settled = True
-        await self.gw.settlements.submit(self.record.settlement("failed", Usage(), error=str(error)), self.hold)
+        await fail_call(self.gw, self.record, self.reservation, error)
 
 
 async def open_chat_stream(gw: Gateway, principal: Principal, request: ChatRequest, raw: dict[str, Any], *,
                            started: float, client_request_id: str | None = None) -> ChatStream:
     """Start a streaming completion; raises before any byte is sent if no deployment answers."""
-    record, hold, order = await begin_call(gw, principal, request, started, client_request_id)
-    stream = ChatStream(gw, record, hold, order, request, raw)
+    record, reservation, order = await begin_call(gw, principal, request, started, client_request_id)
+    stream = ChatStream(gw, record, reservation, order, request, raw)
     await stream.open()
     return stream

@@ -92,9 +92,7 @@ class Gateway:
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
         directory = journal_directory(settings.server.settlement_journal, settings.database_url)
-        self.settlements = SettlementWriter(self.settlement_sink, self.credit,
-                                            observers=[self.limits.settled],
-                                            on_durable=[self._observe, self.limits.finished],
+        self.settlements = SettlementWriter(self.settlement_sink, observers=[self._observe],
                                             journal=SettlementJournal(directory) if directory else None)
         self.metrics.pending_settlements.set_function(lambda: self.settlements.pending)
         self.rng = random.Random()

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import msgspec
 
-from runapi.accounting import Hold
 from runapi.catalog import require_mode
 from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
@@ -40,6 +39,7 @@ from runapi.pipeline.messages_translate import (
     to_chat_request,
 )
 from runapi.pipeline.metering import CallRecord
+from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_order
 from runapi.providers import Deployment, NativeMessages, UpstreamChunk, UpstreamReply
 from runapi.providers.anthropic import FORWARDED_HEADERS
@@ -112,7 +112,8 @@ def _message_parts(message: dict[str, Any]) -> int:
 async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
                             client_request_id: str | None = None, generation_id: str | None = None) -> Completed:
     """One non-streaming Messages call, settled (durably) before it is returned."""
-    record, hold, order = await begin_call(gw, principal, call.request, started, client_request_id, generation_id)
+    record, reservation, order = await begin_call(gw, principal, call.request, started, client_request_id,
+                                                  generation_id)
 
     async def attempt(deployment: Deployment) -> tuple[UpstreamReply, bool]:
         provider = gw.provider_for(deployment)
@@ -124,15 +125,15 @@ async def complete_messages(gw: Gateway, principal: Principal, call: MessagesCal
     try:
         reply, native = await first_answer(gw, record, order, attempt)
     except BaseException as exc:  # nothing answered, nothing charged
-        await fail_call(gw, record, hold, exc)
+        await fail_call(gw, record, reservation, exc)
         raise
     message = reply.body if native else to_message(reply.body)
     usage = reply.usage or record.estimated_usage(_message_parts(message))
     cost = nanos_to_usd(cost_nanos(usage, record.entry.pricing))
     message.update(id=record.generation_id, model=record.entry.id, usage=messages_usage_json(usage, cost))
     settlement = record.settlement("succeeded", usage, estimated=reply.usage is None,
-                                   cap=lambda c: gw.credit.cap_charge(hold, c))
-    await gw.settlements.submit(settlement, hold)
+                                   cap=reservation.cap_charge)
+    await gw.settlements.submit(settlement, reservation)
     return Completed(_encode(message), record.generation_id, record.overhead_ms(), record.rate_limit)
 
 
@@ -144,9 +145,9 @@ class MessagesStream(ChatStream):
     closing `message_stop` is sent only once the call is settled.
     """
 
-    def __init__(self, gw: Gateway, record: CallRecord, hold: Hold, order: list[Deployment],
+    def __init__(self, gw: Gateway, record: CallRecord, reservation: Reservation, order: list[Deployment],
                  call: MessagesCall) -> None:
-        super().__init__(gw, record, hold, order, call.request, {})
+        super().__init__(gw, record, reservation, order, call.request, {})
         self.call = call
         self.native = False
         self._writer: ChatToMessagesEvents | None = None
@@ -200,8 +201,8 @@ class MessagesStream(ChatStream):
 async def open_messages_stream(gw: Gateway, principal: Principal, call: MessagesCall, *, started: float,
                                client_request_id: str | None = None) -> MessagesStream:
     """Start a streaming Messages call; raises before any byte is sent if no deployment answers."""
-    record, hold, order = await begin_call(gw, principal, call.request, started, client_request_id)
-    stream = MessagesStream(gw, record, hold, order, call)
+    record, reservation, order = await begin_call(gw, principal, call.request, started, client_request_id)
+    stream = MessagesStream(gw, record, reservation, order, call)
     await stream.open()
     return stream
 
