@@ -10,7 +10,7 @@ from runapi.catalog.catalog import (
     build_catalog,
     builtin_catalog_data,
 )
-from runapi.catalog.input_schema import InputSpec, JsonSchema, check_request
+from runapi.catalog.input_schema import InputSpec, JsonSchema, build_input_schema, check_request
 from runapi.catalog.modes import (
     MODE_ENDPOINTS,
     CatalogError,
@@ -36,6 +36,7 @@ __all__ = [
     "TaskType",
     "Unit",
     "build_catalog",
+    "build_input_schema",
     "builtin_catalog_data",
     "check_request",
     "price_line",

@@ -20,6 +20,7 @@ from runapi.errors import GatewayError
 from runapi.http import account_api, admin_api, feedback_api, limits_api, models_api, usage_api
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
+from runapi.http.embeddings import EmbeddingsEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.metrics_api import metrics
@@ -92,7 +93,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         finally:
             await gateway.stop()
 
-    hot = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway)}
+    hot: dict[str, ASGIApp] = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway),
+                               "/v1/messages": MessagesEndpoint(gateway), "/v1/embeddings": EmbeddingsEndpoint(gateway)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),

@@ -15,6 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runapi.catalog import InputSpec, build_input_schema
 from runapi.http.admin_api import Credit, NewAccount, NewKey
 from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.http.feedback_api import FeedbackRequest
@@ -132,6 +133,20 @@ def _refine_bodies(components: dict[str, Any]) -> None:
                                                                   {"type": "null"}]}
 
 
+def _embeddings_request() -> dict[str, Any]:
+    """OpenAI's embeddings request; a model narrows it (dimensions, inputs per request) in its own schema."""
+    schema = build_input_schema("embedding", InputSpec(max_dimensions=MAX_EMBEDDING_DIMENSIONS), 0)
+    schema.pop("$schema")
+    schema["properties"]["model"] = {"type": "string", "minLength": 1}
+    schema["properties"]["input"]["oneOf"][1]["maxItems"] = MAX_EMBEDDING_INPUTS
+    schema["properties"]["input"]["oneOf"][3]["maxItems"] = MAX_EMBEDDING_INPUTS
+    return {"title": "EmbeddingsRequest", **schema}
+
+
+MAX_EMBEDDING_DIMENSIONS = 8192
+MAX_EMBEDDING_INPUTS = 2048
+
+
 _TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operations
     ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
     ("/v1/embeddings", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
@@ -153,6 +168,7 @@ def build_openapi() -> dict[str, Any]:
         if type_.__name__ != name:
             components[name] = components.pop(type_.__name__)
     _refine_bodies(components)
+    components["EmbeddingsRequest"] = _embeddings_request()
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
     messages_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "type"]}},
@@ -160,6 +176,9 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
                                              ok_content=chat_ok)},
+        "/v1/embeddings": {"post": _op(
+            "Create embeddings (each model's own limits: its `input_schema` in GET /v1/models/{id})",
+            body="EmbeddingsRequest", ok_schema={"type": "object", "required": ["object", "data", "model", "usage"]})},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",

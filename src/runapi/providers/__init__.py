@@ -1,8 +1,16 @@
 """Upstream provider adapters, one module per protocol, behind `Provider`."""
 
 from runapi.providers.anthropic import AnthropicProvider, NativeMessages
-from runapi.providers.base import Deployment, Provider, Timeouts, UpstreamChunk, UpstreamReply
+from runapi.providers.base import (
+    Deployment,
+    Embeddings,
+    EmbeddingsReply,
+    Provider,
+    Timeouts,
+    UpstreamChunk,
+    UpstreamReply,
+)
 from runapi.providers.openai_compat import OpenAICompatible
 
-__all__ = ["AnthropicProvider", "Deployment", "NativeMessages", "OpenAICompatible", "Provider", "Timeouts",
+__all__ = ["AnthropicProvider", "Deployment", "Embeddings", "EmbeddingsReply", "NativeMessages", "OpenAICompatible", "Provider", "Timeouts",
            "UpstreamChunk", "UpstreamReply"]

@@ -8,7 +8,7 @@ and a `Deployment`, calls its upstream, and answers in OpenAI's shape with norma
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -73,3 +73,18 @@ class Provider(Protocol):
         The first list is only yielded once the upstream answered with success, so a
         caller may retry another deployment on any error raised before it.
         """
+
+
+class EmbeddingsReply(msgspec.Struct):
+    """An OpenAI embeddings `list` as the upstream sent it, and its input token count if it reported one."""
+
+    body: dict[str, Any]
+    prompt_tokens: int | None
+
+
+@runtime_checkable
+class Embeddings(Protocol):
+    """An upstream that serves OpenAI-shaped `POST /embeddings` (an optional provider ability)."""
+
+    async def embed(self, request: dict[str, Any], deployment: Deployment) -> EmbeddingsReply:
+        """Call the upstream's embeddings endpoint with `request` (its `model` replaced)."""
