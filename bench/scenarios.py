@@ -16,6 +16,8 @@ MODEL = "glm-4.5-air"
 CLAUDE = "claude-sonnet-5-5"
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+EMBEDDINGS_PATH = "/v1/embeddings"
+EMBEDDING_MODEL = "text-embedding-3-small"
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ class Scenario:
 
     @property
     def protocol(self) -> str:
-        """"chat" or "messages": which answers the load clients check."""
-        return "messages" if self.path == MESSAGES_PATH else "chat"
+        """"chat", "messages" or "embeddings": which answers the load clients check."""
+        return {MESSAGES_PATH: "messages", EMBEDDINGS_PATH: "embeddings"}.get(self.path, "chat")
 
 
 def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
@@ -49,6 +51,14 @@ def _messages_body(content: str, model: str, *, stream: bool = False, x_sim: Map
         data["stream"] = True
     if x_sim:
         data["x_sim"] = x_sim
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _embeddings_body(inputs: int, words: int) -> bytes:
+    """`inputs` texts of `words` words each, as the openai SDK sends them (base64 vectors, 1,536 dimensions)."""
+    vocabulary = "the quick brown fox jumps over a lazy dog while counting tokens".split()
+    texts = [" ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(words)) for i in range(inputs)]
+    data = {"model": EMBEDDING_MODEL, "input": texts, "encoding_format": "base64"}
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -89,8 +99,11 @@ MESSAGES_SCENARIOS = {
                          path=MESSAGES_PATH),
 }
 SCENARIOS.update(MESSAGES_SCENARIOS)
+SCENARIOS["embeddings"] = Scenario("embeddings", f"/v1/embeddings on {EMBEDDING_MODEL}: 8 inputs of 64 words, "
+                                   "base64, 1,536 dimensions", False, _embeddings_body(8, 64), path=EMBEDDINGS_PATH)
 CHAT_TWIN = {"messages": "json", "messages20": "stream20", "claude": "json", "claude20": "stream20"}
 """Each messages scenario → the chat scenario of the same shape, for the CPU comparison."""
 
-FULL_PLAN = [(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS]
+FULL_PLAN = [(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS] \
+    + [("embeddings", 16)]
 QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1), ("messages20", 16)]

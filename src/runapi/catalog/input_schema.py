@@ -17,6 +17,7 @@ import msgspec
 from runapi.errors import InvalidRequest
 
 JsonSchema = dict[str, Any]
+_encode = msgspec.json.encode
 
 
 class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -60,9 +61,11 @@ def embedding_schema(spec: InputSpec) -> JsonSchema:
     tokens = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
     properties: JsonSchema = {
         "model": {"type": "string"},
-        "input": {"oneOf": [
-            text,
+        # anyOf, not oneOf: the four forms cannot overlap, and the first match ends the check (the
+        # openai SDKs send an array of strings).
+        "input": {"anyOf": [
             {"type": "array", "minItems": 1, "maxItems": spec.max_inputs, "items": text},
+            text,
             tokens,
             {"type": "array", "minItems": 1, "maxItems": spec.max_inputs, "items": tokens},
         ]},
@@ -112,7 +115,7 @@ def video_schema(spec: InputSpec) -> JsonSchema:
     }
     if spec.image_input:
         image = {"type": "string", "minLength": 1}
-        properties["image_url"] = {"oneOf": [image, {"type": "array", "minItems": 1, "maxItems": 2, "items": image}]}
+        properties["image_url"] = {"anyOf": [image, {"type": "array", "minItems": 1, "maxItems": 2, "items": image}]}
     if spec.audio:
         properties["with_audio"] = {"type": "boolean"}
     schema: JsonSchema = {"type": "object", "required": ["model"], "properties": properties}
@@ -129,7 +132,7 @@ def build_input_schema(mode: str, spec: InputSpec, max_output: int) -> JsonSchem
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
+def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
@@ -150,7 +153,7 @@ def _field(error: jsonschema.ValidationError) -> str:
 
 def check_request(schema: JsonSchema, body: Any) -> None:
     """Raise `InvalidRequest` (400, `param` = the field) if `body` breaks `schema`."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(_encode(schema))  # a schema is built the same way each time: its bytes are its key
     error = jsonschema.exceptions.best_match(validator.iter_errors(body))
     if error is None:
         return
@@ -159,7 +162,7 @@ def check_request(schema: JsonSchema, body: Any) -> None:
         message = f"`{field}` is not supported by this model."
     elif error.validator == "required":
         message = f"Missing required parameter: `{field}`."
-    elif error.validator == "anyOf":
+    elif error.validator == "anyOf" and not error.absolute_path:  # the top level: prompt or image_url
         message = "Provide `prompt`" + (" or `image_url`." if "image_url" in str(error.validator_value) else ".")
     else:
         message = f"Invalid value for `{field or 'body'}`: {error.message}."

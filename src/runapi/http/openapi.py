@@ -138,8 +138,8 @@ def _embeddings_request() -> dict[str, Any]:
     schema = build_input_schema("embedding", InputSpec(max_dimensions=MAX_EMBEDDING_DIMENSIONS), 0)
     schema.pop("$schema")
     schema["properties"]["model"] = {"type": "string", "minLength": 1}
-    schema["properties"]["input"]["oneOf"][1]["maxItems"] = MAX_EMBEDDING_INPUTS
-    schema["properties"]["input"]["oneOf"][3]["maxItems"] = MAX_EMBEDDING_INPUTS
+    schema["properties"]["input"]["anyOf"][0]["maxItems"] = MAX_EMBEDDING_INPUTS
+    schema["properties"]["input"]["anyOf"][3]["maxItems"] = MAX_EMBEDDING_INPUTS
     return {"title": "EmbeddingsRequest", **schema}
 
 

@@ -19,8 +19,8 @@ class InputField(msgspec.Struct, frozen=True):
 
 
 def _kind(schema: dict[str, Any]) -> str:
-    if "oneOf" in schema:
-        kinds = [_kind(option) for option in schema["oneOf"]]
+    if "anyOf" in schema:
+        kinds = [_kind(option) for option in schema["anyOf"]]
         return " or ".join(dict.fromkeys(kinds))
     kind = schema.get("type")
     if kind == "array":
@@ -42,7 +42,7 @@ def _accepts(schema: dict[str, Any]) -> str:
         return f"≤ {schema['maxLength']}"
     if schema.get("maxItems") and schema.get("type") == "array":
         return f"≤ {schema['maxItems']}"
-    options = schema.get("oneOf", [])
+    options = schema.get("anyOf", [])
     limits = [o["maxItems"] for o in options if o.get("maxItems")]
     return f"≤ {max(limits)}" if limits else ""
 
