@@ -68,6 +68,10 @@ def test_mode_dependent_defaults_and_an_operator_override() -> None:
     assert (text.mode, text.unit, text.endpoint, text.unit_pricing) == ("text", "tokens", "/v1/chat/completions", None)
     cheaper = build_catalog(copy.deepcopy(BUILTIN), {}, {"cogview-4": {"unit_pricing": {"price": "0.008"}}})
     assert cheaper.models["cogview-4"].unit_pricing == UnitPricing(price=Decimal("0.008"))
+    embed = catalog_with("vec", {"name": "Vec", "family": "vec", "provider": "openai", "mode": "embedding",
+                                 "pricing": {"input": "0.01"},  # no output price: embeddings have none
+                                 "deployments": [{"provider": "openai", "upstream_model": "vec-1"}]}).models["vec"]
+    assert (embed.pricing.input, embed.pricing.output, embed.endpoint) == (Decimal("0.01"), 0, "/v1/embeddings")
 
 
 @pytest.mark.parametrize(("size", "quality", "units", "nanos"), [

@@ -50,6 +50,8 @@ def default_fields(data: dict[str, Any]) -> dict[str, Any]:
     filled.setdefault("unit", MODE_UNITS[mode][0])
     filled.setdefault("task_type", MODE_TASK_TYPES[mode][0])
     filled.setdefault("endpoint", MODE_ENDPOINTS[mode])
+    if mode == "embedding" and isinstance(filled.get("pricing"), dict):  # input tokens only: output free
+        filled["pricing"] = {"output": "0", **filled["pricing"]}
     if filled["unit"] in UNIT_LABELS:
         filled.setdefault("billing_unit", "1K tokens" if filled["unit"] == "tokens" else UNIT_LABELS[filled["unit"]])
     return filled
