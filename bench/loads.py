@@ -100,6 +100,7 @@ _MARKERS = {  # protocol → (first token of a stream, its end, a successful JSO
     "messages": (b'"type":"text_delta"', b"event: message_stop", b'"content"'),
     # `response.completed` is long (the whole response): its last bytes are its usage's cost
     "responses": (b"response.output_text.delta", b'"cost":', b'"output"'),
+    "embeddings": (b"", b"", b'"embedding"'),
 }
 
 

@@ -19,6 +19,8 @@ CLAUDE = "claude-sonnet-5-5"
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 RESPONSES_PATH = "/v1/responses"
+EMBEDDINGS_PATH = "/v1/embeddings"
+EMBEDDING_MODEL = "text-embedding-3-small"
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class Scenario:
 
     @property
     def protocol(self) -> str:
-        """"chat", "messages" or "responses": which answers the load clients check."""
-        return {MESSAGES_PATH: "messages", RESPONSES_PATH: "responses"}.get(self.path, "chat")
+        """"chat", "messages", "responses" or "embeddings": which answers the load clients check."""
+        return {MESSAGES_PATH: "messages", RESPONSES_PATH: "responses", EMBEDDINGS_PATH: "embeddings"}.get(self.path, "chat")
 
 
 def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
@@ -61,6 +63,14 @@ def _responses_body(content: str, *, stream: bool = False, x_sim: Mapping[str, f
         data["stream"] = True
     if x_sim:
         data["x_sim"] = x_sim
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _embeddings_body(inputs: int, words: int) -> bytes:
+    """`inputs` texts of `words` words each, as the openai SDK sends them (base64 vectors, 1,536 dimensions)."""
+    vocabulary = "the quick brown fox jumps over a lazy dog while counting tokens".split()
+    texts = [" ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(words)) for i in range(inputs)]
+    data = {"model": EMBEDDING_MODEL, "input": texts, "encoding_format": "base64"}
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -108,11 +118,13 @@ RESPONSES_SCENARIOS = {  # store: false, so that both sides do the same work (a 
                             _responses_body("Count to twenty.", stream=True, x_sim=STREAM_20), path=RESPONSES_PATH),
 }
 SCENARIOS.update(RESPONSES_SCENARIOS)
+SCENARIOS["embeddings"] = Scenario("embeddings", f"/v1/embeddings on {EMBEDDING_MODEL}: 8 inputs of 64 words, "
+                                   "base64, 1,536 dimensions", False, _embeddings_body(8, 64), path=EMBEDDINGS_PATH)
 CHAT_TWIN = {"messages": "json", "messages20": "stream20", "claude": "json", "claude20": "stream20",
              "responses": "json", "responses20": "stream20"}
 """Each messages or responses scenario → the chat scenario of the same shape, for the CPU comparison."""
 
 FULL_PLAN = ([(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS]
-             + [(name, 16) for name in RESPONSES_SCENARIOS])
+             + [(name, 16) for name in RESPONSES_SCENARIOS] + [("embeddings", 16)])
 QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1), ("messages20", 16),
               ("responses", 16), ("responses20", 16)]

@@ -210,11 +210,13 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     directory = workdir / name
     directory.mkdir(exist_ok=True)
     config = directory / "runapi.toml"
-    # Z.ai (chat completions) and Anthropic (Messages, for the native `claude` scenarios) on the simulator.
+    # Z.ai (chat completions), Anthropic (Messages, for the native `claude` scenarios) and OpenAI (the
+    # `embeddings` scenario) on the simulator.
     config.write_text(f'[providers.zai]\nbase_url = "{upstream.base_url}/v1"\n'
-                      f'[providers.anthropic]\nbase_url = "{upstream.base_url}"\n' + _bench_tier_toml())
+                      f'[providers.anthropic]\nbase_url = "{upstream.base_url}"\n'
+                      f'[providers.openai]\nbase_url = "{upstream.base_url}/v1"\n' + _bench_tier_toml())
     env = {**os.environ, "RUNAPI_CONFIG": str(config), "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "ZAI_API_KEY": "sk-bench",
-           "ANTHROPIC_API_KEY": "sk-ant-bench"}
+           "ANTHROPIC_API_KEY": "sk-ant-bench", "OPENAI_API_KEY": "sk-bench"}
     env.pop("RUNAPI_REDIS_URL", None)
     runapi = RUNAPI
     if source is not None:

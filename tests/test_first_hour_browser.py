@@ -51,9 +51,14 @@ def _watch_errors(page: Any) -> list[str]:
 def test_pricing_page_shows_what_the_gateway_enforces(browser: BrowserThread, site_gateway: RunningGateway,
                                                       lang: str) -> None:
     gw = site_gateway.gateway
-    expected_prices = {e.id: [format_usd(p) if p else None for p in (e.pricing.input, e.pricing.output,
-                                                                     e.pricing.cache_read, e.pricing.cache_write)]
-                       for e in gw.catalog.models.values()}
+    def expected_row(e: Any) -> list[str | None]:  # media: one price per unit; embeddings: input only
+        if e.unit_pricing is not None:
+            return [format_usd(e.unit_pricing.price)]
+        row = [format_usd(p) if p else None for p in (e.pricing.input, e.pricing.output, e.pricing.cache_read,
+                                                     e.pricing.cache_write)]
+        return [row[0], "—", "—", "—"] if e.mode == "embedding" else row
+
+    expected_prices = {e.id: expected_row(e) for e in gw.catalog.models.values()}
     expected_tiers = {name: f"{t.requests_per_minute:,}" for name, t in gw.limits.tiers.tiers.items()}
 
     def scenario(b: Any) -> tuple[dict[str, list[str]], dict[str, str], str, list[str]]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from runapi.catalog import builtin_catalog_data
+from runapi.catalog import builtin_catalog_data, price_line
 from runapi.cli.main import app as cli
 from runapi.web.skills import render_skill, skill_name, skill_name_from_text
 from tests.support.gateway import RunningGateway
@@ -29,8 +29,8 @@ def front_matter(text: str) -> tuple[dict[str, str], str]:
 
 def named_model_ids(body: str) -> set[str]:
     """Every model ID the skill tells an agent to use: table rows, headings, defaults and code."""
-    ids = set(re.findall(r"^\| `([^`]+)` \|", body, re.M))
-    ids |= set(re.findall(r"^### `([^`]+)`", body, re.M))
+    ids = set(re.findall(r"^\| `([^`]+)` \|", body, re.MULTILINE))
+    ids |= set(re.findall(r"^### `([^`]+)`", body, re.MULTILINE))
     ids |= set(re.findall(r"Default to `([^`]+)`", body))
     ids |= set(re.findall(r'model="([^"]+)"', body)) | set(re.findall(r'"model": "([^"]+)"', body))
     return ids
@@ -51,13 +51,22 @@ def test_skill_front_matter_parses_and_names_only_real_models(gateway: RunningGa
     assert all(i in meta["description"] for i in family)
     assert named_model_ids(body) == family <= set(catalog.models)
     assert f"{gateway.base_url}/v1" in body
+    for block in re.findall(r"```python\n(.*?)```", body, re.DOTALL):
+        compile(block, "SKILL.md", "exec")
+    if entry.mode != "text":  # typed models: price in the unit, and every input of the JSON Schema
+        for m in catalog.family_of(entry):
+            row = next(line for line in body.splitlines() if line.startswith(f"| `{m.id}` |"))
+            assert row.endswith(f"| {price_line(m)} |") and f"| {m.mode} | {m.task_type} |" in row
+            section = body[body.index(f"## Inputs of `{m.id}`"):]
+            fields = re.findall(r"^\| ([a-z_]+) \|", section.split("\n## ")[0], re.MULTILINE)
+            assert fields == list(m.input_schema()["properties"])
+        assert f"POST {gateway.base_url}{entry.endpoint}" in body and "HTTP 400 naming the field" in body
+        return
     for m in catalog.family_of(entry):  # prices as the catalog has them, USD per 1M tokens
         row = next(line for line in body.splitlines() if line.startswith(f"| `{m.id}` |"))
         cells = [cell.strip() for cell in row.strip("|").split("|")][-4:]
         prices = [m.pricing.input, m.pricing.output, m.pricing.cache_read, m.pricing.cache_write]
         assert [Decimal(0) if c == "free" else Decimal(c.lstrip("$")) for c in cells] == prices
-    for block in re.findall(r"```python\n(.*?)```", body, re.S):
-        compile(block, "SKILL.md", "exec")
     assert "stream=True" in body and "Failed generations are not charged" in body
 
 

@@ -56,8 +56,14 @@ def test_every_model_page_renders_in_both_languages(web: httpx.Client, gateway: 
     assert f'<html lang="{lang}">' in page
     assert f"<h1>{html.escape(entry.name)}</h1>" in page
     assert UI[lang]["pricing"] in page and UI[lang]["not_charged"] in by_id(page, "no-charge-note")
-    for field in ("input", "output", "cache_read", "cache_write"):
+    if entry.unit_pricing is not None:  # media: one price per image / video / second
+        assert by_id(page, "price-unit") == expected_price(entry.unit_pricing.price, lang)
+        assert by_id(page, "price-unit-label") == UNIT_TEXT[lang][entry.unit] and 'id="price-input"' not in page
+    for field in () if entry.unit_pricing else ("input",) if entry.mode == "embedding" else (
+            "input", "output", "cache_read", "cache_write"):
         assert by_id(page, f"price-{field.replace('_', '-')}") == expected_price(getattr(entry.pricing, field), lang)
+    # The typed inputs: one row per field of the model's JSON Schema.
+    assert re.findall(r'data-input="([^"]+)"', page) == list(entry.input_schema()["properties"])
     live = web.get(f"/v1/models/{model_id}").json()["status"]
     assert f'data-status="{live}">{STATUS_TEXT[lang][live]}<' in page
     text, plain = entry.text[lang], html.unescape(page)
@@ -72,6 +78,10 @@ def test_every_model_page_renders_in_both_languages(web: httpx.Client, gateway: 
     assert by_id(page, "install-command") == f"runapi skill install {model_id} --base-url {gateway.base_url}"
     for topic in ("faq-rate-limits", "faq-quality", "tier-table"):
         assert f'id="{topic}"' in page
+
+
+UNIT_TEXT = {"en": {"image": "per image", "video": "per video", "second": "per second of video"},
+             "zh-Hant": {"image": "每張圖片", "video": "每支影片", "second": "每秒影片"}}
 
 
 def test_reference_prices_of_glm_45_air(web: httpx.Client) -> None:
@@ -101,7 +111,9 @@ def test_models_index_lists_everything_and_filters_server_side(web: httpx.Client
     assert by_id(haiku, "no-match") != "" and 'id="no-match" hidden' in haiku
     none = web.get("/models", params={"q": "no such model", "lang": "zh-Hant"}).text
     assert visible_rows(none) == [] and 'id="no-match">' in none and "沒有符合篩選條件的模型" in none
-    assert sorted(visible_rows(web.get("/models", params={"mode": "text"}).text)) == sorted(MODEL_IDS)
+    for mode in ("text", "embedding", "image", "video"):
+        rows = visible_rows(web.get("/models", params={"mode": mode}).text)
+        assert rows and sorted(rows) == sorted(m.id for m in catalog.models.values() if m.mode == mode)
     row = page[page.index('data-model="glm-4.5-air"'):]
     row = row[:row.index("</tr>")]
     assert ">$0.10<" in row and ">$0.55<" in row and ">$0.02<" in row and ">128K<" in row and "glm-4.5" in row

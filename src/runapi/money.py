@@ -1,6 +1,7 @@
 """Exact money: integer nano-dollars inside, `Decimal` USD at the edges.
 
-Prices are USD per 1M tokens. A generation's cost is the exact sum
+Token prices are USD per 1M tokens; media prices (`UnitPricing`) are USD per image, video or
+second. A token generation's cost is the exact sum
 `Σ tokens × price / 1,000,000` over its four token classes, rounded once, half up,
 to the nano-dollar (1e-9 USD). With catalog prices of at most three decimals the
 rounding never changes anything. Pure functions: no I/O, no clock, no floats.
@@ -25,6 +26,41 @@ class Pricing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output: Decimal
     cache_read: Decimal = Decimal(0)
     cache_write: Decimal = Decimal(0)
+
+
+class PriceOption(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A price per unit for requests of this `size` and/or `quality` ("" matches any)."""
+
+    price: Decimal
+    size: str = ""
+    quality: str = ""
+
+
+class UnitPricing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """USD per unit (one image, one video, one second of video): `price`, unless the first of
+    `options` that matches the request's size and quality says otherwise."""
+
+    price: Decimal
+    options: list[PriceOption] = []
+
+    def price_for(self, size: str = "", quality: str = "") -> Decimal:
+        """The price of one unit at `size` and `quality` (the first matching option, else `price`)."""
+        for option in self.options:
+            if option.size in ("", size) and option.quality in ("", quality):
+                return option.price
+        return self.price
+
+    def max_price(self) -> Decimal:
+        """The most one unit can cost, whatever the request asks for."""
+        return max([self.price, *(option.price for option in self.options)])
+
+
+def unit_cost_nanos(pricing: UnitPricing, units: int, size: str = "", quality: str = "") -> int:
+    """The exact cost of `units` units (images, videos or seconds) at `size`/`quality`, in
+    nano-dollars (ValueError if a unit price is finer than a nano-dollar)."""
+    if units < 0:
+        raise ValueError("a unit count is never negative")
+    return usd_to_nanos(pricing.price_for(size, quality) * units)
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -33,15 +33,17 @@ GENEROUS_TIERS: dict[str, dict[str, Any]] = {
 
 def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = None,
                      models: dict[str, dict[str, Any]] | None = None, site: dict[str, str] | None = None,
-                     **server: Any) -> ConfigFile:
-    """Every built-in provider pointed at the simulator (which speaks both protocols)."""
+                     providers: dict[str, dict[str, Any]] | None = None, **server: Any) -> ConfigFile:
+    """Every built-in provider pointed at the simulator (which speaks both protocols); `providers`
+    overrides some (e.g. a base URL on the simulator's Z.ai-shaped routes)."""
     import msgspec
 
     from runapi.catalog import builtin_catalog_data
 
-    providers = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
-                 for name, spec in builtin_catalog_data()["providers"].items()}
-    return msgspec.convert({"providers": providers, "server": server, "models": models or {},
+    tables = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
+              for name, spec in builtin_catalog_data()["providers"].items()}
+    tables.update(providers or {})
+    return msgspec.convert({"providers": tables, "server": server, "models": models or {},
                             "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {}}, ConfigFile)
 
 
@@ -108,11 +110,11 @@ class RunningGateway:
 def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, Any]] | None = None,
                 models: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
                 env: dict[str, str] | None = None, site: dict[str, str] | None = None,
-                **server: Any) -> Iterator[RunningGateway]:
+                providers: dict[str, dict[str, Any]] | None = None, **server: Any) -> Iterator[RunningGateway]:
     """A gateway on loopback. `tiers`, `models` and `site` are config tables (default tiers: generous
     limits), `clock` drives its rate limiter, `env` adds `RUNAPI_*` variables (e.g. `RUNAPI_REDIS_URL`)."""
     upgrade(database_url)
-    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, **server),
+    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, providers, **server),
                                 **(env or {}))
     app = create_app(settings, clock=clock)
     with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:

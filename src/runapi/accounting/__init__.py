@@ -3,7 +3,7 @@
 from runapi.accounting.credit import CreditGuard, Hold
 from runapi.accounting.credit_redis import create_credit_guard
 from runapi.accounting.journal import SettlementJournal, journal_directory
-from runapi.accounting.reports import revenue_report, usage_csv, usage_line, usage_total
+from runapi.accounting.reports import revenue_report, usage_by_mode, usage_csv, usage_line, usage_total
 from runapi.accounting.settlement import Closing, SettlementWriter
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "create_credit_guard",
     "journal_directory",
     "revenue_report",
+    "usage_by_mode",
     "usage_csv",
     "usage_line",
     "usage_total",

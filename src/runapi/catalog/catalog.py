@@ -2,7 +2,9 @@
 
 The built-in catalog is `builtin.toml` beside this module. The operator's config adds
 `[providers.NAME]` tables and `[models.ID]` tables that are deep-merged over the built-in
-entry of the same ID (or define a new model in full).
+entry of the same ID (or define a new model in full). Every model has a mode (text, embedding,
+image, video), a task type, a billing unit with prices in it, and typed inputs (`modes.py`,
+`input_schema.py`); `build_catalog` refuses an entry whose parts do not fit, saying what to fix.
 """
 
 from __future__ import annotations
@@ -14,7 +16,20 @@ from typing import Any, Literal
 
 import msgspec
 
-from runapi.money import Pricing
+from runapi.money import Pricing, UnitPricing
+from runapi.catalog.input_schema import InputSpec, JsonSchema, build_input_schema
+from runapi.catalog.modes import (
+    CatalogError,
+    Mode,
+    TaskType,
+    Unit,
+    check_mode,
+    check_prices_present,
+    check_unit_pricing,
+    default_fields,
+)
+
+NO_TOKEN_PRICES = Pricing(input=Decimal(0), output=Decimal(0))
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -34,6 +49,7 @@ class DeploymentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     upstream_model: str
     weight: float = 1.0
     cost: Pricing | None = None  # what the provider charges us (USD per 1M tokens), for margin reports
+    unit_cost: UnitPricing | None = None  # media models: what the provider charges us per unit
 
 
 class FaqItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -57,11 +73,15 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     family: str
     provider: str
-    pricing: Pricing
     deployments: list[DeploymentSpec]
+    # Token modes (text, embedding): USD per 1M tokens. Media modes carry `unit_pricing` instead.
+    pricing: Pricing = NO_TOKEN_PRICES
+    unit_pricing: UnitPricing | None = None  # USD per image, per video or per second of video
     variant: str = ""
-    mode: str = "text"
-    task_type: str = "synchronous"
+    mode: Mode = "text"
+    task_type: TaskType = "synchronous"
+    unit: Unit = "tokens"  # what one price is for: 1M tokens, one image, one video, one second
+    inputs: InputSpec = InputSpec()
     endpoint: str = "/v1/chat/completions"
     protocol: str = "OpenAI compatible"
     context_length: int = 128_000
@@ -81,6 +101,10 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     released: str = ""
     fallbacks: list[str] = []
     text: dict[str, ModelText] = {}
+
+    def input_schema(self) -> JsonSchema:
+        """The JSON Schema of a request to this model (published, and checked before any hold)."""
+        return build_input_schema(self.mode, self.inputs, self.max_output)
 
 
 class Catalog(msgspec.Struct, frozen=True):
@@ -126,20 +150,40 @@ def _decimal_hook(type_: type, obj: Any) -> Any:
 def build_catalog(builtin: dict[str, Any], providers: dict[str, Any], models: dict[str, Any]) -> Catalog:
     """Merge operator `providers` and `models` tables over the built-in data and validate.
 
-    Raises `msgspec.ValidationError` with a path such as `$.models.glm-4.5.pricing.input`.
+    Raises `msgspec.ValidationError` with a path such as `$.models.glm-4.5.pricing.input`, or
+    `CatalogError` (a `ValueError`) naming the model and the fix when its mode, unit, task type,
+    prices or fallbacks do not fit together.
     """
     merged_providers = _deep_merge(builtin.get("providers", {}), providers)
     merged_models = _deep_merge({m["id"]: m for m in builtin.get("models", [])}, models)
-    for model_id, data in merged_models.items():
-        data.setdefault("id", model_id)
+    for model_id, data in list(merged_models.items()):
+        data = merged_models[model_id] = default_fields({"id": model_id, **data})
+        check_prices_present(model_id, data)
     catalog = msgspec.convert(
         {"providers": merged_providers, "models": merged_models}, Catalog, dec_hook=_decimal_hook
     )
     aliases: dict[str, str] = {}
     for entry in catalog.models.values():
+        _check_entry(entry, catalog)
         for deployment in entry.deployments:
             if deployment.provider not in catalog.providers:
                 raise ValueError(f"model {entry.id!r}: unknown provider {deployment.provider!r}")
         for alias in entry.aliases:
             aliases[alias] = entry.id
     return msgspec.structs.replace(catalog, aliases=aliases)
+
+
+def _check_entry(entry: ModelEntry, catalog: Catalog) -> None:
+    """The typed entry's mode, unit, prices and fallbacks fit together (`CatalogError` if not)."""
+    check_mode(entry.id, entry.mode, entry.task_type, entry.unit)
+    if entry.unit_pricing is not None:
+        check_unit_pricing(entry.id, entry.unit, entry.unit_pricing, entry.inputs.sizes, entry.inputs.qualities)
+    if entry.mode == "embedding" and (entry.pricing.output or entry.pricing.cache_read or entry.pricing.cache_write):
+        raise CatalogError(f"model {entry.id!r}: an embedding model bills input tokens only; set "
+                           "pricing.output, cache_read and cache_write to \"0\" (or leave them out)")
+    for name in entry.fallbacks:
+        fallback = catalog.resolve(name)
+        if fallback is not None and (fallback.mode, fallback.unit) != (entry.mode, entry.unit):
+            raise CatalogError(f"model {entry.id!r}: fallback {name!r} is a {fallback.mode} model billed per "
+                               f"{fallback.unit}; a fallback must have the same mode and unit ({entry.mode}, "
+                               f"{entry.unit})")

@@ -8,22 +8,21 @@ import msgspec
 import typer
 from rich.table import Table
 
-from runapi.catalog import Catalog, ModelEntry
+from runapi.catalog import Catalog, ModelEntry, price_line, pricing_json
 from runapi.cli.common import command_group, console, errors, settings_or_exit, table
 
 models_app = command_group("The model catalog (built-in plus RUNAPI_CONFIG overrides).")
 
 
 def model_summary(catalog: Catalog, entry: ModelEntry) -> dict[str, Any]:
-    """One model for `models list --json`: ID, names, limits and prices (exact decimal strings, USD per 1M)."""
+    """One model for `models list --json`: ID, names, mode, limits and prices in its unit (exact decimal
+    strings, USD)."""
     provider = catalog.providers[entry.provider]
-    p = entry.pricing
     return {"id": entry.id, "name": entry.name, "family": entry.family, "variant": entry.variant,
-            "provider": provider.name or entry.provider, "mode": entry.mode, "endpoint": entry.endpoint,
+            "provider": provider.name or entry.provider, "mode": entry.mode, "task_type": entry.task_type,
+            "unit": entry.unit, "endpoint": entry.endpoint,
             "context_length": entry.context_length, "max_output": entry.max_output, "aliases": entry.aliases,
-            "pricing": {"currency": "USD", "unit": "1M tokens", "input": format(p.input, "f"),
-                        "output": format(p.output, "f"), "cache_read": format(p.cache_read, "f"),
-                        "cache_write": format(p.cache_write, "f")}}
+            "pricing": pricing_json(entry)}
 
 
 @models_app.command("list")
@@ -35,14 +34,18 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="JSON for scr
         data = [model_summary(catalog, entry) for entry in catalog.models.values()]
         print(msgspec.json.encode({"object": "list", "data": data}).decode())
         return
-    grid = table("ID", "Provider", "Context", "Input", "Output", "Cache\nread", "Cache\nwrite")
+    grid = table("ID", "Provider", "Mode", "Context", "Input", "Output", "Cache\nread", "Cache\nwrite")
     for entry in catalog.models.values():
         provider = catalog.providers[entry.provider].name or entry.provider
         p = entry.pricing
-        grid.add_row(entry.id, provider, f"{entry.context_length:,}", f"${p.input}", f"${p.output}",
+        if entry.unit_pricing is not None:
+            grid.add_row(entry.id, provider, entry.mode, "—", f"${entry.unit_pricing.price} / {entry.unit}", "—", "—", "—")
+            continue
+        grid.add_row(entry.id, provider, entry.mode, f"{entry.context_length:,}", f"${p.input}", f"${p.output}",
                      f"${p.cache_read}", f"${p.cache_write}")
     console.print(grid)
-    console.print("Prices in USD per 1M tokens. `runapi models show ID` for one model, --json for scripts.")
+    console.print("Prices in USD per 1M tokens, or per image / video / second for media models. "
+                  "`runapi models show ID` for one model, --json for scripts.")
 
 
 @models_app.command("show")
@@ -59,8 +62,7 @@ def models_show(model_id: str) -> None:
                          ("Endpoint", entry.endpoint), ("Protocol", entry.protocol),
                          ("Context length", f"{entry.context_length:,}"), ("Max output", f"{entry.max_output:,}"),
                          ("Billing unit", entry.billing_unit), ("Licence", entry.license),
-                         ("Prices (USD / 1M)", f"in {entry.pricing.input} · out {entry.pricing.output} · "
-                          f"cache read {entry.pricing.cache_read} · cache write {entry.pricing.cache_write}")]:
+                         ("Prices (USD)", price_line(entry))]:
         table.add_row(label, value)
     for d in entry.deployments:
         table.add_row("Deployment", f"{d.provider}: {d.upstream_model} (weight {d.weight})")

@@ -49,7 +49,7 @@ def usage(account: str = typer.Option(None, help="Account ID or name (all accoun
         rows_data = await usage_by_day_and_model(stores.engine, UsageFilter(
             start=first, end=last, account_id=account_id, key_id=key, model=model))
         if csv:
-            sys.stdout.write(usage_csv(rows_data))
+            sys.stdout.write(usage_csv(rows_data, stores.settings.catalog))
             return
         headers = ["Date", "Model", "Requests", "Failed", "Input", "Output", "Cache\nread", "Cache\nwrite",
                    "Cost (USD)"]

@@ -30,6 +30,7 @@ from runapi.http import (
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.completions import CompletionsEndpoint
+from runapi.http.embeddings import EmbeddingsEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
@@ -95,8 +96,10 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         finally:
             await gateway.stop()
 
-    hot = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway),
-           "/v1/responses": responses_api.ResponsesEndpoint(gateway), "/v1/completions": CompletionsEndpoint(gateway)}
+    hot: dict[str, ASGIApp] = {
+        "/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway),
+        "/v1/responses": responses_api.ResponsesEndpoint(gateway), "/v1/completions": CompletionsEndpoint(gateway),
+        "/v1/embeddings": EmbeddingsEndpoint(gateway)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),

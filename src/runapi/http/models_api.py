@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runapi.catalog import ModelEntry
+from runapi.catalog import ModelEntry, pricing_json
 from runapi.errors import NotFound
 from runapi.http.responses import json_response
 from runapi.runtime import Gateway
@@ -43,14 +43,9 @@ def model_json(gw: Gateway, entry: ModelEntry) -> dict[str, Any]:
         "billing_unit": entry.billing_unit,
         "license": entry.license,
         "aliases": entry.aliases,
-        "pricing": {
-            "currency": "USD",
-            "unit": "1M tokens",
-            "input": format(entry.pricing.input, "f"),
-            "output": format(entry.pricing.output, "f"),
-            "cache_read": format(entry.pricing.cache_read, "f"),
-            "cache_write": format(entry.pricing.cache_write, "f"),
-        },
+        "unit": entry.unit,
+        "pricing": pricing_json(entry),
+        "input_schema": entry.input_schema(),
         "status": status,
         "health": {"success_rate": health.success_rate, "samples": health.samples,
                    "p50_latency_ms": health.p50_latency_ms, "p50_ttft_ms": health.p50_ttft_ms,

@@ -15,6 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runapi.catalog import InputSpec, build_input_schema
 from runapi.http.admin_api import Credit, NewAccount, NewKey
 from runapi.http.feedback_api import FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
@@ -134,6 +135,20 @@ def _refine_bodies(components: dict[str, Any]) -> None:
                                                                   {"type": "null"}]}
 
 
+def _embeddings_request() -> dict[str, Any]:
+    """OpenAI's embeddings request; a model narrows it (dimensions, inputs per request) in its own schema."""
+    schema = build_input_schema("embedding", InputSpec(max_dimensions=MAX_EMBEDDING_DIMENSIONS), 0)
+    schema.pop("$schema")
+    schema["properties"]["model"] = {"type": "string", "minLength": 1}
+    schema["properties"]["input"]["anyOf"][0]["maxItems"] = MAX_EMBEDDING_INPUTS
+    schema["properties"]["input"]["anyOf"][3]["maxItems"] = MAX_EMBEDDING_INPUTS
+    return {"title": "EmbeddingsRequest", **schema}
+
+
+MAX_EMBEDDING_DIMENSIONS = 8192
+MAX_EMBEDDING_INPUTS = 2048
+
+
 _TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operations
     ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
     ("/v1/embeddings", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
@@ -155,6 +170,7 @@ def build_openapi() -> dict[str, Any]:
         if type_.__name__ != name:
             components[name] = components.pop(type_.__name__)
     _refine_bodies(components)
+    components["EmbeddingsRequest"] = _embeddings_request()
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
     responses_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "output"]}},
@@ -175,6 +191,9 @@ def build_openapi() -> dict[str, Any]:
         "/v1/responses/{response_id}/input_items": {
             "get": _op("A stored response's input items", ok_schema=_LIST, params=_path("response_id") + _query(
                 limit=_limit(100), after=_TEXT, order={"type": "string", "enum": ["asc", "desc"]}))},
+        "/v1/embeddings": {"post": _op(
+            "Create embeddings (each model's own limits: its `input_schema` in GET /v1/models/{id})",
+            body="EmbeddingsRequest", ok_schema={"type": "object", "required": ["object", "data", "model", "usage"]})},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",

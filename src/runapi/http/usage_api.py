@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.accounting import revenue_report, usage_csv, usage_line, usage_total
+from runapi.accounting import revenue_report, usage_by_mode, usage_csv, usage_line, usage_total
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
 from runapi.http.limits_api import key_limits_json, tier_json
@@ -39,7 +39,7 @@ def usage_filter(request: Request, **scope: str | None) -> UsageFilter:
 
 
 async def get_usage(request: Request) -> Response:
-    """The caller's balance, limits and month-to-date spend, and usage by day and model."""
+    """The caller's balance, limits and month-to-date spend, and usage by day and model and by mode and unit."""
     gw: Gateway = request.app.state.gateway
     principal = await principal_of(request)
     where = usage_filter(request, account_id=principal.account_id, key_id=text_param(request.query_params, "key_id"))
@@ -62,12 +62,14 @@ async def get_usage(request: Request) -> Response:
         "start": where.start.isoformat(),
         "end": where.end.isoformat(),
         "total": usage_total(rows),
-        "data": [usage_line(r) for r in rows],
+        "by_mode": usage_by_mode(rows, gw.catalog),
+        "data": [usage_line(r, gw.catalog) for r in rows],
     })
 
 
 async def admin_usage(request: Request) -> Response:
-    """Usage by day and model for any account, key or model; `?format=csv` for a CSV export."""
+    """Usage by day, model and unit for any account, key or model, with spend by mode and unit;
+    `?format=csv` for a CSV export."""
     gw = admin_gateway(request)
     params = request.query_params
     account = text_param(params, "account_id")
@@ -75,9 +77,10 @@ async def admin_usage(request: Request) -> Response:
     where = usage_filter(request, account_id=account_id, key_id=text_param(params, "key_id"))
     rows = await gw.usage.by_day_and_model(where)
     if choice_param(params, "format", ("csv", "json")) == "csv":
-        return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
+        return Response(usage_csv(rows, gw.catalog), media_type="text/csv; charset=utf-8")
     return json_response({"object": "list", "start": where.start.isoformat(), "end": where.end.isoformat(),
-                          "total": usage_total(rows), "data": [usage_line(r) for r in rows]})
+                          "total": usage_total(rows), "by_mode": usage_by_mode(rows, gw.catalog),
+                          "data": [usage_line(r, gw.catalog) for r in rows]})
 
 
 async def revenue(request: Request) -> Response:

@@ -8,6 +8,7 @@ from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.completions import complete_text, open_text_stream
+from runapi.pipeline.embeddings import create_embeddings, decode_embeddings_request
 from runapi.pipeline.messages import (
     complete_messages,
     count_message_tokens,
@@ -37,6 +38,8 @@ __all__ = [
     "complete_responses",
     "complete_text",
     "count_message_tokens",
+    "create_embeddings",
+    "decode_embeddings_request",
     "deployment_key",
     "deployments_for",
     "fallback_models",

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from runapi.catalog import ModelEntry
+from runapi.catalog import ModelEntry, require_mode
 from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
@@ -67,6 +67,7 @@ async def begin_call(gw: CallServices, principal: Principal, request: ChatReques
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
+    require_mode(entry.id, entry.mode, "text", entry.endpoint)  # before any hold: a media model has no token price
     shape = prompt_shape(request)
     record = CallRecord(account_id=principal.account_id, key_id=principal.key_id, entry=entry,
                         stream=bool(request.stream), started=started, client_request_id=client_request_id,

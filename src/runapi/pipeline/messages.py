@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import msgspec
 
+from runapi.catalog import require_mode
 from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
@@ -217,6 +218,7 @@ async def count_message_tokens(gw: CallServices, body: bytes, headers: Mapping[s
     if entry is None:
         raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
+    require_mode(entry.id, entry.mode, "text", entry.endpoint)
     call = MessagesCall({**raw, "max_tokens": 1}, headers, beta=beta)
     for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
         native = native_provider(gw.provider_for(deployment))

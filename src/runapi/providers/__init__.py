@@ -5,13 +5,15 @@ from runapi.providers.anthropic import (
     AnthropicProvider,
     NativeMessages,
 )
-from runapi.providers.base import Deployment, Provider, TextCompletions
+from runapi.providers.base import Deployment, Embeddings, EmbeddingsReply, Provider, TextCompletions
 from runapi.providers.openai_compat import OpenAICompatible
 
 __all__ = [
     "FORWARDED_HEADERS",
     "AnthropicProvider",
     "Deployment",
+    "Embeddings",
+    "EmbeddingsReply",
     "NativeMessages",
     "OpenAICompatible",
     "Provider",

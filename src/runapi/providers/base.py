@@ -55,3 +55,18 @@ class TextCompletions(Protocol):
 
     def stream_text(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
         """`text_completion` chunks, listed per read as `Provider.stream` lists them (usage always asked)."""
+
+
+class EmbeddingsReply(msgspec.Struct):
+    """An OpenAI embeddings `list` as the upstream sent it, and its input token count if it reported one."""
+
+    body: dict[str, Any]
+    prompt_tokens: int | None
+
+
+@runtime_checkable
+class Embeddings(Protocol):
+    """An upstream that serves OpenAI-shaped `POST /embeddings` (an optional provider ability)."""
+
+    async def embed(self, request: dict[str, Any], deployment: Deployment) -> EmbeddingsReply:
+        """Call the upstream's embeddings endpoint with `request` (its `model` replaced)."""

@@ -18,7 +18,7 @@ import msgspec
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.money import Usage
 from runapi.protocols.openai import UpstreamChunk, UpstreamReply
-from runapi.providers.base import Deployment
+from runapi.providers.base import Deployment, EmbeddingsReply
 from runapi.transport import (
     Timeouts,
     UpstreamClient,
@@ -122,6 +122,10 @@ def parse_chunk(data: bytes) -> UpstreamChunk:
     )
 
 
+class _EmbeddingsUsage(msgspec.Struct):
+    prompt_tokens: int | None = None
+
+
 class OpenAICompatible:
     """The OpenAI chat-completions protocol (and legacy text completions) over the pooled upstream client."""
 
@@ -165,6 +169,20 @@ class OpenAICompatible:
         except msgspec.DecodeError as exc:  # ValidationError (a wrong id or usage) is one
             raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
         return UpstreamReply(body=data, usage=meta.usage.normalise() if meta.usage else None, upstream_id=meta.id)
+
+    async def embed(self, request: dict[str, Any], deployment: Deployment) -> EmbeddingsReply:
+        """`POST {base_url}/embeddings` (OpenAI's and Z.ai's shape): the answer's `data` list and usage."""
+        url, headers, body = self._target(request, deployment, "/embeddings")
+        response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
+        raw = await read_upstream_body(response, self._timeouts)
+        try:
+            data = _decode_any(raw)
+            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                raise UpstreamUnavailable("the upstream embeddings answer has no data list")
+            usage = msgspec.convert(data.get("usage") or {}, _EmbeddingsUsage)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UpstreamUnavailable("the upstream sent a malformed embeddings answer") from exc
+        return EmbeddingsReply(body=data, prompt_tokens=usage.prompt_tokens)
 
     async def _stream(self, request: dict[str, Any], deployment: Deployment, path: str,
                       ) -> AsyncIterator[list[UpstreamChunk]]:

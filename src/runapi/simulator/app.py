@@ -1,7 +1,9 @@
 """The development upstream simulator as a raw ASGI app, and `serve()` to run it in uvicorn.
 
 Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`,
-`POST /v1/messages/count_tokens` (Anthropic); control endpoints `POST /_sim/faults`
+`POST /v1/messages/count_tokens` (Anthropic); the media routes of `runapi.simulator.media_routes`
+(embeddings, images, video jobs; OpenAI's under `/v1`, Z.ai's under `/api/paas/v4`, where
+`/chat/completions` answers too); control endpoints `POST /_sim/faults`
 (`{"faults": [...]}`, consumed one per model request, before any configured fault),
 `POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
 `runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
@@ -27,6 +29,14 @@ from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
 from .generation import WireFormat, plan_reply
 from .completions_protocol import OpenAICompletions
+from .media_routes import (
+    MEDIA_POST_PATHS,
+    ZAI_PREFIX,
+    MediaRoutes,
+    SimResponse,
+    media_error,
+    shape_of,
+)
 from .openai_protocol import MODELS_BODY, OpenAIChat
 from .script import ScriptTurn
 from .tokens import IMAGE_TOKENS, count_images
@@ -65,6 +75,7 @@ class SimulatorApp:
         self._last_request: Any = None
         self._last_headers: dict[str, str] = {}
         self._last_target = ""
+        self._media = MediaRoutes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -75,6 +86,10 @@ class SimulatorApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path == f"{ZAI_PREFIX}/chat/completions":
+            path = "/v1/chat/completions"  # Z.ai's chat is OpenAI's wire format under its own base URL
+        if path in MEDIA_POST_PATHS:
+            return await self._media_post(scope, path, method, receive, send)
         fmt: WireFormat = _ANTHROPIC if path.startswith("/v1/messages") else _TEXT if path == "/v1/completions" else _OPENAI
         expected = "GET" if path in ("/v1/models", "/_sim/stats") else "POST"
         if path not in _ROUTES:
@@ -154,6 +169,28 @@ class SimulatorApp:
                 send, 200, fmt.malformed_json if fault == "bad_json" else fmt.completion(reply, call, config)
             )
 
+    async def _media_post(self, scope: Scope, path: str, method: str, receive: Receive, send: Send) -> None:
+        shape = shape_of(path)
+        if method != "POST":
+            return await _write(send, media_error(shape, 405, f"Method {method} not allowed on {path}"))
+        body = await _read_body(receive)
+        try:
+            raw = _decode(body)
+        except msgspec.DecodeError as exc:
+            self._record(scope, None)
+            return await _write(send, media_error(shape, 400, f"Invalid JSON body: {exc}"))
+        self._record(scope, raw)
+        if not isinstance(raw, dict):
+            return await _write(send, media_error(shape, 400, "The request body must be a JSON object"))
+        try:
+            config = with_overrides(self.config, raw["x_sim"]) if "x_sim" in raw else self.config
+        except msgspec.ValidationError as exc:
+            return await _write(send, media_error(shape, 400, str(exc)))
+        fault = self._faults.popleft() if self._faults else config.fault
+        if config.latency_ms:
+            await asyncio.sleep(config.latency_ms / 1000)
+        await _write(send, self._media.post(path, raw, config, fault))
+
     async def _count_tokens(self, scope: Scope, body: bytes, send: Send) -> None:
         try:
             raw = _decode(body)
@@ -219,6 +256,13 @@ async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[byt
     head = [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *(headers or ())]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _write(send: Send, response: SimResponse) -> None:
+    head = [(b"content-type", response.content_type.encode()), (b"content-length", b"%d" % len(response.body)),
+            *((name.encode(), value.encode()) for name, value in response.headers)]
+    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -81,3 +81,6 @@ class Generation(msgspec.Struct, frozen=True):
     overhead_ms: float | None = None
     error: str | None = None
     client_request_id: str | None = None
+    unit: str = "tokens"  # the billing unit: tokens, or image / video / second for media calls
+    units: int = 0  # media calls: images, videos or seconds billed (cost = units × price_unit)
+    price_unit: str = "0"  # media calls: USD per unit, exact decimal string

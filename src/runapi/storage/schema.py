@@ -83,6 +83,11 @@ generations = sa.Table(
     sa.Column("error", sa.String(500), nullable=True),
     sa.Column("client_request_id", sa.String(200), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    # The billing unit (tokens | image | video | second), how many were billed and the USD price of one
+    # (media modes; token calls keep their four token prices above and 0 units).
+    sa.Column("unit", sa.String(16), nullable=False, server_default="tokens"),
+    sa.Column("units", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("price_unit", sa.String(32), nullable=False, server_default="0"),
     sa.Index("ix_generations_account_created", "account_id", "created_at"),
     sa.Index("ix_generations_key_created", "key_id", "created_at"),
 )

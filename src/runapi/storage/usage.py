@@ -41,6 +41,8 @@ class UsageRow(msgspec.Struct, frozen=True):
     reasoning_tokens: int
     cost_nanos: int
     write_off_nanos: int = 0  # of `cost_nanos`, what balances could not cover (deployment rows only)
+    unit: str = "tokens"  # the billing unit of the group's generations
+    units: int = 0  # media: images, videos or seconds billed
     day: str = ""
     model: str = ""
     provider: str = ""
@@ -74,6 +76,7 @@ def _sums() -> list[sa.ColumnElement[Any]]:
         billed_sum(generations.c.cache_write_tokens).label("cache_write_tokens"),
         billed_sum(generations.c.reasoning_tokens).label("reasoning_tokens"),
         billed_sum(generations.c.cost_nanos).label("cost_nanos"),
+        billed_sum(generations.c.units).label("units"),
     ]
 
 
@@ -97,24 +100,25 @@ def _row(row: Any, day: str = "", model: str = "", provider: str = "", upstream_
         requests=int(row.requests), failed=int(row.failed), input_tokens=int(row.input_tokens),
         output_tokens=int(row.output_tokens), cache_read_tokens=int(row.cache_read_tokens),
         cache_write_tokens=int(row.cache_write_tokens), reasoning_tokens=int(row.reasoning_tokens),
-        cost_nanos=int(row.cost_nanos), day=day, model=model, provider=provider, upstream_model=upstream_model,
+        cost_nanos=int(row.cost_nanos), unit=str(row.unit), units=int(row.units), day=day, model=model,
+        provider=provider, upstream_model=upstream_model,
     )
 
 
 async def usage_by_day_and_model(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
-    """Totals per (UTC day, model), ordered by day then model."""
+    """Totals per (UTC day, model, billing unit), ordered by day then model."""
     day = _day(engine).label("day")
-    query = _where(sa.select(day, generations.c.model, *_sums()), where) \
-        .group_by(day, generations.c.model).order_by(day, generations.c.model)
+    keys = (day, generations.c.model, generations.c.unit)
+    query = _where(sa.select(*keys, *_sums()), where).group_by(*keys).order_by(*keys)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [_row(r, day=str(r.day), model=r.model) for r in rows]
 
 
 async def usage_by_deployment(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
-    """Totals per (model, provider, upstream model), for revenue against upstream cost, with the
+    """Totals per (model, provider, upstream model, billing unit), for revenue against upstream cost, with the
     write-offs of those generations (at most one ledger row each, so no sum is counted twice)."""
-    keys = (generations.c.model, generations.c.provider, generations.c.upstream_model)
+    keys = (generations.c.model, generations.c.provider, generations.c.upstream_model, generations.c.unit)
     written_off = sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0).label("write_off_nanos")
     joined = generations.outerjoin(ledger, ledger.c.generation_id == generations.c.id + WRITEOFF_SUFFIX)
     query = _where(sa.select(*keys, *_sums(), written_off).select_from(joined), where) \

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from runapi.catalog import require_mode
 from runapi.errors import InvalidRequest, NotFound
 from runapi.tasks.host import TaskHost
 from runapi.tasks.runners import check_input
@@ -76,4 +77,5 @@ def prepare(gw: TaskHost, new: NewTask) -> PreparedTask:
     if entry is None:
         raise NotFound(f"The model `{model}` does not exist. GET /v1/models lists the models.",
                        param="model", code="model_not_found")
+    require_mode(entry.id, entry.mode, "text", entry.endpoint)
     return PreparedTask(model=entry.id, endpoint=endpoint, request=request)

@@ -13,6 +13,7 @@ from runapi.health import HealthReport
 from runapi.query import text_param
 from runapi.runtime import Gateway
 from runapi.web.features import gateway_features
+from runapi.web.input_fields import input_fields
 from runapi.web.rendering import public_base_url, render_page, request_language
 from runapi.web.skills import family_display_name
 from runapi.web.snippets import quick_start, skill_install_command
@@ -97,7 +98,8 @@ async def model_page(request: Request) -> Response:
         "family": family,
         "family_name": family_display_name(family, entry.family),
         "related": related,
-        "snippets": quick_start(root, entry.id),
+        "snippets": quick_start(root, entry.id, entry.mode),
+        "inputs": input_fields(entry.input_schema()),
         "install_command": skill_install_command(root, entry.id),
         "features": gateway_features(request.app),
         "tiers": gw.limits.tiers.tiers,

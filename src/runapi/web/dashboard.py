@@ -151,7 +151,7 @@ class CustomerDashboard:
         account = await gw.accounts.get_account(account_id)
         balance = await gw.accounts.balance(account_id)
         available = await gw.accounts.available(account_id)
-        usage = await reports.account_usage(gw.usage, account_id)
+        usage = await reports.account_usage(gw.usage, account_id, gw.catalog)
         recent = await gw.usage.generations(account_id, limit=RECENT_GENERATIONS)
         feedback = await gw.feedback.for_generations(account_id, (g.id for g in recent))
         tasks = await recent_tasks(request.app, account_id)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import msgspec
 
+from runapi.accounting import usage_by_mode
+from runapi.catalog import Catalog
 from runapi.services import UsageFilter, UsageRow, UsageService
 
 DASHBOARD_DAYS = 30
@@ -34,6 +37,7 @@ class ModelUsage(msgspec.Struct, frozen=True):
 class UsageSummary(msgspec.Struct, frozen=True):
     days: list[DayUsage]  # every day of the period, zeros where idle
     models: list[ModelUsage]  # highest spend first
+    modes: list[dict[str, Any]] = []  # spend per mode and unit (`accounting.usage_by_mode`)
 
     @property
     def cost_nanos(self) -> int:
@@ -54,8 +58,10 @@ def period(days: int, today: date | None = None) -> tuple[date, date]:
     return last - timedelta(days=days - 1), last
 
 
-def summarise(rows: Iterable[UsageRow], first: date, last: date) -> UsageSummary:
-    """Per-(day, model) rows → a zero-filled day series and per-model totals. Pure."""
+def summarise(rows: Iterable[UsageRow], first: date, last: date, catalog: Catalog | None = None) -> UsageSummary:
+    """Per-(day, model) rows → a zero-filled day series, per-model totals and, given the catalog, spend
+    per mode and unit. Pure."""
+    rows = list(rows)
     by_day: dict[str, list[int]] = {}
     by_model: dict[str, list[int]] = {}
     for row in rows:
@@ -75,11 +81,12 @@ def summarise(rows: Iterable[UsageRow], first: date, last: date) -> UsageSummary
         days.append(DayUsage(current, cost, tokens, calls))
         current += timedelta(days=1)
     models = [ModelUsage(name, *totals) for name, totals in by_model.items()]
-    return UsageSummary(days, sorted(models, key=lambda m: (-m.cost_nanos, -m.calls, m.model)))
+    modes = usage_by_mode(rows, catalog) if catalog is not None else []
+    return UsageSummary(days, sorted(models, key=lambda m: (-m.cost_nanos, -m.calls, m.model)), modes)
 
 
-async def account_usage(usage: UsageService, account_id: str, days: int = DASHBOARD_DAYS,
-                        today: date | None = None) -> UsageSummary:
+async def account_usage(usage: UsageService, account_id: str, catalog: Catalog | None = None,
+                        days: int = DASHBOARD_DAYS, today: date | None = None) -> UsageSummary:
     first, last = period(days, today)
     rows = await usage.by_day_and_model(UsageFilter(start=first, end=last, account_id=account_id))
-    return summarise(rows, first, last)
+    return summarise(rows, first, last, catalog)

@@ -16,6 +16,7 @@ import msgspec
 
 from runapi.catalog import Catalog, ModelEntry
 from runapi.web.snippets import API_KEY_ENV, api_base, curl_snippet, python_snippet
+from runapi.web.typed_skills import typed_skill_sections
 
 SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_NAME = 64
@@ -75,6 +76,8 @@ def render_skill(catalog: Catalog, entry: ModelEntry, root_url: str, features: F
     base = api_base(root_url)
     family_title = family_display_name(family, entry.family)
     name = skill_name(entry.family)
+    if entry.mode != "text":
+        return _typed_skill(family, entry, root_url, provider, family_title, name)
     description = (
         f"Call {provider}'s {family_title} models ({', '.join(ids)}) through the RunAPI gateway at {base} "
         f"with any OpenAI SDK or curl. Use when writing or changing code that sends chat requests to "
@@ -190,6 +193,33 @@ def render_skill(catalog: Catalog, entry: ModelEntry, root_url: str, features: F
         "`5xx` upstream trouble (safe to retry with backoff).",
         "",
     ]
+    return Skill(name=name, description=description, text="\n".join(lines))
+
+
+_MODE_NOUNS = {"embedding": "embedding", "image": "image generation", "video": "video generation"}
+
+
+def _typed_skill(family: list[ModelEntry], entry: ModelEntry, root_url: str, provider: str, title: str,
+                 name: str) -> Skill:
+    """The skill of an embedding, image or video family: typed inputs and the mode's endpoint."""
+    ids = [m.id for m in family]
+    noun = _MODE_NOUNS[entry.mode]
+    description = (
+        f"Call {provider}'s {title} {noun} models ({', '.join(ids)}) through the RunAPI gateway at "
+        f"{api_base(root_url)} with any OpenAI SDK or curl. Use when writing or changing code that calls "
+        f"{entry.endpoint} with {' or '.join(ids)}: the typed inputs each model accepts, prices per "
+        f"{entry.unit if entry.unit != 'tokens' else '1M tokens'}, and how to read the result."
+    )[:MAX_DESCRIPTION]
+    default = min(family, key=lambda m: m.unit_pricing.max_price() if m.unit_pricing else m.pricing.input)
+    lines = ["---", f"name: {name}", f"description: {json.dumps(description, ensure_ascii=False)}", "---", "",
+             f"# {title} through RunAPI", "",
+             f"RunAPI is an OpenAI-compatible gateway: one endpoint and one API key for many models, billed in "
+             f"USD in each model's unit. This skill covers the {title} {noun} family from {provider}.", ""]
+    lines += typed_skill_sections(family, default, root_url)
+    lines += ["## Errors", "",
+              "Errors are OpenAI-shaped (`{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`): `400` a field "
+              "breaks the model's inputs (`param` names it), `401` bad key, `402` not enough credit, `404` unknown "
+              "model, `429` rate limited (honour `Retry-After`), `5xx` upstream trouble.", ""]
     return Skill(name=name, description=description, text="\n".join(lines))
 
 
