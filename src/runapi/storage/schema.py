@@ -52,7 +52,14 @@ ledger = sa.Table(
     sa.Column("note", sa.String(500), nullable=False, server_default=""),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_ledger_account_id_id", "account_id", "id"),
+    # The few write-offs by time, for the revenue report (migration 0008).
+    sa.Index("ix_ledger_writeoffs", "created_at", postgresql_where=sa.text("kind = 'writeoff'"),
+             sqlite_where=sa.text("kind = 'writeoff'")),
 )
+
+# What a usage aggregate sums, after the columns it filters and groups by.
+USAGE_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+                 "cost_nanos")
 
 generations = sa.Table(
     "generations",
@@ -83,7 +90,11 @@ generations = sa.Table(
     sa.Column("error", sa.String(500), nullable=True),
     sa.Column("client_request_id", sa.String(200), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Index("ix_generations_account_created", "account_id", "created_at"),
+    # Covering indexes (migration 0008): the usage aggregates read them alone, never the table rows.
+    sa.Index("ix_generations_account_usage", "account_id", "created_at", "model", "status", "key_id",
+             *USAGE_COLUMNS),
+    sa.Index("ix_generations_created_usage", "created_at", "model", "provider", "upstream_model", "status",
+             *USAGE_COLUMNS),
     sa.Index("ix_generations_key_created", "key_id", "created_at"),
 )
 
