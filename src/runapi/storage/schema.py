@@ -51,7 +51,8 @@ ledger = sa.Table(
     sa.Column("generation_id", sa.String(40), nullable=True, unique=True),  # one charge per generation
     sa.Column("note", sa.String(500), nullable=False, server_default=""),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Index("ix_ledger_account_id_id", "account_id", "id"),
+    # Covering (migration 0008): an account's balance, spend and entries are read from the index alone.
+    sa.Index("ix_ledger_account_covering", "account_id", "id", "amount_nanos", "kind", "created_at"),
     # The few write-offs by time, for the revenue report (migration 0008).
     sa.Index("ix_ledger_writeoffs", "created_at", postgresql_where=sa.text("kind = 'writeoff'"),
              sqlite_where=sa.text("kind = 'writeoff'")),

@@ -3,6 +3,8 @@
 - `ix_generations_account_usage` replaces `ix_generations_account_created` (the same leading columns)
   and carries every column the per-account usage aggregate reads: an index-only scan, no table rows.
 - `ix_generations_created_usage`: the same for the operator's reports over all accounts by period.
+- `ix_ledger_account_covering` replaces `ix_ledger_account_id_id` (the same leading columns) and carries
+  the amount, kind and time: an account's balance and its month's spend are index-only scans.
 - `ix_ledger_writeoffs`: a partial index of the (rare) write-off rows by time, for the revenue report.
 Query plans: docs/sizing.md. On a big PostgreSQL table, create them beforehand with CREATE INDEX
 CONCURRENTLY under the same names if the write lock of a plain CREATE INDEX is too long.
@@ -30,11 +32,15 @@ def upgrade() -> None:
     op.drop_index("ix_generations_account_created", "generations")
     op.create_index("ix_generations_created_usage", "generations",
                     ["created_at", "model", "provider", "upstream_model", "status", *TOKENS, "cost_nanos"])
+    op.create_index("ix_ledger_account_covering", "ledger", ["account_id", "id", "amount_nanos", "kind", "created_at"])
+    op.drop_index("ix_ledger_account_id_id", "ledger")
     op.create_index("ix_ledger_writeoffs", "ledger", ["created_at"], postgresql_where=WRITEOFF, sqlite_where=WRITEOFF)
 
 
 def downgrade() -> None:
     op.drop_index("ix_ledger_writeoffs", "ledger")
+    op.create_index("ix_ledger_account_id_id", "ledger", ["account_id", "id"])
+    op.drop_index("ix_ledger_account_covering", "ledger")
     op.drop_index("ix_generations_created_usage", "generations")
     op.create_index("ix_generations_account_created", "generations", ["account_id", "created_at"])
     op.drop_index("ix_generations_account_usage", "generations")
