@@ -36,6 +36,7 @@ def db_seed(accounts: int = typer.Option(1_000, min=1, help="Accounts to create,
             days: int = typer.Option(90, min=1, help="Spread them over the last DAYS UTC days"),
             hot: int = typer.Option(0, min=0, help="Of the generations, how many go to the first account"),
             credit: str = typer.Option("100", help="Each account's balance after seeding, USD"),
+            tier: str = typer.Option("free", help="The accounts' usage tier"),
             keys_file: Path | None = typer.Option(None, help="Write the keys (secrets, one a line) to this "
                                                  "file, readable by its owner only"),
             force: bool = typer.Option(False, "--force", help="Seed even a database that has real traffic"),
@@ -53,7 +54,7 @@ def db_seed(accounts: int = typer.Option(1_000, min=1, help="Accounts to create,
             raise typer.Exit(1)
         models = seed_models(stores.settings.catalog)
         plan = SeedPlan(accounts=accounts, generations=generations, credit_nanos=credit_nanos, days=days,
-                        hot_generations=hot)
+                        hot_generations=hot, tier=tier)
         started = time.perf_counter()
         with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as bar:

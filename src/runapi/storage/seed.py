@@ -52,6 +52,7 @@ class SeedPlan(msgspec.Struct, frozen=True):
     credit_nanos: int = 100 * 10**9  # each account's balance once seeded
     days: int = 90  # generations spread over the last `days` UTC days, today included
     hot_generations: int = 0  # of `generations`, how many go to the first account
+    tier: str = "free"
     batch: int = 20_000
     random_seed: int | None = None
 
@@ -147,7 +148,7 @@ async def seed(engine: AsyncEngine, plan: SeedPlan, models: Sequence[SeedModel],
         chunk = range(first, min(first + plan.batch, plan.accounts))
         async with engine.begin() as conn:
             await _copy(conn, accounts, ("id", "name", "tier", "created_at", "tier_pinned"), [
-                {"id": account_ids[i], "name": f"{SEED_NAME_PREFIX}{run}-{i:07d}", "tier": "free",
+                {"id": account_ids[i], "name": f"{SEED_NAME_PREFIX}{run}-{i:07d}", "tier": plan.tier,
                  "created_at": opened, "tier_pinned": False} for i in chunk])
             await _copy(conn, api_keys, ("id", "account_id", "name", "prefix", "key_hash", "created_at"), [
                 {"id": key_ids[i], "account_id": account_ids[i], "name": "seed", "prefix": key_secrets[i][:10],
