@@ -80,7 +80,12 @@ def measure(base_url: str, key: str, calls: int, days: int) -> dict[str, list[fl
 async def explain(database_url: str, account_id: str, days: int) -> str:
     """The plans of the per-account usage query, the all-accounts revenue query and the dashboard's totals."""
     from runapi.storage import UsageFilter, create_engine
-    from runapi.storage.usage import account_usage_query, deployment_usage_query, totals_queries, writeoff_query
+    from runapi.storage.usage import (
+        account_usage_query,
+        deployment_usage_query,
+        totals_queries,
+        writeoff_query,
+    )
 
     engine = create_engine(database_url)
     today = datetime.now(UTC).date()

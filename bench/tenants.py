@@ -33,7 +33,15 @@ from pathlib import Path
 from bench.loads import LoadResult, run_async_client, run_wrk, run_wrk_keys
 from bench.procs import Child, cpu_meter, free_port, wait_for_port
 from bench.scenarios import SCENARIOS
-from bench.servers import ADMIN_TOKEN, BENCH_TIER, RUNAPI, Target, _bench_tier_toml, create_pg_database, start_upstream
+from bench.servers import (
+    ADMIN_TOKEN,
+    BENCH_TIER,
+    RUNAPI,
+    Target,
+    _bench_tier_toml,
+    create_pg_database,
+    start_upstream,
+)
 
 CONCURRENCY = 16
 
@@ -51,7 +59,7 @@ class Gateway:
 
 
 def _run(argv: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
@@ -93,7 +101,7 @@ def start(gateway: Gateway, workdir: Path) -> None:
 
 def redis_stats(port: int) -> dict[str, tuple[int, int]]:
     """`INFO commandstats`: command → (calls, usec)."""
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True).stdout
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True, check=False).stdout
     stats = {}
     for line in out.splitlines():
         if line.startswith("cmdstat_"):

@@ -10,14 +10,17 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from runapi.cli.main import app as cli
 from runapi.storage import AccountStore, Ledger, UsageFilter, create_engine, upgrade
 from runapi.storage.schema import accounts, api_keys, generations, ledger
-from runapi.storage.usage import account_usage_query, deployment_usage_query, writeoff_query
+from runapi.storage.usage import (
+    account_usage_query,
+    deployment_usage_query,
+    writeoff_query,
+)
 
 
 def _seed(database_url: str, *args: str) -> tuple[int, str]:

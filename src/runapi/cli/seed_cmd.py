@@ -8,7 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from runapi.catalog import Catalog
 from runapi.cli.common import Stores, console, errors, run_with_stores
