@@ -143,6 +143,8 @@ def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: f
 _MARKERS = {  # protocol → (first token of a stream, its end, a successful JSON answer)
     "chat": (b'"delta":{"content":"', b"data: [DONE]", b'"choices"'),
     "messages": (b'"type":"text_delta"', b"event: message_stop", b'"content"'),
+    # `response.completed` is long (the whole response): its last bytes are its usage's cost
+    "responses": (b"response.output_text.delta", b'"cost":', b'"output"'),
 }
 
 

@@ -4,7 +4,9 @@ which every target passes through untouched (the gateway forwards unknown fields
 The `messages` scenarios post Anthropic Messages bodies to `/v1/messages`: on glm-4.5-air the
 gateway translates them to chat completions for its OpenAI-protocol upstream and back (the
 translated path), on claude-sonnet-5-5 it relays them to an Anthropic-protocol upstream (the
-native path); each is compared with the chat scenario of the same shape (`CHAT_TWIN`)."""
+native path); each is compared with the chat scenario of the same shape (`CHAT_TWIN`). The
+`responses` scenarios post OpenAI Responses bodies to `/v1/responses` on glm-4.5-air (translated to
+chat completions and back), compared the same way."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ MODEL = "glm-4.5-air"
 CLAUDE = "claude-sonnet-5-5"
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,8 @@ class Scenario:
 
     @property
     def protocol(self) -> str:
-        """"chat" or "messages": which answers the load clients check."""
-        return "messages" if self.path == MESSAGES_PATH else "chat"
+        """"chat", "messages" or "responses": which answers the load clients check."""
+        return {MESSAGES_PATH: "messages", RESPONSES_PATH: "responses"}.get(self.path, "chat")
 
 
 def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
@@ -45,6 +48,15 @@ def _body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | No
 
 def _messages_body(content: str, model: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
     data: dict[str, object] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        data["stream"] = True
+    if x_sim:
+        data["x_sim"] = x_sim
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _responses_body(content: str, *, stream: bool = False, x_sim: Mapping[str, float] | None = None) -> bytes:
+    data: dict[str, object] = {"model": MODEL, "max_output_tokens": 64, "input": content, "store": False}
     if stream:
         data["stream"] = True
     if x_sim:
@@ -89,8 +101,18 @@ MESSAGES_SCENARIOS = {
                          path=MESSAGES_PATH),
 }
 SCENARIOS.update(MESSAGES_SCENARIOS)
-CHAT_TWIN = {"messages": "json", "messages20": "stream20", "claude": "json", "claude20": "stream20"}
-"""Each messages scenario → the chat scenario of the same shape, for the CPU comparison."""
+RESPONSES_SCENARIOS = {  # store: false, so that both sides do the same work (a stored response is one more row)
+    "responses": Scenario("responses", "/v1/responses on glm-4.5-air (translated), non-streaming", False,
+                          _responses_body("Say hello in one short sentence."), path=RESPONSES_PATH),
+    "responses20": Scenario("responses20", "/v1/responses on glm-4.5-air (translated), streaming, 20 chunks", True,
+                            _responses_body("Count to twenty.", stream=True, x_sim=STREAM_20), path=RESPONSES_PATH),
+}
+SCENARIOS.update(RESPONSES_SCENARIOS)
+CHAT_TWIN = {"messages": "json", "messages20": "stream20", "claude": "json", "claude20": "stream20",
+             "responses": "json", "responses20": "stream20"}
+"""Each messages or responses scenario → the chat scenario of the same shape, for the CPU comparison."""
 
-FULL_PLAN = [(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS]
-QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1), ("messages20", 16)]
+FULL_PLAN = ([(name, c) for name in CHAT_SCENARIOS for c in (1, 16, 64)] + [(name, 16) for name in MESSAGES_SCENARIOS]
+             + [(name, 16) for name in RESPONSES_SCENARIOS])
+QUICK_PLAN = [("json", 1), ("json", 16), ("stream20", 16), ("prompt32k", 16), ("paced", 1), ("messages20", 16),
+              ("responses", 16), ("responses20", 16)]

@@ -100,9 +100,14 @@ def start(gateway: Gateway, workdir: Path) -> None:
 
 
 def redis_stats(port: int) -> dict[str, tuple[int, int]]:
-    """`INFO commandstats`: command → (calls, usec)."""
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True, check=False).stdout
+    """`INFO commandstats`: command → (calls, usec) (commands run by scripts counted too, their time also
+    in the script's), and `INFO cpu` as `cpu` → (0, the server's CPU microseconds)."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"], capture_output=True, text=True,
+                         check=False).stdout
     stats = {}
+    cpu = sum(float(line.split(":")[1]) for line in out.splitlines()
+              if line.startswith(("used_cpu_sys:", "used_cpu_user:")))
+    stats["cpu"] = (0, int(cpu * 1e6))
     for line in out.splitlines():
         if line.startswith("cmdstat_"):
             name, _, rest = line.partition(":")
@@ -157,12 +162,11 @@ def cell(gateway: Gateway, scenario: str, rotate: bool, duration: float, workdir
         "p99_ms": round(load.p99_ms, 2)}
     if redis_port:
         after = redis_stats(redis_port)
-        calls = {k: after[k][0] - before_redis.get(k, (0, 0))[0] for k in after}
-        usec = sum(after[k][1] - before_redis.get(k, (0, 0))[1] for k in after)
-        calls.pop("info", None)
+        calls = {k: after[k][0] - before_redis.get(k, (0, 0))[0] for k in after if k not in ("cpu", "info")}
         per = max(1, load.requests)
         row["redis_cmds_per_req"] = round(sum(calls.values()) / per, 2)
-        row["redis_usec_per_req"] = round(usec / per, 1)
+        row["redis_scripts_per_req"] = round(sum(v for k, v in calls.items() if k.startswith("eval")) / per, 2)
+        row["redis_cpu_usec_per_req"] = round((after["cpu"][1] - before_redis["cpu"][1]) / per, 1)
         row["redis_top"] = {k: round(v / per, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:5] if v}
     if gateway.database:
         after_pg = pg_stats(gateway.database)

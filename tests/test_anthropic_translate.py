@@ -291,3 +291,17 @@ def test_chat_chunks_become_message_events() -> None:
     assert data[-2]["delta"]["stop_reason"] == "tool_use"
     assert data[-2]["usage"] == {"input_tokens": 2, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 3,
                                  "output_tokens": 5, "cost": 0.001}
+
+
+def test_thinking_is_left_off_a_tool_continuation_that_has_no_signed_thinking() -> None:
+    """Anthropic refuses thinking when the assistant turn being continued called tools without a signed thinking
+    block first, and a chat history (or a Responses one translated to chat) never carries one: such a call goes
+    without thinking; the next turn, once the tool loop is over, has it again (CODEX-WIRE.md, Codex on Claude)."""
+    loop = [{"role": "user", "content": "Run it."},
+            {"role": "assistant", "content": None, "reasoning_content": "unsigned", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    assert "thinking" not in outbound(messages=loop, tools=[TOOL], reasoning_effort="high", max_tokens=8000)
+    done = [*loop, {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "And tomorrow?"}]
+    assert outbound(messages=done, tools=[TOOL], reasoning_effort="high", max_tokens=8000)["thinking"]["type"] == "enabled"
+    assert outbound(messages=loop, tools=[TOOL], thinking={"type": "disabled"})["thinking"] == {"type": "disabled"}

@@ -32,11 +32,11 @@ LAYERS: list[set[str]] = [
 ]
 EDGES = {"http", "web"}
 # What only the composition root and the services may touch: stores, engines, the settlement writer.
-STORE_ATTRIBUTES = {"engine", "ledger", "settlements", "settlement_sink", "change_probe", "credit"}
+STORE_ATTRIBUTES = {"engine", "ledger", "settlements", "settlement_sink", "change_probe", "credit", "response_store"}
 # Packages whose faces other packages must use (`from runapi.storage import X`, not `runapi.storage.ledger`).
 FACES = {package: [package] for package in ("storage", "accounting", "limits", "catalog", "pipeline", "services",
                                             "providers", "transport", "tasks", "web", "http")}
-FACES["protocols"] = ["protocols.openai", "protocols.anthropic"]
+FACES["protocols"] = ["protocols.openai", "protocols.anthropic", "protocols.responses"]
 
 
 def _rank(package: str) -> int:

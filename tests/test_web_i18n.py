@@ -8,7 +8,12 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from runapi.web.i18n import load_translations, negotiate_language, normalise_language, parse_accept_language
+from runapi.web.i18n import (
+    load_translations,
+    negotiate_language,
+    normalise_language,
+    parse_accept_language,
+)
 from runapi.web.rendering import format_tokens_short, format_usd
 
 TEMPLATES = resources.files("runapi.web").joinpath("templates")

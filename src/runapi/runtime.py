@@ -44,7 +44,12 @@ from runapi.pipeline import (
     fallback_models,
 )
 from runapi.providers import AnthropicProvider, Deployment, OpenAICompatible, Provider
-from runapi.services import AccountService, FeedbackService, UsageService
+from runapi.services import (
+    AccountService,
+    FeedbackService,
+    ResponseService,
+    UsageService,
+)
 from runapi.storage import (
     AccountStore,
     Change,
@@ -53,6 +58,7 @@ from runapi.storage import (
     FeedbackStore,
     IdleGate,
     Ledger,
+    ResponseStore,
     Settlement,
     check_schema,
     create_engine,
@@ -79,6 +85,7 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         account_store = AccountStore(self.engine)
         self.ledger = Ledger(self.engine)
+        self.response_store = ResponseStore(self.engine)  # stored `/v1/responses` answers, written in the background
         server = settings.server
         guard = (RedisFailedAuthGuard(redis_client(settings.redis_url), server.auth_failures_per_minute,
                                       server.auth_lockout) if settings.redis_url else
@@ -103,6 +110,7 @@ class Gateway:
                                        self.settlements, self.announce)
         self.usage = UsageService(self.engine, self.ledger, self.limits, self.settlements)
         self.feedback = FeedbackService(FeedbackStore(self.engine), self.settlements)
+        self.responses = ResponseService(self.response_store)
         self.rng = random.Random()
         self.deployments: dict[str, list[Deployment]] = {
             entry.id: deployments_for(entry, self.catalog, settings.provider_keys)
@@ -133,6 +141,7 @@ class Gateway:
             self.changes.start()
         await self._recover_journal()
         self.settlements.start()
+        self.response_store.start()
         try:
             await self.tasks.start()
         except BaseException:
@@ -163,6 +172,7 @@ class Gateway:
         await stop_task(self._poller)
         async with contextlib.AsyncExitStack() as steps:  # run last-pushed first
             steps.push_async_callback(self.engine.dispose)
+            steps.push_async_callback(self.response_store.close)
             if self._upstream is not None:
                 steps.push_async_callback(self._upstream.close)
             steps.push_async_callback(self.auth.guard.close)

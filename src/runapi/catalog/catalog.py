@@ -72,6 +72,9 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # 0: the upstream counts reasoning inside `max_tokens`, which then bounds the output. Otherwise the
     # most output tokens (answer and reasoning) one choice can produce, whatever `max_tokens` says.
     output_ceiling: int = 0
+    # Its OpenAI-protocol upstreams also serve legacy text completions, `POST /completions` (vLLM, Ollama,
+    # OpenAI's instruct models do; chat-only APIs such as Z.ai's and Anthropic's do not).
+    text_completions: bool = False
     billing_unit: str = "1K tokens"
     license: str = ""
     aliases: list[str] = []

@@ -11,6 +11,7 @@ from runapi.http.asgi import bearer_token, client_address
 from runapi.http.responses import json_response
 from runapi.money import nanos_to_usd
 from runapi.pipeline import Principal
+from runapi.protocols.responses import RESPONSE_PREFIX, generation_of
 from runapi.runtime import Gateway
 from runapi.services import Generation
 
@@ -55,5 +56,8 @@ def generation_json(row: Generation) -> dict[str, Any]:
 async def get_generation(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     principal = await principal_of(request)
-    row = await gw.usage.generation(request.path_params["generation_id"], account_id=principal.account_id)
+    generation_id = request.path_params["generation_id"]
+    if generation_id.startswith(RESPONSE_PREFIX):  # a Responses API response: its ID is its generation's
+        generation_id = generation_of(generation_id)
+    row = await gw.usage.generation(generation_id, account_id=principal.account_id)
     return json_response(generation_json(row))

@@ -23,11 +23,13 @@ from runapi.http import (
     feedback_api,
     limits_api,
     models_api,
+    responses_api,
     tasks_api,
     usage_api,
 )
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
+from runapi.http.completions import CompletionsEndpoint
 from runapi.http.errors import handle_error
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
@@ -93,7 +95,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         finally:
             await gateway.stop()
 
-    hot = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway)}
+    hot = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway),
+           "/v1/responses": responses_api.ResponsesEndpoint(gateway), "/v1/completions": CompletionsEndpoint(gateway)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
@@ -102,6 +105,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         Route("/v1/models/{model_id:path}", models_api.get_model, methods=["GET"]),
         Route("/v1/generations/{generation_id}", account_api.get_generation, methods=["GET"]),
         *feedback_api.routes,
+        *responses_api.routes,
         Route("/v1/usage", usage_api.get_usage, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

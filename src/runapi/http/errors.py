@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable
 
 import msgspec
@@ -15,6 +16,7 @@ from starlette.types import Scope
 
 from runapi.errors import (
     GatewayError,
+    NotFound,
     RateLimited,
     ServiceUnavailable,
     UpstreamUnavailable,
@@ -67,9 +69,33 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
     return ", ".join(sorted(methods))
 
 
+def api_endpoints(routes: Iterable[BaseRoute], prefix: str = "/v1/") -> list[str]:
+    """`METHOD /path` of every route under `prefix`, in routing order (path converters dropped)."""
+    endpoints: list[str] = []
+    for route in routes:
+        if isinstance(route, Route) and route.path.startswith(prefix):
+            path = _CONVERTER.sub("}", route.path)
+            endpoints += [f"{method} {path}" for method in sorted(route.methods or ()) if method != "HEAD"]
+    return list(dict.fromkeys(endpoints))
+
+
+_CONVERTER = re.compile(r":[a-z]+}")
+
+
+def unknown_endpoint(method: str, path: str, routes: Iterable[BaseRoute]) -> NotFound:
+    """OpenAI's 404 for a URL it does not serve (`unknown_url`), listing the endpoints that exist."""
+    error = NotFound(f"Invalid URL ({method} {path}): there is no such endpoint. The endpoints under /v1/ are: "
+                     f"{', '.join(api_endpoints(routes))}. The API reference is at /docs.", code="unknown_url")
+    error.type = "invalid_request_error"
+    return error
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         allow = allowed_methods(request.app.routes, request.scope)
         if allow:
             exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+    elif (isinstance(exc, HTTPException) and exc.status_code == 404 and "endpoint" not in request.scope
+          and (request.url.path + "/").startswith("/v1/")):  # no route matched (a route's own 404 has its endpoint)
+        exc = unknown_endpoint(request.method, request.url.path, request.app.routes)
     return error_response(exc)

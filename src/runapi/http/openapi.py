@@ -20,13 +20,15 @@ from runapi.http.feedback_api import FeedbackRequest
 from runapi.http.limits_api import KeyLimitsPatch, TierPin
 from runapi.http.tasks_api import MAX_EXPIRES, TASK_STATUSES
 from runapi.protocols.anthropic import CountTokensRequest, MessagesRequest
-from runapi.protocols.openai import ChatRequest
+from runapi.protocols.openai import ChatRequest, CompletionRequest
+from runapi.protocols.responses import ResponsesRequest
 from runapi.query import MAX_TEXT
 from runapi.services import MAX_REPORTS_LISTED
 from runapi.tasks import MAX_METADATA_KEYS, NewTask
 
 _BODIES: dict[str, Any] = {
-    "ChatRequest": ChatRequest, "MessagesRequest": MessagesRequest, "CountTokensRequest": CountTokensRequest,
+    "ChatRequest": ChatRequest, "CompletionRequest": CompletionRequest, "MessagesRequest": MessagesRequest,
+    "ResponsesRequest": ResponsesRequest, "CountTokensRequest": CountTokensRequest,
     "NewTask": NewTask, "NewAccount": NewAccount, "NewKey": NewKey, "Credit": Credit, "TierPin": TierPin,
     "KeyLimitsPatch": KeyLimitsPatch, "FeedbackRequest": FeedbackRequest,
 }
@@ -155,11 +157,24 @@ def build_openapi() -> dict[str, Any]:
     _refine_bodies(components)
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
+    responses_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "output"]}},
+                    "text/event-stream": {"schema": _SSE_EVENT}}
     messages_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "type"]}},
                    "text/event-stream": {"schema": _SSE_EVENT}}
     paths: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"post": _op("Create a chat completion (JSON or SSE)", body="ChatRequest",
                                              ok_content=chat_ok)},
+        "/v1/completions": {"post": _op("Create a legacy text completion (JSON or SSE), on models whose upstream "
+                                        "serves them (404 `unsupported_endpoint` otherwise)",
+                                        body="CompletionRequest", ok_content=chat_ok)},
+        "/v1/responses": {"post": _op("Create a response: the OpenAI Responses API (JSON or SSE)", body="ResponsesRequest",
+                                      ok_content=responses_ok)},
+        "/v1/responses/{response_id}": {
+            "get": _op("One of your stored responses", params=_path("response_id")),
+            "delete": _op("Delete one of your stored responses", params=_path("response_id"))},
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op("A stored response's input items", ok_schema=_LIST, params=_path("response_id") + _query(
+                limit=_limit(100), after=_TEXT, order={"type": "string", "enum": ["asc", "desc"]}))},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",

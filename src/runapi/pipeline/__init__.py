@@ -7,11 +7,17 @@ from runapi.pipeline.call_facts import CALL_FACTS, CallFacts
 from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
 from runapi.pipeline.circuit import CircuitBreakers
+from runapi.pipeline.completions import complete_text, open_text_stream
 from runapi.pipeline.messages import (
     complete_messages,
     count_message_tokens,
     open_messages_stream,
     prepare_messages_call,
+)
+from runapi.pipeline.responses import (
+    complete_responses,
+    open_responses_stream,
+    prepare_responses_call,
 )
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
 
@@ -28,11 +34,16 @@ __all__ = [
     "RedisFailedAuthGuard",
     "complete_chat",
     "complete_messages",
+    "complete_responses",
+    "complete_text",
     "count_message_tokens",
     "deployment_key",
     "deployments_for",
     "fallback_models",
     "open_chat_stream",
     "open_messages_stream",
+    "open_responses_stream",
+    "open_text_stream",
     "prepare_messages_call",
+    "prepare_responses_call",
 ]

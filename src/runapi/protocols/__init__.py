@@ -1,1 +1,2 @@
-"""Wire protocols, as pure translation: one package per protocol (`openai`, `anthropic`), no I/O."""
+"""Wire protocols, as pure translation, one package per protocol: `openai`, `anthropic` and `responses`
+(the Responses API, onto chat completions). No I/O."""

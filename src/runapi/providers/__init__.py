@@ -5,7 +5,7 @@ from runapi.providers.anthropic import (
     AnthropicProvider,
     NativeMessages,
 )
-from runapi.providers.base import Deployment, Provider
+from runapi.providers.base import Deployment, Provider, TextCompletions
 from runapi.providers.openai_compat import OpenAICompatible
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "NativeMessages",
     "OpenAICompatible",
     "Provider",
+    "TextCompletions",
 ]

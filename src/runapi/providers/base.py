@@ -8,7 +8,7 @@ and a `Deployment`, calls its upstream, and answers in OpenAI's shape with norma
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -43,3 +43,15 @@ class Provider(Protocol):
         The first list is only yielded once the upstream answered with success, so a
         caller may retry another deployment on any error raised before it.
         """
+
+
+@runtime_checkable
+class TextCompletions(Protocol):
+    """An upstream that serves OpenAI's legacy text completions, `POST /completions` (optional ability:
+    vLLM, Ollama, OpenAI's instruct models). Bodies and answers are OpenAI's `text_completion` shapes."""
+
+    async def complete_text(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
+        """One complete `text_completion` answer."""
+
+    def stream_text(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
+        """`text_completion` chunks, listed per read as `Provider.stream` lists them (usage always asked)."""

@@ -4,6 +4,8 @@ The request passes through untouched except `model` (the deployment's upstream n
 for streams, `stream_options.include_usage` (always asked, so usage is exact). Unknown
 fields, GLM's `thinking` and `tool_stream` included, reach the upstream as sent.
 GLM streams reasoning in `delta.reasoning_content`; it is relayed and billed as output.
+Legacy text completions (`TextCompletions`: `POST /completions`) go the same way; whether a
+model's upstream serves them is the catalog's `text_completions` flag.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class _Delta(msgspec.Struct):
 
 class _Choice(msgspec.Struct):
     delta: _Delta | None = None
+    text: str | None = None  # a text completion's chunk
 
 
 class _Chunk(msgspec.Struct):
@@ -86,6 +89,8 @@ _decode_any = msgspec.json.Decoder().decode
 def _count_parts(chunk: _Chunk) -> int:
     parts = 0
     for choice in chunk.choices:
+        if choice.text:
+            parts += 1
         delta = choice.delta
         if delta is None:
             continue
@@ -118,14 +123,15 @@ def parse_chunk(data: bytes) -> UpstreamChunk:
 
 
 class OpenAICompatible:
-    """The OpenAI chat-completions protocol over the pooled upstream client."""
+    """The OpenAI chat-completions protocol (and legacy text completions) over the pooled upstream client."""
 
     def __init__(self, client: UpstreamClient, timeouts: Timeouts) -> None:
         self._client = client
         self._timeouts = timeouts
 
-    def _target(self, request: dict[str, Any], deployment: Deployment) -> tuple[str, dict[str, str], dict[str, Any]]:
-        url = deployment.provider.base_url.rstrip("/") + "/chat/completions"
+    def _target(self, request: dict[str, Any], deployment: Deployment, path: str = "/chat/completions",
+                ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        url = deployment.provider.base_url.rstrip("/") + path
         headers = {"content-type": "application/json", **deployment.provider.headers}
         if deployment.api_key:
             headers["authorization"] = f"Bearer {deployment.api_key}"
@@ -134,7 +140,19 @@ class OpenAICompatible:
         return url, headers, body
 
     async def complete(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
-        url, headers, body = self._target(request, deployment)
+        return await self._complete(request, deployment, "/chat/completions")
+
+    async def complete_text(self, request: dict[str, Any], deployment: Deployment) -> UpstreamReply:
+        return await self._complete(request, deployment, "/completions")
+
+    def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
+        return self._stream(request, deployment, "/chat/completions")
+
+    def stream_text(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
+        return self._stream(request, deployment, "/completions")
+
+    async def _complete(self, request: dict[str, Any], deployment: Deployment, path: str) -> UpstreamReply:
+        url, headers, body = self._target(request, deployment, path)
         body.pop("stream_options", None)
         body["stream"] = False
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
@@ -148,8 +166,9 @@ class OpenAICompatible:
             raise UpstreamUnavailable("the upstream sent a malformed answer") from exc
         return UpstreamReply(body=data, usage=meta.usage.normalise() if meta.usage else None, upstream_id=meta.id)
 
-    async def stream(self, request: dict[str, Any], deployment: Deployment) -> AsyncIterator[list[UpstreamChunk]]:
-        url, headers, body = self._target(request, deployment)
+    async def _stream(self, request: dict[str, Any], deployment: Deployment, path: str,
+                      ) -> AsyncIterator[list[UpstreamChunk]]:
+        url, headers, body = self._target(request, deployment, path)
         body["stream"] = True
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True

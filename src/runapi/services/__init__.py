@@ -1,4 +1,4 @@
-"""The services the edges call: accounts and credit, usage and reports, quality feedback.
+"""The services the edges call: accounts and credit, usage and reports, quality feedback, stored responses.
 
 The edges (http/, web/) never reach a store, an engine or SQL: they call these, and take the
 values they need (records, filters) from this face.
@@ -6,6 +6,7 @@ values they need (records, filters) from this face.
 
 from runapi.services.accounts import AccountService
 from runapi.services.feedback import FeedbackService
+from runapi.services.responses import ResponseService
 from runapi.services.usage import UsageService
 from runapi.storage import (
     FEEDBACK_CATEGORIES,
@@ -18,6 +19,7 @@ from runapi.storage import (
     Generation,
     KeyLimits,
     LedgerEntry,
+    StoredResponse,
     UsageFilter,
     UsageRow,
     check_feedback,
@@ -37,6 +39,8 @@ __all__ = [
     "Generation",
     "KeyLimits",
     "LedgerEntry",
+    "ResponseService",
+    "StoredResponse",
     "UsageFilter",
     "UsageRow",
     "UsageService",

@@ -1,6 +1,6 @@
 """The development upstream simulator as a raw ASGI app, and `serve()` to run it in uvicorn.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`,
+Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`,
 `POST /v1/messages/count_tokens` (Anthropic); control endpoints `POST /_sim/faults`
 (`{"faults": [...]}`, consumed one per model request, before any configured fault),
 `POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
@@ -26,6 +26,7 @@ from .anthropic_protocol import AnthropicMessages, count_tokens_body
 from .config import FAULTS, SimulatorConfig, with_overrides
 from .faults import STALL_SECONDS, drop_connection, play_stream, wait_for_disconnect
 from .generation import WireFormat, plan_reply
+from .completions_protocol import OpenAICompletions
 from .openai_protocol import MODELS_BODY, OpenAIChat
 from .script import ScriptTurn
 from .tokens import IMAGE_TOKENS, count_images
@@ -34,6 +35,7 @@ __all__ = ["SimulatorApp", "create_simulator_app", "serve"]
 
 _OPENAI = OpenAIChat()
 _ANTHROPIC = AnthropicMessages()
+_TEXT = OpenAICompletions()
 _JSON = b"application/json"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -73,14 +75,14 @@ class SimulatorApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        fmt: WireFormat = _ANTHROPIC if path.startswith("/v1/messages") else _OPENAI
+        fmt: WireFormat = _ANTHROPIC if path.startswith("/v1/messages") else _TEXT if path == "/v1/completions" else _OPENAI
         expected = "GET" if path in ("/v1/models", "/_sim/stats") else "POST"
         if path not in _ROUTES:
             return await _respond(send, 404, fmt.error(404, f"Invalid URL ({method} {path})"))
         if method != expected:
             return await _respond(send, 405, fmt.error(405, f"Method {method} not allowed on {path}"))
         body = await _read_body(receive) if method == "POST" else b""
-        if path == "/v1/chat/completions" or path == "/v1/messages":
+        if path in ("/v1/chat/completions", "/v1/completions", "/v1/messages"):
             await self._generate(fmt, scope, body, receive, send)
         elif path == "/v1/messages/count_tokens":
             await self._count_tokens(scope, body, send)
@@ -184,6 +186,7 @@ class SimulatorApp:
 _ROUTES = frozenset(
     {
         "/v1/chat/completions",
+        "/v1/completions",
         "/v1/models",
         "/v1/messages",
         "/v1/messages/count_tokens",

@@ -39,6 +39,8 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     output_format: OutputFormat | None = None
     assistant_turns: int = 0
     """Assistant messages already in the conversation: the index of the script turn to play."""
+    choices: int = 1
+    """Answers to give (text completions: one per prompt of the request)."""
 
 
 class ToolCallPlan(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX, Ledger, Settlement
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
 from runapi.storage.redis_client import Rider, per_group, redis_client, run_scripts
+from runapi.storage.responses import ResponseStore, StoredResponse, timestamp
 from runapi.storage.schema import (
     accounts,
     generations,
@@ -82,6 +83,7 @@ __all__ = [
     "KeyLimits",
     "Ledger",
     "LedgerEntry",
+    "ResponseStore",
     "Rider",
     "SchemaMismatch",
     "SeedModel",
@@ -90,6 +92,7 @@ __all__ = [
     "Settlement",
     "SettlementSink",
     "SqliteSettlementSink",
+    "StoredResponse",
     "UsageFilter",
     "UsageRow",
     "accounts",
@@ -120,7 +123,11 @@ __all__ = [
     "stop_task",
     "task_outputs",
     "tasks",
+<<<<<<< HEAD
     "unreconciled",
+=======
+    "timestamp",
+>>>>>>> refactor-22
     "upgrade",
     "usage_by_day_and_model",
     "usage_by_deployment",

@@ -237,3 +237,25 @@ generation_feedback = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Index("ix_generation_feedback_model_updated", "model", "updated_at"),
 )
+
+# Stored `/v1/responses` answers (migration 0006), readable by their own account only. The ID is the generation's
+# (`resp_<hex>` for `gen-<hex>`); a follow-up turn (`previous_response_id`) replays the chain's inputs and outputs.
+# JSON texts: `input_items` and `output_items` (lists of items), `usage` (with `cost`), `params` (the echoed request
+# parameters). `instructions` is kept apart: it does not carry over to a follow-up turn.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("generation_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # completed | incomplete
+    sa.Column("previous_response_id", sa.String(40), nullable=True),
+    sa.Column("instructions", sa.Text, nullable=True),
+    sa.Column("input_items", sa.Text, nullable=False),
+    sa.Column("output_items", sa.Text, nullable=False),
+    sa.Column("usage", sa.Text, nullable=True),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_responses_account_created", "account_id", "created_at"),
+)

@@ -249,6 +249,19 @@ def _thinking(chat: dict[str, Any], max_tokens: int) -> dict[str, Any] | None:
     return {"type": "enabled", "budget_tokens": max(MIN_THINKING_BUDGET, min(budget, max_tokens - 1))}
 
 
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn called tools without a thinking block before them. With thinking on,
+    Anthropic refuses such a continuation (the turn's signed thinking blocks must come back, and a chat
+    history carries none: `reasoning_content` has no signature), so the call goes without thinking."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            blocks = turn["content"]
+            first = blocks[0].get("type") if blocks and isinstance(blocks[0], dict) else None
+            return first not in ("thinking", "redacted_thinking") and any(
+                isinstance(block, dict) and block.get("type") == "tool_use" for block in blocks)
+    return False
+
+
 def to_messages_request(chat: dict[str, Any], upstream_model: str, max_output: int) -> dict[str, Any]:
     """A chat-completions body → an Anthropic Messages body for `upstream_model`.
 
@@ -272,6 +285,8 @@ def to_messages_request(chat: dict[str, Any], upstream_model: str, max_output: i
         plain = all(set(block) == {"type", "text"} for block in system)
         body["system"] = "\n\n".join(block["text"] for block in system) if plain else system
     thinking = _thinking(chat, max_tokens)
+    if thinking is not None and thinking["type"] == "enabled" and _unsigned_tool_turn(messages):
+        thinking = None
     if thinking is not None:
         body["thinking"] = thinking
     thinking_on = thinking is not None and thinking["type"] == "enabled"

@@ -11,15 +11,21 @@ from runapi.protocols.openai.chat_request import (
     decode_typed_body,
     prompt_bytes,
 )
+from runapi.protocols.openai.completion_request import (
+    CompletionRequest,
+    decode_completion_request,
+)
 
 __all__ = [
     "ChatRequest",
+    "CompletionRequest",
     "ImagePart",
     "Message",
     "TextPart",
     "UpstreamChunk",
     "UpstreamReply",
     "decode_chat_request",
+    "decode_completion_request",
     "decode_typed_body",
     "prompt_bytes",
 ]
