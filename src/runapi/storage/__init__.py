@@ -123,11 +123,8 @@ __all__ = [
     "stop_task",
     "task_outputs",
     "tasks",
-<<<<<<< HEAD
-    "unreconciled",
-=======
     "timestamp",
->>>>>>> refactor-22
+    "unreconciled",
     "upgrade",
     "usage_by_day_and_model",
     "usage_by_deployment",

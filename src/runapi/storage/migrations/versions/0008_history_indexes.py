@@ -10,15 +10,15 @@ Query plans: docs/sizing.md. On a big PostgreSQL table, create them beforehand w
 CONCURRENTLY under the same names if the write lock of a plain CREATE INDEX is too long.
 
 Revision ID: 0008
-Revises: 0005 on this branch. The numbers after 0005 are taken on other branches (0006 responses, 0007
-modes-21's generation units): re-chain `down_revision` to "0007" when they are merged.
+Revises: 0006 (responses) on this branch. 0007 is modes-21's generation units, on its branch:
+re-chain `down_revision` to "0007" when it is merged.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
