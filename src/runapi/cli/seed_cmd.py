@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import typer
@@ -51,7 +51,13 @@ def db_seed(accounts: int = typer.Option(1_000, min=1, help="Accounts to create,
     if hot > generations:
         errors.print("[red]--hot cannot exceed --generations.[/red]")
         raise typer.Exit(2)
-    credit_nanos = usd_to_nanos(Decimal(credit))
+    try:
+        credit_nanos = usd_to_nanos(Decimal(credit))
+    except InvalidOperation:
+        credit_nanos = -1
+    if credit_nanos < 0:
+        errors.print(f"[red]--credit must be an amount of USD, 0 or more, not {credit!r}.[/red]")
+        raise typer.Exit(2)
 
     async def work(stores: Stores) -> None:
         if await has_traffic(stores.engine) and not force:
