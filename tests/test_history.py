@@ -34,12 +34,12 @@ async def _books(database_url: str) -> tuple[dict[str, int], dict[str, int], lis
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            balances = dict((await conn.execute(sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos))
+            balances: dict[str, int] = dict((await conn.execute(sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos))
                                                 .group_by(ledger.c.account_id))).all())
-            counts = dict((await conn.execute(sa.select(generations.c.account_id, sa.func.count())
+            counts: dict[str, int] = dict((await conn.execute(sa.select(generations.c.account_id, sa.func.count())
                                               .group_by(generations.c.account_id))).all())
-            hashes = list((await conn.execute(sa.select(api_keys.c.key_hash))).scalars())
-            unmatched = (await conn.execute(
+            hashes: list[str] = list((await conn.execute(sa.select(api_keys.c.key_hash))).scalars())
+            unmatched: int = (await conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos + generations.c.cost_nanos), 0))
                 .select_from(ledger.join(generations, generations.c.id == ledger.c.generation_id)))).scalar_one()
     finally:
@@ -89,7 +89,7 @@ async def _plans(database_url: str) -> dict[str, str]:
     postgres = engine.dialect.name == "postgresql"
     try:
         async with engine.connect() as conn:
-            account = (await conn.execute(sa.select(accounts.c.id).order_by(accounts.c.name).limit(1))).scalar_one()
+            account: str = (await conn.execute(sa.select(accounts.c.id).order_by(accounts.c.name).limit(1))).scalar_one()
             queries = {
                 "usage": account_usage_query(engine, UsageFilter(start=today - timedelta(days=29), end=today,
                                                                  account_id=account)),
