@@ -70,6 +70,51 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
+WRK_KEYS_LUA = r"""
+-- Like WRK_LUA, but each request carries the next key of a keys file (one a line), in turn from a
+-- random start per thread.
+local keys, index, body = {}, 0, nil
+function init(args)
+    local f = assert(io.open(args[1], "rb"))
+    body = f:read("*a")
+    f:close()
+    for line in io.lines(args[2]) do
+        if line ~= "" then keys[#keys + 1] = line end
+    end
+    math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+    index = math.random(#keys)
+end
+
+function request()
+    index = index % #keys + 1
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json",
+                                    ["Authorization"] = "Bearer " .. keys[index]}, body)
+end
+""" + WRK_LUA[WRK_LUA.index("function done"):]
+
+
+def run_wrk_keys(url: str, body: bytes, keys_file: Path, concurrency: int, duration_s: float,
+                 workdir: Path) -> LoadResult:
+    """`run_wrk`, each request with the next key of `keys_file` (one a line)."""
+    script, body_path = workdir / "post-keys.lua", workdir / f"body-{zlib.crc32(body):08x}.json"
+    script.write_text(WRK_KEYS_LUA)
+    body_path.write_bytes(body)
+    return _wrk(["-s", str(script), url, "--", str(body_path), str(keys_file)], concurrency, duration_s)
+
+
+def _wrk(args: list[str], concurrency: int, duration_s: float) -> LoadResult:
+    threads = 1 if concurrency < 32 else 2
+    argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(duration_s))}s",
+            "--timeout", "10s", *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+    data = json.loads(line.removeprefix("WRKJSON "))
+    return LoadResult(requests=data["requests"], errors=data["errors"], duration_s=data["duration_us"] / 1e6,
+                      p50_ms=data["p50"] / 1000, p90_ms=data["p90"] / 1000, p99_ms=data["p99"] / 1000, client="wrk")
+
+
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
@@ -114,8 +159,10 @@ class _Tally:
 
 
 async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], stream: bool,
-               tally: _Tally, record: bool, protocol: str = "chat") -> None:
+               tally: _Tally, record: bool, protocol: str = "chat", keys: KeyRing | None = None) -> None:
     first_token, done, answered = _MARKERS[protocol]
+    if keys is not None:
+        headers = {**headers, "authorization": f"Bearer {keys.next()}"}
     started = time.perf_counter()
     ttft = None
     try:
@@ -147,8 +194,22 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
         tally.overheads.append(float(overhead))
 
 
+class KeyRing:
+    """API keys taken in turn, one per request (the many-tenants cells)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = keys
+        self._index = 0
+
+    def next(self) -> str:
+        key = self._keys[self._index % len(self._keys)]
+        self._index += 1
+        return key
+
+
 async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float, stream: bool,
-                requests: int | None, warmup_s: float, protocol: str, extra_headers: dict[str, str]) -> LoadResult:
+                requests: int | None, warmup_s: float, protocol: str, extra_headers: dict[str, str],
+                keys: KeyRing | None = None) -> LoadResult:
     headers = {"content-type": "application/json", **extra_headers}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
@@ -158,7 +219,7 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
         warm_until = time.perf_counter() + warmup_s
         while time.perf_counter() < warm_until:
-            await asyncio.gather(*(_one(session, url, body, headers, stream, tally, False, protocol)
+            await asyncio.gather(*(_one(session, url, body, headers, stream, tally, False, protocol, keys)
                                    for _ in range(concurrency)))
         budget = [requests] if requests is not None else None
         deadline = time.perf_counter() + duration_s
@@ -172,7 +233,7 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
                     budget[0] -= 1
                 elif time.perf_counter() >= deadline:
                     return
-                await _one(session, url, body, headers, stream, tally, True, protocol)
+                await _one(session, url, body, headers, stream, tally, True, protocol, keys)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -191,13 +252,16 @@ async def _load(url: str, body: bytes, api_key: str, concurrency: int, duration_
 
 def run_async_client(url: str, body: bytes, api_key: str, concurrency: int, *, stream: bool,
                      duration_s: float = 0.0, requests: int | None = None, warmup_s: float = 0.0,
-                     protocol: str = "chat", headers: dict[str, str] | None = None) -> LoadResult:
+                     protocol: str = "chat", headers: dict[str, str] | None = None,
+                     keys: list[str] | None = None) -> LoadResult:
     """Drive `url` with `concurrency` aiohttp workers for `duration_s` seconds (or `requests` requests).
 
     For SSE, TTFT is the time to the first chunk carrying text (`delta.content`; a Messages
     `text_delta`); a stream that does not end with `data: [DONE]` (`message_stop`) counts as an error.
+    `keys`: send each request with the next of these keys instead of `api_key`.
     """
-    load = _load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s, protocol, headers or {})
+    load = _load(url, body, api_key, concurrency, duration_s, stream, requests, warmup_s, protocol, headers or {},
+                 KeyRing(keys) if keys else None)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency of the project

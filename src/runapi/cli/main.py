@@ -12,6 +12,7 @@ from runapi.cli.accounts_cmd import accounts_app, credits_app, keys_app
 from runapi.cli.common import command_group, console, errors, settings_or_exit
 from runapi.cli.dev_cmd import dev
 from runapi.cli.models_cmd import models_app
+from runapi.cli.seed_cmd import db_seed
 from runapi.cli.skill_cmd import skill_app
 from runapi.cli.tasks_cmd import tasks_app
 from runapi.cli.usage_cmd import register as register_usage
@@ -28,6 +29,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(skill_app, name="skill")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(db_app, name="db")
+db_app.command("seed")(db_seed)
 
 
 @db_app.command("upgrade")

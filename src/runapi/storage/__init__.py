@@ -45,6 +45,7 @@ from runapi.storage.schema import (
     webhook_events,
     webhook_secrets,
 )
+from runapi.storage.seed import SeedModel, SeedPlan, SeedResult, has_traffic, seed, unreconciled
 from runapi.storage.settlement_sink import (
     SettlementSink,
     SqliteSettlementSink,
@@ -85,6 +86,9 @@ __all__ = [
     "ResponseStore",
     "Rider",
     "SchemaMismatch",
+    "SeedModel",
+    "SeedPlan",
+    "SeedResult",
     "Settlement",
     "SettlementSink",
     "SqliteSettlementSink",
@@ -101,6 +105,7 @@ __all__ = [
     "create_settlement_sink",
     "feedback_json",
     "generations",
+    "has_traffic",
     "hash_key",
     "idempotency_keys",
     "is_sqlite",
@@ -111,6 +116,7 @@ __all__ = [
     "read_epoch",
     "redis_client",
     "run_scripts",
+    "seed",
     "server_secrets",
     "spend_by_account",
     "sqlite_file",
@@ -118,6 +124,7 @@ __all__ = [
     "task_outputs",
     "tasks",
     "timestamp",
+    "unreconciled",
     "upgrade",
     "usage_by_day_and_model",
     "usage_by_deployment",

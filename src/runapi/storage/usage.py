@@ -54,11 +54,17 @@ class UsageRow(msgspec.Struct, frozen=True):
 
 
 def _day(engine: AsyncEngine) -> sa.ColumnElement[Any]:
-    """`YYYY-MM-DD` of `created_at` in UTC, in the engine's SQL dialect."""
+    """The UTC day of `created_at`, in the engine's SQL dialect (read back with `_day_text`). On PostgreSQL
+    a timestamp, not text: it hashes and sorts without formatting each of an account's rows."""
     column = generations.c.created_at
     if engine.dialect.name == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+        return sa.func.date_trunc("day", column, "UTC")
     return sa.func.substr(column, 1, 10)  # SQLite keeps UTC timestamps as ISO text
+
+
+def _day_text(value: Any) -> str:
+    """`YYYY-MM-DD` of a `_day` value."""
+    return value.astimezone(UTC).date().isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _sums() -> list[sa.ColumnElement[Any]]:
@@ -80,10 +86,14 @@ def _sums() -> list[sa.ColumnElement[Any]]:
     ]
 
 
-def _where(query: sa.Select[Any], where: UsageFilter) -> sa.Select[Any]:
+def _period(where: UsageFilter, column: sa.Column[Any]) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     start = datetime.combine(where.start, time(), UTC)
     end = datetime.combine(where.end + timedelta(days=1), time(), UTC)
-    query = query.where(generations.c.created_at >= start, generations.c.created_at < end)
+    return column >= start, column < end
+
+
+def _where(query: sa.Select[Any], where: UsageFilter) -> sa.Select[Any]:
+    query = query.where(*_period(where, generations.c.created_at))
     if where.account_id:
         query = query.where(generations.c.account_id == where.account_id)
     if where.key_id:
@@ -105,27 +115,63 @@ def _row(row: Any, day: str = "", model: str = "", provider: str = "", upstream_
     )
 
 
+def account_usage_query(engine: AsyncEngine, where: UsageFilter) -> sa.Select[Any]:
+    """The query of `usage_by_day_and_model` (for its plan, see bench/history.py)."""
+    keys = (_day(engine).label("day"), generations.c.model, generations.c.unit)
+    return _where(sa.select(*keys, *_sums()), where).group_by(*keys).order_by(*keys)
+
+
 async def usage_by_day_and_model(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
     """Totals per (UTC day, model, billing unit), ordered by day then model."""
-    day = _day(engine).label("day")
-    keys = (day, generations.c.model, generations.c.unit)
-    query = _where(sa.select(*keys, *_sums()), where).group_by(*keys).order_by(*keys)
+    query = account_usage_query(engine, where)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [_row(r, day=str(r.day), model=r.model) for r in rows]
+    return [_row(r, day=_day_text(r.day), model=r.model) for r in rows]
+
+
+DEPLOYMENT = (generations.c.model, generations.c.provider, generations.c.upstream_model, generations.c.unit)
+# A literal, not a parameter: the planners use the partial index `ix_ledger_writeoffs` only for a
+# condition they can match to its own (migration 0008).
+IS_WRITEOFF = ledger.c.kind == sa.literal_column("'writeoff'")
+
+
+def deployment_usage_query(where: UsageFilter) -> sa.Select[Any]:
+    """The query of `usage_by_deployment` without write-offs (for its plan, see bench/history.py)."""
+    return _where(sa.select(*DEPLOYMENT, *_sums()), where).group_by(*DEPLOYMENT).order_by(*DEPLOYMENT)
+
+
+def writeoff_query(where: UsageFilter) -> sa.Select[Any]:
+    """Write-offs per deployment of the generations `where` covers. A write-off carries its generation's
+    `created_at` (`ledger.writeoff_row`), so the few write-offs of the period are read from their partial
+    index, and each finds its generation by primary key."""
+    own_id = sa.func.substr(ledger.c.generation_id, 1, sa.func.length(ledger.c.generation_id) - len(WRITEOFF_SUFFIX))
+    query = sa.select(*DEPLOYMENT, sa.func.sum(ledger.c.amount_nanos).label("write_off_nanos")) \
+        .select_from(ledger.join(generations, generations.c.id == own_id)) \
+        .where(IS_WRITEOFF, *_period(where, ledger.c.created_at))
+    return _where(query, where).group_by(*DEPLOYMENT)
 
 
 async def usage_by_deployment(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
     """Totals per (model, provider, upstream model, billing unit), for revenue against upstream cost, with the
     write-offs of those generations (at most one ledger row each, so no sum is counted twice)."""
-    keys = (generations.c.model, generations.c.provider, generations.c.upstream_model, generations.c.unit)
-    written_off = sa.func.coalesce(sa.func.sum(ledger.c.amount_nanos), 0).label("write_off_nanos")
-    joined = generations.outerjoin(ledger, ledger.c.generation_id == generations.c.id + WRITEOFF_SUFFIX)
-    query = _where(sa.select(*keys, *_sums(), written_off).select_from(joined), where) \
-        .group_by(*keys).order_by(*keys)
     async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [_row(r, model=r.model, provider=r.provider, upstream_model=r.upstream_model) for r in rows]
+        rows = (await conn.execute(deployment_usage_query(where))).all()
+        written_off = {(r.model, r.provider, r.upstream_model, r.unit): int(r.write_off_nanos)
+                       for r in (await conn.execute(writeoff_query(where))).all()}
+    return [msgspec.structs.replace(
+        _row(r, model=r.model, provider=r.provider, upstream_model=r.upstream_model),
+        write_off_nanos=written_off.get((r.model, r.provider, r.upstream_model, r.unit), 0)) for r in rows]
+
+
+def totals_queries() -> dict[str, sa.Select[Any]]:
+    """The operator dashboard's per-account totals (for their plans, see bench/history.py)."""
+    return {
+        "balances by account (operator dashboard)":
+            sa.select(ledger.c.account_id, sa.func.sum(ledger.c.amount_nanos)).group_by(ledger.c.account_id),
+        "spend by account (operator dashboard)":
+            sa.select(generations.c.account_id, sa.func.sum(generations.c.cost_nanos)).group_by(
+                generations.c.account_id),
+    }
 
 
 async def balances_by_account(engine: AsyncEngine) -> dict[str, int]:
