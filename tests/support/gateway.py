@@ -32,7 +32,7 @@ GENEROUS_TIERS: dict[str, dict[str, Any]] = {
 
 def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = None,
                      models: dict[str, dict[str, Any]] | None = None, site: dict[str, str] | None = None,
-                     **server: Any) -> ConfigFile:
+                     media: dict[str, Any] | None = None, **server: Any) -> ConfigFile:
     """Every built-in provider pointed at the simulator (which speaks both protocols)."""
     import msgspec
 
@@ -41,7 +41,8 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
     providers = {name: {"base_url": f"{sim_url}/v1" if spec["protocol"] == "openai" else sim_url, "api_key_env": ""}
                  for name, spec in builtin_catalog_data()["providers"].items()}
     return msgspec.convert({"providers": providers, "server": server, "models": models or {},
-                            "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {}}, ConfigFile)
+                            "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {},
+                            "media": media or {}}, ConfigFile)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
@@ -87,11 +88,11 @@ class RunningGateway:
 def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, Any]] | None = None,
                 models: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
                 env: dict[str, str] | None = None, site: dict[str, str] | None = None,
-                **server: Any) -> Iterator[RunningGateway]:
+                media: dict[str, Any] | None = None, **server: Any) -> Iterator[RunningGateway]:
     """A gateway on loopback. `tiers`, `models` and `site` are config tables (default tiers: generous
     limits), `clock` drives its rate limiter, `env` adds `RUNAPI_*` variables (e.g. `RUNAPI_REDIS_URL`)."""
     upgrade(database_url)
-    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, **server),
+    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, media, **server),
                                 **(env or {}))
     app = create_app(settings, clock=clock)
     with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:
