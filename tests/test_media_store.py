@@ -253,3 +253,15 @@ async def test_download_bounds_size_and_time(tmp_path: Path, sim_base: str) -> N
         assert await LocalBackend(tmp_path).groups() == []
     finally:
         await downloader.close()
+
+
+async def test_purge_sweeps_partial_writes_a_crash_left(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    stale, fresh = tmp_path / ".incoming" / "stale", tmp_path / ".incoming" / "fresh"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (1_800_000_000 - 2 * DAY, 1_800_000_000 - 2 * DAY))
+    os.utime(fresh, (1_800_000_000 - 60, 1_800_000_000 - 60))
+    store = MediaStore(backend, retention=DAY, max_bytes=1000, clock=Clock(1_800_000_000.0))
+    assert await store.purge() == 1
+    assert not stale.exists() and fresh.exists()

@@ -45,4 +45,9 @@ class MediaBackend(Protocol):
         """Remove every object of a purge group; the number removed."""
         ...
 
+    async def sweep(self, older_than: float) -> int:
+        """Remove what writes interrupted by a crash left behind, if older than `older_than` (Unix
+        seconds); the number removed."""
+        ...
+
     async def close(self) -> None: ...

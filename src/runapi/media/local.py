@@ -90,8 +90,21 @@ class LocalBackend:
         await asyncio.to_thread(shutil.rmtree, directory, True)
         return count
 
+    async def sweep(self, older_than: float) -> int:
+        return await asyncio.to_thread(_sweep, self.root / _INCOMING, older_than)
+
     async def close(self) -> None:
         pass
+
+
+def _sweep(directory: Path, older_than: float) -> int:
+    removed = 0
+    for entry in os.scandir(directory):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat().st_mtime < older_than:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def _flush(handle: BinaryIO) -> None:

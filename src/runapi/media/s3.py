@@ -69,5 +69,10 @@ class S3Backend:
             await obstore.delete_async(self._store, paths[start:start + 1000])
         return len(paths)
 
+    async def sweep(self, older_than: float) -> int:
+        # Parts of an interrupted multipart upload are invisible and not listed by obstore: a bucket
+        # lifecycle rule (AbortIncompleteMultipartUpload) removes them (see docs/media.md).
+        return 0
+
     async def close(self) -> None:
         pass

@@ -18,6 +18,8 @@ from .keys import content_type_of, is_media_key, new_media_key, purge_after
 
 __all__ = ["MediaStore", "MediaTooLarge", "StoredMedia"]
 
+_PARTIAL_WRITE_AGE = 86400.0  # a write still unfinished after a day was cut short by a crash
+
 
 class StoredMedia(msgspec.Struct, frozen=True):
     """An object just stored: `expires` is when its retention ends (Unix seconds)."""
@@ -81,9 +83,9 @@ class MediaStore:
         return purge_after(key.split("/", 1)[0]) <= self._clock()
 
     async def purge(self) -> int:
-        """Delete every object whose retention ended; the number deleted."""
+        """Delete every object whose retention ended, and partial writes a day old; the number deleted."""
         now = self._clock()
-        removed = 0
+        removed = await self.backend.sweep(now - _PARTIAL_WRITE_AGE)
         for group in await self.backend.groups():
             try:
                 due = purge_after(group) <= now
