@@ -133,3 +133,9 @@ def test_media_settings_are_validated() -> None:
         load_settings({"RUNAPI_MEDIA_URL": "s3://bucket?colour=blue"}, ConfigFile())
     with pytest.raises(msgspec.ValidationError, match="must be positive"):
         msgspec.convert({"media": {"retention": 0}}, ConfigFile)
+
+
+def test_regression_far_future_expires_is_403_not_500(local_gateway: RunningGateway) -> None:
+    """Schemathesis found it: an `expires` past year 9999 made the (unused) expiry message fail."""
+    answer = httpx.get(f"{local_gateway.base_url}/v1/media/0", params={"expires": 999999999999, "signature": "0" * 256})
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "invalid_signature"

@@ -30,6 +30,14 @@ def _days(seconds: float) -> str:
     return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} seconds"
 
 
+def _utc(seconds: int) -> str:
+    """ISO 8601 UTC time of Unix `seconds`; far beyond year 9999 (never an expired URL's), the number."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"Unix time {seconds}"
+
+
 async def get_media(request: Request) -> Response:
     """A stored image or video, for whoever holds its signed URL, until it expires."""
     media: MediaRuntime = request.app.state.media
@@ -38,9 +46,9 @@ async def get_media(request: Request) -> Response:
     expires = optional_int_param(params, "expires", 0, MAX_EXPIRES)
     retention = media.settings.media.retention
     kept = f"media is kept for {_days(retention)} after it was generated, then deleted"
-    when = datetime.fromtimestamp(expires or 0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    media.signer.verify_media(key, expires, text_param(params, "signature", 200), time.time(),
-                              f"This media URL expired at {when}: {kept}. Generate it again for a new URL.")
+    media.signer.verify_media(key, expires, text_param(params, "signature"), time.time(),
+                              f"This media URL expired at {_utc(expires or 0)}: {kept}. "
+                              "Generate it again for a new URL.")
     size = await media.store.size(key)
     if size is None:
         raise OutputExpired(f"This media is no longer kept: {kept}.", code="media_expired")

@@ -56,7 +56,12 @@ class MediaRuntime:
         self._downloader = MediaDownloader(self._store, download_guard(media.download_allow), media.download_timeout)
         await self._downloader.start()
         self._purger = asyncio.get_running_loop().create_task(self._purge(), name="media-purger")
-        log.info("media store: %s, kept %g s", self._store.backend.description, media.retention)
+        try:  # a wrong bucket or credentials shows at start, not at the first generation
+            await self._store.backend.groups()
+            log.info("media store: %s, kept %g s", self._store.backend.description, media.retention)
+        except Exception:
+            log.exception("media store %s is not reachable (media generations will fail until it is)",
+                          self._store.backend.description)
 
     async def stop(self) -> None:
         if self._purger is not None:
