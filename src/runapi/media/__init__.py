@@ -3,7 +3,8 @@
 `MediaStore` (put / read by range / delete / purge) over a `MediaBackend`: a local directory
 (`LocalBackend`, the embedded default) or an S3-compatible store (`S3Backend`). A gateway process
 uses it through `runapi.media.runtime.MediaRuntime` (signed URLs, the retention purge) and
-`runapi.media.download.MediaDownloader` (copies of provider URLs); those two are imported from
+`runapi.media.download.MediaDownloader` (copies of provider URLs), and endpoints turn provider
+results into kept files with `runapi.media.results`; those three are imported from
 their modules, as they depend on the task layer, which depends on the settings that import
 `location` from here.
 """
