@@ -17,18 +17,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runapi.config import Settings
 from runapi.errors import GatewayError
-from runapi.http import account_api, admin_api, feedback_api, limits_api, models_api, usage_api
+from runapi.http import (
+    account_api,
+    admin_api,
+    feedback_api,
+    limits_api,
+    media_api,
+    models_api,
+    tasks_api,
+    usage_api,
+)
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.embeddings import EmbeddingsEndpoint
-from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
 from runapi.http.openapi import openapi_json
 from runapi.http.probes import answers_probe, probe
 from runapi.http.responses import json_response
-from runapi.http import tasks_api
 from runapi.limits import Clock
+from runapi.media.runtime import MediaRuntime
 from runapi.pipeline.gateway import Gateway
 from runapi.tasks import TaskRuntime
 from runapi.web import skill_routes, web_routes
@@ -75,11 +84,13 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
     is only the gateway, as `runapi serve`'s) moves what start-up made out of the collector's sight."""
     gateway = Gateway(settings, clock=clock, health_clock=health_clock)
     tasks = TaskRuntime(gateway)  # started after the gateway, stopped before it
+    media = MediaRuntime(settings)  # likewise
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         try:
+            await media.start(gateway.engine)
             await tasks.start()
             try:
                 if freeze_gc:
@@ -90,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
                 yield
             finally:
                 await tasks.stop()
+                await media.stop()
         finally:
             await gateway.stop()
 
@@ -109,6 +121,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *admin_api.routes,
         *tasks_api.routes,
+        *media_api.routes,
         *limits_api.routes,
         *usage_api.routes,
         *web_routes(settings),
@@ -117,6 +130,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
                     exception_handlers={GatewayError: handle_error, HTTPException: handle_error, Exception: handle_error})
     app.state.gateway = gateway
     app.state.tasks = tasks
+    app.state.media = media
     return app
 
 

@@ -151,7 +151,8 @@ _TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operatio
     ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
     ("/v1/embeddings", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
     ("/v1/generations", "Your account"), ("/v1/usage", "Your account"), ("/v1/webhooks", "Tasks and webhooks"),
-    ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
+    ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"),
+    ("/v1/media", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
     ("/admin/", "Admin API"), ("/health", "Operations"), ("/metrics", "Operations"), ("/openapi.json", "Operations"),
 ]
 
@@ -203,6 +204,10 @@ def build_openapi() -> dict[str, Any]:
                                                       params=_path("task_id"))},
         "/v1/outputs/{task_id}": {"get": _op("A task's output, by signed URL", auth=None,
                                              params=_path("task_id") + _query(expires=_EXPIRES, signature=_TEXT))},
+        "/v1/media/{key}": {"get": _op("Generated media (image, video), by signed cached output URL", auth=None,
+                                       ok_content={"application/octet-stream": {"schema": {"type": "string",
+                                                                                           "format": "binary"}}},
+                                       params=_path("key") + _query(expires=_EXPIRES, signature=_TEXT))},
         "/v1/webhooks/secret": {"get": _op("Your webhook signing secret")},
         "/v1/webhooks/secret/rotate": {"post": _op("Rotate your webhook signing secret")},
         "/health": {"get": _op("Liveness", auth=None)},
