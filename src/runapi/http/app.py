@@ -31,6 +31,7 @@ from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.embeddings import EmbeddingsEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.images import ImagesEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
 from runapi.http.openapi import openapi_json
@@ -106,7 +107,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
             await gateway.stop()
 
     hot: dict[str, ASGIApp] = {"/v1/chat/completions": ChatCompletionsEndpoint(gateway),
-                               "/v1/messages": MessagesEndpoint(gateway), "/v1/embeddings": EmbeddingsEndpoint(gateway)}
+                               "/v1/messages": MessagesEndpoint(gateway), "/v1/embeddings": EmbeddingsEndpoint(gateway),
+                               "/v1/images/generations": ImagesEndpoint(gateway, media)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),

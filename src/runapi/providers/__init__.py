@@ -5,6 +5,7 @@ from runapi.providers.base import (
     Deployment,
     Embeddings,
     EmbeddingsReply,
+    Images,
     Provider,
     Timeouts,
     UpstreamChunk,
@@ -12,5 +13,5 @@ from runapi.providers.base import (
 )
 from runapi.providers.openai_compat import OpenAICompatible
 
-__all__ = ["AnthropicProvider", "Deployment", "Embeddings", "EmbeddingsReply", "NativeMessages", "OpenAICompatible", "Provider", "Timeouts",
+__all__ = ["AnthropicProvider", "Deployment", "Embeddings", "EmbeddingsReply", "Images", "NativeMessages", "OpenAICompatible", "Provider", "Timeouts",
            "UpstreamChunk", "UpstreamReply"]
