@@ -128,14 +128,13 @@ def test_the_hold_is_n_times_the_worst_unit_price(gw: RunningGateway, sim_url: s
 @pytest.mark.parametrize(("model", "x_sim", "status"), [
     ("gpt-image", {"fault": "filtered"}, 400),  # the provider's content filter: the whole call refused
     ("cogview-4", {"fault": "filtered"}, 400),
-    ("cogview-4", {"media_url_ttl_s": 0}, 502),  # the provider's URLs expired before we copied them
     ("gpt-image", {"fault": "500"}, 503),
 ])
 def test_filtered_or_undeliverable_images_are_free(gw: RunningGateway, model: str, x_sim: dict[str, Any],
                                                    status: int) -> None:
     account, key = gw.create_account("1")
-    with pytest.raises(openai.APIStatusError) as caught:
-        client(gw, key).images.generate(model=model, prompt="anything", extra_body={"x_sim": x_sim})
+    with client(gw, key) as sdk, pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model=model, prompt="anything", extra_body={"x_sim": x_sim})
     assert caught.value.status_code == status
     error = caught.value.response.json()["error"]
     assert set(error) >= {"message", "type", "code"} and error["message"]
@@ -164,3 +163,17 @@ def test_a_request_that_breaks_the_schema_is_refused_before_any_hold(gw: Running
     assert error["type"] == "invalid_request_error" and error["param"] == param
     assert gw.admin.get("/admin/generations", params={"account_id": account}).json()["data"] == []
     assert sim_posts(sim_url) == before
+
+
+def test_an_idempotent_retry_gets_the_same_images_and_is_charged_once(gw: RunningGateway, sim_url: str) -> None:
+    account, key = gw.create_account("1")
+    sdk = client(gw, key)
+    before = sim_posts(sim_url)
+    first = sdk.images.with_raw_response.generate(model="cogview-4", prompt="a kite",
+                                                  extra_headers={"Idempotency-Key": "kite-1"})
+    again = sdk.images.with_raw_response.generate(model="cogview-4", prompt="a kite",
+                                                  extra_headers={"Idempotency-Key": "kite-1"})
+    assert again.parse().data[0].url == first.parse().data[0].url
+    assert again.headers["x-runapi-generation-id"] == first.headers["x-runapi-generation-id"]
+    assert sim_posts(sim_url) == before + 1
+    assert list(charges(gw, account).values()) == [Decimal("0.01")] and gw.balance(account) == Decimal("0.99")
