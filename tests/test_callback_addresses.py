@@ -11,8 +11,8 @@ import ipaddress
 import httpx
 import pytest
 
-from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused
-from runapi.tasks.special_addresses import refusal
+from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused
+from runapi.outbound.special_addresses import refusal
 from tests.support.gateway import RunningGateway
 
 REFUSED = [

@@ -17,12 +17,12 @@ graph = functools.cache(import_graph.graph)  # read the source once for every te
 # Bottom to top. A package imports only packages of lower layers; packages of one layer are independent.
 LAYERS: list[set[str]] = [
     {"errors", "money", "clock", "logs", "simulator"},  # the ground floor: values, no I/O of ours
-    {"query", "outage"},
+    {"query", "outage", "media_location"},
     {"storage", "transport"},
-    {"catalog", "health", "metrics", "protocols"},
+    {"catalog", "health", "metrics", "protocols", "outbound"},
     {"limits", "accounting"},
     {"config"},
-    {"public_url", "providers"},
+    {"public_url", "providers", "media"},
     {"pipeline", "services"},  # what one call goes through; what the edges call
     {"tasks"},
     {"runtime"},  # the composition root

@@ -545,7 +545,7 @@ def test_stats_record_pass_through(oai: openai.OpenAI, claude: anthropic.Anthrop
     )
     http.post("/_sim/reset")
     assert http.get("/_sim/stats").json() == {"requests": 0, "last_request": None, "last_headers": {},
-                                              "last_target": ""}
+                                              "last_target": "", "by_path": {}}
 
 
 def test_latency_and_chunk_delay(http: httpx.Client) -> None:

@@ -16,6 +16,7 @@ import msgspec
 
 from runapi.catalog import Catalog, build_catalog, builtin_catalog_data
 from runapi.limits import DEFAULT_TIERS, TierOverride, TierTable, build_tiers
+from runapi.media_location import parse_media_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./runapi.db"
 
@@ -78,6 +79,27 @@ class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     webhook_allow: tuple[str, ...] = ()  # hosts, IPs or CIDRs exempt from the callback_url SSRF guard
 
 
+class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[media]` table: where generated images and videos are kept, and for how long (seconds)."""
+
+    # Empty: a directory beside the SQLite database (runapi.db-media/), or ./runapi-media; a path or
+    # file:///path; or s3://bucket/prefix?endpoint=URL&region=NAME for an S3-compatible store shared by
+    # every instance. RUNAPI_MEDIA_URL overrides it.
+    url: str = ""
+    access_key_env: str = "AWS_ACCESS_KEY_ID"  # env var holding the S3 access key (never the key itself)
+    secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    retention: float = 7 * 86400.0  # how long media is kept; its signed URLs stop working then (410)
+    max_bytes: int = 512 * 1024 * 1024  # largest object kept (a bigger upstream file fails the download)
+    download_timeout: float = 300.0  # whole copy of one upstream media URL into the store
+    download_allow: tuple[str, ...] = ()  # hosts, IPs or CIDRs exempt from the download SSRF guard
+    purge_interval: float = 300.0  # how often objects past their retention are deleted
+    storage_timeout: float = 60.0  # one request to an S3-compatible store
+
+    def __post_init__(self) -> None:
+        if self.retention <= 0 or self.max_bytes <= 0 or self.download_timeout <= 0 or self.purge_interval <= 0:
+            raise ValueError("media.retention, max_bytes, download_timeout and purge_interval must be positive")
+
+
 class SiteSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The `[site]` table: where customers report problems, shown on the model pages (empty: not shown)."""
 
@@ -102,6 +124,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     models: dict[str, dict[str, Any]] = {}
     tiers: dict[str, TierOverride] = {}
     tasks: TaskSettings = TaskSettings()
+    media: MediaSettings = MediaSettings()
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -116,6 +139,8 @@ class Settings(msgspec.Struct, frozen=True):
     site: SiteSettings = SiteSettings()
     output_secret: str = ""  # RUNAPI_OUTPUT_SECRET signs output URLs; empty: one generated and kept in the database
     metrics_token: str = ""  # RUNAPI_METRICS_TOKEN: bearer token for /metrics; empty: loopback clients only
+    media: MediaSettings = MediaSettings()  # its url already overridden by RUNAPI_MEDIA_URL
+    media_credentials: tuple[str, str] = ("", "")  # (access key, secret key) read from [media]'s env var names
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
         return f"Settings(database_url={self.database_url!r}, redis_url={'set' if self.redis_url else ''!r})"
@@ -150,6 +175,11 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         tiers = build_tiers(config.tiers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    media = msgspec.structs.replace(config.media, url=env.get("RUNAPI_MEDIA_URL") or config.media.url)
+    try:
+        parse_media_url(media.url, None)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     keys = {
         name: env[spec.api_key_env]
         for name, spec in catalog.providers.items()
@@ -167,4 +197,6 @@ def load_settings(env: Mapping[str, str] | None = None, config: ConfigFile | Non
         site=config.site,
         output_secret=env.get("RUNAPI_OUTPUT_SECRET", ""),
         metrics_token=env.get("RUNAPI_METRICS_TOKEN", ""),
+        media=media,
+        media_credentials=(env.get(config.media.access_key_env, ""), env.get(config.media.secret_key_env, "")),
     )

@@ -69,6 +69,7 @@ from runapi.storage import (
     sqlite_file,
     stop_task,
 )
+from runapi.media.runtime import MediaRuntime
 from runapi.tasks import TaskRuntime
 from runapi.transport import Timeouts, UpstreamClient
 
@@ -127,6 +128,7 @@ class Gateway:
         self._providers: dict[str, Provider] = {}
         self._poller: asyncio.Task[None] | None = None
         self.epoch_seen: int | None = None  # the cache epoch this instance last read (observable by tests)
+        self.media = MediaRuntime(settings)  # the media store: started after the rest, stopped before it
         self.tasks = TaskRuntime(self)  # started after the rest, stopped before it
         self._tasks_started = False
 
@@ -143,7 +145,12 @@ class Gateway:
         self.settlements.start()
         self.response_store.start()
         try:
-            await self.tasks.start()
+            await self.media.start(self.engine)
+            try:
+                await self.tasks.start()
+            except BaseException:
+                await self.media.stop()
+                raise
         except BaseException:
             await self._stop_gateway()
             raise
@@ -164,7 +171,10 @@ class Gateway:
         fails (a pool left open leaks its connections); a failure is raised at the end."""
         try:
             if self._tasks_started:
-                await self.tasks.stop()
+                try:
+                    await self.tasks.stop()
+                finally:
+                    await self.media.stop()
         finally:
             await self._stop_gateway()
 

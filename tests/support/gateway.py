@@ -33,9 +33,10 @@ GENEROUS_TIERS: dict[str, dict[str, Any]] = {
 
 def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = None,
                      models: dict[str, dict[str, Any]] | None = None, site: dict[str, str] | None = None,
-                     providers: dict[str, dict[str, Any]] | None = None, **server: Any) -> ConfigFile:
+                     providers: dict[str, dict[str, Any]] | None = None, media: dict[str, Any] | None = None,
+                     **server: Any) -> ConfigFile:
     """Every built-in provider pointed at the simulator (which speaks both protocols); `providers`
-    overrides some (e.g. a base URL on the simulator's Z.ai-shaped routes)."""
+    overrides some (e.g. a base URL on the simulator's Z.ai-shaped routes); `media` is the [media] table."""
     import msgspec
 
     from runapi.catalog import builtin_catalog_data
@@ -44,7 +45,8 @@ def simulator_config(sim_url: str, tiers: dict[str, dict[str, Any]] | None = Non
               for name, spec in builtin_catalog_data()["providers"].items()}
     tables.update(providers or {})
     return msgspec.convert({"providers": tables, "server": server, "models": models or {},
-                            "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {}}, ConfigFile)
+                            "tiers": GENEROUS_TIERS if tiers is None else tiers, "site": site or {},
+                            "media": media or {}}, ConfigFile)
 
 
 def gateway_settings(database_url: str, config: ConfigFile, **env: str) -> Settings:
@@ -110,11 +112,13 @@ class RunningGateway:
 def run_gateway(database_url: str, sim_url: str, *, tiers: dict[str, dict[str, Any]] | None = None,
                 models: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
                 env: dict[str, str] | None = None, site: dict[str, str] | None = None,
-                providers: dict[str, dict[str, Any]] | None = None, **server: Any) -> Iterator[RunningGateway]:
+                providers: dict[str, dict[str, Any]] | None = None, media: dict[str, Any] | None = None,
+                **server: Any) -> Iterator[RunningGateway]:
     """A gateway on loopback. `tiers`, `models` and `site` are config tables (default tiers: generous
     limits), `clock` drives its rate limiter, `env` adds `RUNAPI_*` variables (e.g. `RUNAPI_REDIS_URL`)."""
     upgrade(database_url)
-    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, providers, **server),
+    settings = gateway_settings(database_url, simulator_config(sim_url, tiers, models, site, providers, media,
+                                                               **server),
                                 **(env or {}))
     app = create_app(settings, clock=clock)
     with serve_asgi(app, http=guarded_protocol(settings.server)) as base_url:

@@ -90,6 +90,8 @@ def sim(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8790),
         chunk_delay_ms: float = typer.Option(0.0, help="Delay between streamed chunks"),
         completion_tokens: int = typer.Option(12, help="Words in each reply"),
         script: Path | None = typer.Option(None, help="JSON file: a list of scripted turns (docs/simulator.md)"),
+        video_delay_ms: float = typer.Option(500.0, help="How long a simulated video job runs"),
+        media_url_ttl_s: float = typer.Option(3600.0, help="How long generated image and video URLs work"),
         ) -> None:
     """Run the local upstream simulator alone (a development tool, not a provider)."""
     import msgspec
@@ -100,7 +102,8 @@ def sim(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8790),
     turns = msgspec.json.decode(script.read_bytes(), type=tuple[ScriptTurn, ...]) if script else ()
     console.print(f"Upstream simulator (development tool) on http://{host}:{port}/v1")
     serve_simulator(host, port, SimulatorConfig(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
-                                                completion_tokens=completion_tokens, script=turns))
+                                                completion_tokens=completion_tokens, script=turns,
+                                                video_delay_ms=video_delay_ms, media_url_ttl_s=media_url_ttl_s))
 
 
 app.command()(dev)

@@ -43,6 +43,9 @@ def generation_json(row: Generation) -> dict[str, Any]:
         },
         "pricing": {"input": row.price_input, "output": row.price_output, "cache_read": row.price_cache_read,
                     "cache_write": row.price_cache_write, "unit": "USD per 1M tokens"},
+        "unit": row.unit,  # tokens, or image / video / second: media calls bill `units` at `price_unit` USD each
+        "units": row.units,
+        "price_unit": row.price_unit,
         "cost": nanos_to_usd(row.cost_nanos),
         "estimated": row.estimated,
         "latency_ms": row.latency_ms,

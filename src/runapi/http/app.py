@@ -22,6 +22,7 @@ from runapi.http import (
     admin_api,
     feedback_api,
     limits_api,
+    media_api,
     models_api,
     responses_api,
     tasks_api,
@@ -32,6 +33,7 @@ from runapi.http.chat import ChatCompletionsEndpoint
 from runapi.http.completions import CompletionsEndpoint
 from runapi.http.embeddings import EmbeddingsEndpoint
 from runapi.http.errors import handle_error
+from runapi.http.images import ImagesEndpoint
 from runapi.http.messages import CountTokensEndpoint, MessagesEndpoint
 from runapi.http.metrics_api import metrics
 from runapi.http.openapi import openapi_json
@@ -99,7 +101,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
     hot: dict[str, ASGIApp] = {
         "/v1/chat/completions": ChatCompletionsEndpoint(gateway), "/v1/messages": MessagesEndpoint(gateway),
         "/v1/responses": responses_api.ResponsesEndpoint(gateway), "/v1/completions": CompletionsEndpoint(gateway),
-        "/v1/embeddings": EmbeddingsEndpoint(gateway)}
+        "/v1/embeddings": EmbeddingsEndpoint(gateway), "/v1/images/generations": ImagesEndpoint(gateway)}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()),  # for 405s and the docs
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
@@ -115,6 +117,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *admin_api.routes,
         *tasks_api.routes,
+        *media_api.routes,
         *limits_api.routes,
         *usage_api.routes,
         *web_routes(settings),
@@ -123,6 +126,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
                     exception_handlers={GatewayError: handle_error, HTTPException: handle_error, Exception: handle_error})
     app.state.gateway = gateway
     app.state.tasks = gateway.tasks
+    app.state.media = gateway.media
     return app
 
 

@@ -145,15 +145,25 @@ def _embeddings_request() -> dict[str, Any]:
     return {"title": "EmbeddingsRequest", **schema}
 
 
+def _images_request() -> dict[str, Any]:
+    """OpenAI's image request; a model narrows it (sizes, qualities, `n`) in its own schema."""
+    schema = build_input_schema("image", InputSpec(max_images=MAX_IMAGES), 0)
+    schema.pop("$schema")
+    schema["properties"]["model"] = {"type": "string", "minLength": 1}
+    return {"title": "ImagesRequest", **schema}
+
+
+MAX_IMAGES = 10
 MAX_EMBEDDING_DIMENSIONS = 8192
 MAX_EMBEDDING_INPUTS = 2048
 
 
 _TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operations
     ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
-    ("/v1/embeddings", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
+    ("/v1/embeddings", "OpenAI-compatible"), ("/v1/images/", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
     ("/v1/generations", "Your account"), ("/v1/usage", "Your account"), ("/v1/webhooks", "Tasks and webhooks"),
-    ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
+    ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"),
+    ("/v1/media", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
     ("/admin/", "Admin API"), ("/health", "Operations"), ("/metrics", "Operations"), ("/openapi.json", "Operations"),
 ]
 
@@ -171,6 +181,7 @@ def build_openapi() -> dict[str, Any]:
             components[name] = components.pop(type_.__name__)
     _refine_bodies(components)
     components["EmbeddingsRequest"] = _embeddings_request()
+    components["ImagesRequest"] = _images_request()
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
     responses_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "output"]}},
@@ -194,6 +205,10 @@ def build_openapi() -> dict[str, Any]:
         "/v1/embeddings": {"post": _op(
             "Create embeddings (each model's own limits: its `input_schema` in GET /v1/models/{id})",
             body="EmbeddingsRequest", ok_schema={"type": "object", "required": ["object", "data", "model", "usage"]})},
+        "/v1/images/generations": {"post": _op(
+            "Generate images, answered as signed cached output URLs or base64 (each model's sizes, qualities and "
+            "images per request: its `input_schema` in GET /v1/models/{id})",
+            body="ImagesRequest", ok_schema={"type": "object", "required": ["created", "data", "model", "usage"]})},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",
@@ -218,6 +233,10 @@ def build_openapi() -> dict[str, Any]:
                                                       params=_path("task_id"))},
         "/v1/outputs/{task_id}": {"get": _op("A task's output, by signed URL", auth=None,
                                              params=_path("task_id") + _query(expires=_EXPIRES, signature=_TEXT))},
+        "/v1/media/{key}": {"get": _op("Generated media (image, video), by signed cached output URL", auth=None,
+                                       ok_content={"application/octet-stream": {"schema": {"type": "string",
+                                                                                           "format": "binary"}}},
+                                       params=_path("key") + _query(expires=_EXPIRES, signature=_TEXT))},
         "/v1/webhooks/secret": {"get": _op("Your webhook signing secret")},
         "/v1/webhooks/secret/rotate": {"post": _op("Rotate your webhook signing secret")},
         "/health": {"get": _op("Liveness", auth=None)},

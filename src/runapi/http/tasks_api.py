@@ -17,9 +17,9 @@ from runapi.http.admin_api import admin_gateway
 from runapi.http.responses import json_response
 from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, optional_int_param, text_param
+from runapi.outbound import OutputExpired
 from runapi.tasks import (
     DeliveryAttempt,
-    OutputExpired,
     TaskRuntime,
     WebhookEvent,
     decode_new_task,

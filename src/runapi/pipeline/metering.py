@@ -6,11 +6,14 @@ import functools
 import secrets
 import time
 from collections.abc import Callable
+from decimal import Decimal
+
+import msgspec
 
 from runapi.catalog import ModelEntry
 from runapi.clock import utcnow
 from runapi.limits import RateLimitStatus
-from runapi.money import Pricing, Usage, cost_nanos, estimate_tokens
+from runapi.money import Pricing, Usage, cost_nanos, estimate_tokens, usd_to_nanos
 from runapi.pipeline.call_facts import note_settlement
 from runapi.providers import Deployment
 from runapi.storage import Generation, Settlement
@@ -82,6 +85,20 @@ class CallRecord:
         )
         charge = 0 if status == "failed" else cap(cost) if cap else cost
         note_settlement(self.entry.id, self.generation_id, status, charge)  # for the access log
+        return Settlement(row, charge)
+
+    def unit_settlement(self, status: str, units: int, unit_price: Decimal, *, error: str | None = None,
+                        cap: Callable[[int], int] | None = None) -> Settlement:
+        """The row and charge of a media call billed per unit (image, video, second): cost = units ×
+        `unit_price` (USD), recorded with its unit, count and price so the row reproduces it; a failed
+        call is recorded with 0 units and charged nothing."""
+        billed = units if status != "failed" else 0
+        cost = usd_to_nanos(unit_price * billed)
+        base = self.settlement(status, NO_USAGE, error=error).generation
+        row = msgspec.structs.replace(base, unit=self.entry.unit, units=billed, price_unit=format(unit_price, "f"),
+                                      cost_nanos=cost)
+        charge = 0 if status == "failed" else cap(cost) if cap else cost
+        note_settlement(self.entry.id, self.generation_id, status, charge)
         return Settlement(row, charge)
 
 

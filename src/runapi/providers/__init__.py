@@ -5,7 +5,7 @@ from runapi.providers.anthropic import (
     AnthropicProvider,
     NativeMessages,
 )
-from runapi.providers.base import Deployment, Embeddings, EmbeddingsReply, Provider, TextCompletions
+from runapi.providers.base import Deployment, Embeddings, EmbeddingsReply, Images, Provider, TextCompletions
 from runapi.providers.openai_compat import OpenAICompatible
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Deployment",
     "Embeddings",
     "EmbeddingsReply",
+    "Images",
     "NativeMessages",
     "OpenAICompatible",
     "Provider",

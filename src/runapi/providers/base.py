@@ -70,3 +70,12 @@ class Embeddings(Protocol):
 
     async def embed(self, request: dict[str, Any], deployment: Deployment) -> EmbeddingsReply:
         """Call the upstream's embeddings endpoint with `request` (its `model` replaced)."""
+
+
+@runtime_checkable
+class Images(Protocol):
+    """An upstream that serves OpenAI-shaped `POST /images/generations` (an optional provider ability)."""
+
+    async def generate_images(self, request: dict[str, Any], deployment: Deployment) -> list[dict[str, Any]]:
+        """Call the upstream's image endpoint with `request` (its `model` replaced); the answer's `data`
+        items (`url` or `b64_json` each)."""

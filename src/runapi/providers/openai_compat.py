@@ -184,6 +184,23 @@ class OpenAICompatible:
             raise UpstreamUnavailable("the upstream sent a malformed embeddings answer") from exc
         return EmbeddingsReply(body=data, prompt_tokens=usage.prompt_tokens)
 
+    async def generate_images(self, request: dict[str, Any], deployment: Deployment) -> list[dict[str, Any]]:
+        """`POST {base_url}/images/generations` (OpenAI's and Z.ai's shape). `response_format` is not sent:
+        the upstream answers in its default (a URL, or base64 for gpt-image models; Z.ai knows only URLs)
+        and the gateway answers in the client's format from its own copy."""
+        url, headers, body = self._target(request, deployment, "/images/generations")
+        body.pop("response_format", None)
+        response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
+        raw = await read_upstream_body(response, self._timeouts)
+        try:
+            data = _decode_any(raw)
+        except msgspec.DecodeError as exc:
+            raise UpstreamUnavailable("the upstream sent a malformed images answer") from exc
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+            raise UpstreamUnavailable("the upstream images answer has no data list")
+        return items
+
     async def _stream(self, request: dict[str, Any], deployment: Deployment, path: str,
                       ) -> AsyncIterator[list[UpstreamChunk]]:
         url, headers, body = self._target(request, deployment, path)

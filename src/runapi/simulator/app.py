@@ -8,7 +8,7 @@ Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models` (O
 `POST /_sim/script` (`{"script": [turns]}`: the instance's scripted agent exchange, see
 `runapi.simulator.script`; `[]` ends it), `POST /_sim/reset` (faults, stats and the script
 set at run time cleared) and `GET /_sim/stats` (request count, the last request's body, headers and
-path with query). A model request's body may carry
+path with query, model requests by path; media `GET`s are not counted). A model request's body may carry
 `"x_sim": {...}` with `SimulatorConfig` fields (`script` included) that override the instance config;
 an `x-sim` header with the same JSON object does the same for relays that drop unknown body fields
 (Portkey's gateway, in the benchmark). The body's `x_sim` wins when both are sent.
@@ -17,6 +17,7 @@ an `x-sim` header with the same JSON object does the same for relays that drop u
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections import deque
 from typing import Any
 
@@ -34,12 +35,14 @@ from .media_routes import (
     ZAI_PREFIX,
     MediaRoutes,
     SimResponse,
+    is_media_get,
     media_error,
     shape_of,
 )
 from .openai_protocol import MODELS_BODY, OpenAIChat
 from .script import ScriptTurn
 from .tokens import IMAGE_TOKENS, count_images
+from .videos import parse_form
 
 __all__ = ["SimulatorApp", "create_simulator_app", "serve"]
 
@@ -75,6 +78,7 @@ class SimulatorApp:
         self._last_request: Any = None
         self._last_headers: dict[str, str] = {}
         self._last_target = ""
+        self._by_path: dict[str, int] = {}
         self._media = MediaRoutes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,6 +94,11 @@ class SimulatorApp:
             path = "/v1/chat/completions"  # Z.ai's chat is OpenAI's wire format under its own base URL
         if path in MEDIA_POST_PATHS:
             return await self._media_post(scope, path, method, receive, send)
+        if is_media_get(path):
+            if method != "GET":
+                return await _write(send, media_error(shape_of(path), 405, f"Method {method} not allowed on {path}"))
+            query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            return await _write(send, self._media.get(path, query, _base_url(scope)))
         fmt: WireFormat = _ANTHROPIC if path.startswith("/v1/messages") else _TEXT if path == "/v1/completions" else _OPENAI
         expected = "GET" if path in ("/v1/models", "/_sim/stats") else "POST"
         if path not in _ROUTES:
@@ -111,14 +120,16 @@ class SimulatorApp:
             self._faults.clear()
             self.config = self._initial_config
             self._requests, self._last_request, self._last_headers, self._last_target = 0, None, {}, ""
+            self._by_path = {}
             await _respond(send, 200, b'{"ok":true}')
         else:
             stats = {"requests": self._requests, "last_request": self._last_request, "last_headers": self._last_headers,
-                     "last_target": self._last_target}
+                     "last_target": self._last_target, "by_path": self._by_path}
             await _respond(send, 200, _encode(stats))
 
     def _record(self, scope: Scope, raw: Any) -> None:
         self._requests += 1
+        self._by_path[scope["path"]] = self._by_path.get(scope["path"], 0) + 1
         self._last_request = raw
         self._last_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
@@ -174,11 +185,12 @@ class SimulatorApp:
         if method != "POST":
             return await _write(send, media_error(shape, 405, f"Method {method} not allowed on {path}"))
         body = await _read_body(receive)
+        content_type = _header(scope, b"content-type")
         try:
-            raw = _decode(body)
-        except msgspec.DecodeError as exc:
+            raw = parse_form(content_type, body) if content_type.startswith("multipart/form-data") else _decode(body)
+        except (msgspec.DecodeError, ValueError) as exc:
             self._record(scope, None)
-            return await _write(send, media_error(shape, 400, f"Invalid JSON body: {exc}"))
+            return await _write(send, media_error(shape, 400, f"Invalid body: {exc}"))
         self._record(scope, raw)
         if not isinstance(raw, dict):
             return await _write(send, media_error(shape, 400, "The request body must be a JSON object"))
@@ -189,7 +201,11 @@ class SimulatorApp:
         fault = self._faults.popleft() if self._faults else config.fault
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
-        await _write(send, self._media.post(path, raw, config, fault))
+        if fault == "cut":
+            return await drop_connection(send)
+        if fault == "stall" and not path.startswith(("/v1/videos", f"{ZAI_PREFIX}/videos")):
+            return await wait_for_disconnect(receive, STALL_SECONDS)
+        await _write(send, self._media.post(path, raw, config, fault, _base_url(scope)))
 
     async def _count_tokens(self, scope: Scope, body: bytes, send: Send) -> None:
         try:
@@ -256,6 +272,16 @@ async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[byt
     head = [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *(headers or ())]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), "")
+
+
+def _base_url(scope: Scope) -> str:
+    """Scheme and host the client called, for the file URLs the simulator hands out."""
+    server = scope.get("server") or ("127.0.0.1", 80)
+    return f"{scope.get('scheme', 'http')}://{_header(scope, b'host') or f'{server[0]}:{server[1]}'}"
 
 
 async def _write(send: Send, response: SimResponse) -> None:

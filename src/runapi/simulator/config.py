@@ -10,7 +10,7 @@ from .script import ScriptTurn
 
 __all__ = ["FAULTS", "SimulatorConfig", "with_overrides"]
 
-FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event"})
+FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event", "fail", "filtered"})
 """Fault names understood by `SimulatorConfig.fault` and `POST /_sim/faults`."""
 
 _NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -34,6 +34,10 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     per assistant turn of the conversation (see `runapi.simulator.script`); empty, the simulator answers
     lorem ipsum. `image_tokens` is what each image part of the prompt counts (a provider's formula, from
     85 for a small OpenAI image to tens of thousands for some models).
+
+    Media: a video job finishes `video_delay_ms` after submission; the fault "fail" ends it FAIL,
+    "stall" never finishes it. "filtered" refuses an image request as the content filter does.
+    Generated media URLs expire `media_url_ttl_s` seconds after they were issued (0: at once).
     """
 
     latency_ms: _NonNegFloat = 0.0
@@ -49,6 +53,8 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     reject_system_messages: bool = False
     script: tuple[ScriptTurn, ...] = ()
     image_tokens: _NonNegInt = 85
+    video_delay_ms: _NonNegFloat = 500.0
+    media_url_ttl_s: _NonNegFloat = 3600.0
 
     def __post_init__(self) -> None:
         if self.fault and self.fault not in FAULTS:

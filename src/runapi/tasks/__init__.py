@@ -1,14 +1,13 @@
 """Asynchronous tasks: a durable queue in the database, workers on the synchronous pipeline,
-signed webhooks with retries, signed expiring output URLs, and `Idempotency-Key` replays."""
+signed webhooks with retries, and `Idempotency-Key` replays (the SSRF guard and the signed output URLs
+live in `runapi.outbound`)."""
 
-from runapi.tasks.callback_guard import CallbackGuard, CallbackRefused
 from runapi.tasks.idempotency import (
     IdempotencyStore,
     Reply,
     idempotency_key,
     run_idempotent,
 )
-from runapi.tasks.output_urls import OutputExpired, OutputSigner
 from runapi.tasks.records import DeliveryAttempt, Task, TaskOutput, WebhookEvent
 from runapi.tasks.runtime import TaskRuntime
 from runapi.tasks.store import TaskStore, run_generation_id
@@ -17,13 +16,9 @@ from runapi.tasks.webhook_store import WebhookStore
 
 __all__ = [
     "MAX_METADATA_KEYS",
-    "CallbackGuard",
-    "CallbackRefused",
     "DeliveryAttempt",
     "IdempotencyStore",
     "NewTask",
-    "OutputExpired",
-    "OutputSigner",
     "Reply",
     "Task",
     "TaskOutput",

@@ -1,6 +1,8 @@
-"""Signed, expiring output URLs: `/v1/outputs/{task_id}?expires=<unix>&signature=<HMAC>`.
+"""Signed, expiring output URLs: `/v1/outputs/{task_id}?expires=<unix>&signature=<HMAC>`, and the
+media store's `/v1/media/{key}?expires=<unix>&signature=<HMAC>`.
 
-The signature is HMAC-SHA256 over `"{task_id}.{expires}"` with the server's output secret
+The signature is HMAC-SHA256 over `"{task_id}.{expires}"` (`"media/{key}.{expires}"` for media,
+so neither kind of signature is valid for the other) with the server's output secret
 (`RUNAPI_OUTPUT_SECRET`, or one generated once and shared by every instance through the
 database), base64url without padding. Anyone holding the URL may fetch the output until it
 expires, without an API key; changing the ID or the expiry breaks the signature.
@@ -45,16 +47,30 @@ class OutputSigner:
         query = urlencode({"expires": expires, "signature": self.signature(task_id, expires)})
         return f"{base_url.rstrip('/')}/v1/outputs/{task_id}?{query}"
 
+    def media_url(self, base_url: str, key: str, expires: int) -> str:
+        """The signed URL of a media store object, valid until `expires` (Unix seconds)."""
+        query = urlencode({"expires": expires, "signature": self.signature(f"media/{key}", expires)})
+        return f"{base_url.rstrip('/')}/v1/media/{key}?{query}"
+
     def verify(self, task_id: str, expires: int | None, signature: str | None, now: float) -> None:
         """Raise `PermissionDenied` (403) for a missing or wrong signature, `OutputExpired` (410) after expiry.
         The edge parses `expires` (a malformed one is its 400)."""
+        self._verify(task_id, expires, signature, now, "output URL",
+                     "This output URL has expired, and the output is no longer kept.")
+
+    def verify_media(self, key: str, expires: int | None, signature: str | None, now: float,
+                     expired_message: str) -> None:
+        """`verify` for a media URL; `expired_message` is the 410's message."""
+        self._verify(f"media/{key}", expires, signature, now, "media URL", expired_message)
+
+    def _verify(self, subject: str, expires: int | None, signature: str | None, now: float, kind: str,
+                expired_message: str) -> None:
         if expires is None or not signature:
-            raise PermissionDenied("This output URL is not signed: use the output_url of the task as given.",
-                                   code="invalid_signature")
-        if not hmac.compare_digest(self.signature(task_id, expires).encode(), signature.encode()):
-            raise PermissionDenied("The output URL's signature does not match.", code="invalid_signature")
+            raise PermissionDenied(f"This {kind} is not signed: use the URL as given.", code="invalid_signature")
+        if not hmac.compare_digest(self.signature(subject, expires).encode(), signature.encode()):
+            raise PermissionDenied(f"The {kind}'s signature does not match.", code="invalid_signature")
         if expires <= now:
-            raise OutputExpired("This output URL has expired, and the output is no longer kept.")
+            raise OutputExpired(expired_message)
 
 
 async def output_secret(engine: AsyncEngine, configured: str) -> str:

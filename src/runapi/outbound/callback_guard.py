@@ -7,7 +7,8 @@ inside an allow-listed network unless listed one by one.
 
 The URL is checked when the task is submitted, and again on every delivery: the sender's
 connector resolves through `GuardedResolver`, so the address checked is the address connected
-to (no DNS-rebinding window).
+to (no DNS-rebinding window). The media store's downloads of provider URLs use the same guard
+under their own names (`field`, `allow_setting`, `purpose`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from runapi.errors import InvalidRequest
-from runapi.tasks.special_addresses import IPAddress, refusal, unwrap
+from runapi.outbound.special_addresses import IPAddress, refusal, unwrap
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254",  # AWS, GCP, Azure, OpenStack
@@ -36,14 +37,16 @@ MAX_URL_LENGTH = 2000
 class CallbackRefused(InvalidRequest):
     code = "callback_url_refused"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, param="callback_url")
+    def __init__(self, message: str, field: str = "callback_url") -> None:
+        super().__init__(message, param=field)
 
 
 class CallbackGuard:
     """Decides whether the gateway may send a webhook to a URL."""
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), *, field: str = "callback_url",
+                 allow_setting: str = "[tasks] webhook_allow", purpose: str = "Webhooks are only sent") -> None:
+        self.field, self._allow_setting, self._purpose = field, allow_setting, purpose
         self._hosts: set[str] = set()
         self._addresses: set[IPAddress] = set()
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -60,14 +63,14 @@ class CallbackGuard:
     def check_syntax(self, url: str) -> tuple[str, int]:
         """(host, port) of an acceptable http(s) URL, or `CallbackRefused`."""
         if len(url) > MAX_URL_LENGTH:
-            raise CallbackRefused(f"callback_url is longer than {MAX_URL_LENGTH} characters.")
+            raise self._refused(f"{self.field} is longer than {MAX_URL_LENGTH} characters.")
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise CallbackRefused(f"callback_url is not a valid URL: {exc}.") from exc
+            raise self._refused(f"{self.field} is not a valid URL: {exc}.") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CallbackRefused("callback_url must be an absolute http:// or https:// URL.")
+            raise self._refused(f"{self.field} must be an absolute http:// or https:// URL.")
         return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
     def host_allowed(self, host: str) -> bool:
@@ -85,8 +88,8 @@ class CallbackGuard:
         if ip not in METADATA_ADDRESSES and any(a in network for network in self._networks for a in (raw, ip)):
             return
         shown = host if host.strip("[]") == str(raw) else f"{host} resolves to {raw}, which is"
-        raise CallbackRefused(f"callback_url refused: {shown} {kind}. Webhooks are only sent to public "
-                              "addresses; an operator may allow-list hosts in `[tasks] webhook_allow`.")
+        raise self._refused(f"{self.field} refused: {shown} {kind}. {self._purpose} to public "
+                            f"addresses; an operator may allow-list hosts in `{self._allow_setting}`.")
 
     async def check(self, url: str) -> None:
         """Check the URL's syntax and every address its host resolves to now."""
@@ -96,8 +99,10 @@ class CallbackGuard:
         for address in await self.resolve(host, port):
             self.check_address(address, host)
 
-    @staticmethod
-    async def resolve(host: str, port: int) -> list[str]:
+    def _refused(self, message: str) -> CallbackRefused:
+        return CallbackRefused(message, self.field)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
         try:
             ipaddress.ip_address(host.strip("[]"))
             return [host.strip("[]")]
@@ -106,7 +111,7 @@ class CallbackGuard:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise CallbackRefused(f"callback_url host {host!r} does not resolve: {exc.strerror or exc}.") from exc
+            raise self._refused(f"{self.field} host {host!r} does not resolve: {exc.strerror or exc}.") from exc
         return sorted({str(info[4][0]) for info in infos})
 
 
