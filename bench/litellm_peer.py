@@ -23,7 +23,7 @@ from rich.console import Console
 
 from bench.procs import Child, free_port, wait_for_port
 from bench.scenarios import MODEL
-from bench.servers import Target
+from bench.servers import PEER_PATHS, Target
 
 VERSION = "1.106.12"
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "runapi-bench" / f"litellm-{VERSION}"
@@ -74,4 +74,4 @@ def start_litellm(workdir: Path, upstream: Target, console: Console) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"LiteLLM did not start:\n{child.log_tail()}") from None
-    return Target("litellm", f"http://127.0.0.1:{port}", api_key=master_key, child=child)
+    return Target("litellm", f"http://127.0.0.1:{port}", api_key=master_key, child=child, paths=PEER_PATHS)

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from bench.procs import Child, free_port, wait_for_port
 from bench.scenarios import MESSAGES_PATH, Scenario
-from bench.servers import Target
+from bench.servers import PEER_PATHS, Target
 
 VERSION = "1.15.2"
 HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "runapi-bench" / f"portkey-{VERSION}"
@@ -80,7 +80,7 @@ def start_portkey(workdir: Path, upstream: Target, console: Console) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"Portkey's gateway did not start:\n{child.log_tail()}") from None
-    return Target("portkey", f"http://127.0.0.1:{port}", api_key="sk-bench", child=child,
+    return Target("portkey", f"http://127.0.0.1:{port}", api_key="sk-bench", child=child, paths=PEER_PATHS,
                   scenario_headers=functools.partial(routing_headers, f"{upstream.base_url}/v1"))
 
 

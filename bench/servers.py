@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import Child, free_port, wait_for_port
-from bench.scenarios import Scenario
+from bench.scenarios import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, Scenario
+
+UPSTREAM_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH, EMBEDDINGS_PATH})  # what the simulator serves
+PEER_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH})  # what the peer gateways are set up for
 
 PYTHON = sys.executable
 PROJECT = Path(__file__).resolve().parent.parent  # for `python -m bench.…` children
@@ -45,8 +48,13 @@ class Target:
     api_key: str = ""
     child: Child | None = None
     scenario_headers: Callable[[Scenario], dict[str, str]] | None = None  # Portkey's routing headers
+    paths: frozenset[str] | None = None  # the endpoints it serves (None: every scenario's)
     cleanup: list[Child] = field(default_factory=list)
     drop_database: str = ""
+
+    def serves(self, scenario: Scenario) -> bool:
+        """Whether the scenario's endpoint exists here (the simulator, and so nginx, has no /v1/responses)."""
+        return self.paths is None or scenario.path in self.paths
 
     def headers_for(self, scenario: Scenario) -> dict[str, str]:
         """Extra headers for the scenario's requests (none for most targets)."""
@@ -77,7 +85,7 @@ def start_upstream(workdir: Path) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"the simulator did not start:\n{child.log_tail()}") from None
-    return Target("direct", f"http://127.0.0.1:{port}", child=child)
+    return Target("direct", f"http://127.0.0.1:{port}", child=child, paths=UPSTREAM_PATHS)
 
 
 NGINX_CONF = """\
@@ -138,7 +146,7 @@ def start_nginx(workdir: Path, upstream: Target) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"nginx did not start:\n{child.log_tail()}") from None
-    return Target("nginx", f"http://127.0.0.1:{port}", child=child)
+    return Target("nginx", f"http://127.0.0.1:{port}", child=child, paths=UPSTREAM_PATHS)
 
 
 def start_floor(workdir: Path, upstream: Target, mode: str) -> Target:
@@ -152,7 +160,7 @@ def start_floor(workdir: Path, upstream: Target, mode: str) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"{name} did not start:\n{child.log_tail()}") from None
-    return Target(name, f"http://127.0.0.1:{port}", child=child)
+    return Target(name, f"http://127.0.0.1:{port}", child=child, paths=UPSTREAM_PATHS)
 
 
 async def _pg_admin(sql: str) -> None:

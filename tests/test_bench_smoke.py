@@ -66,6 +66,13 @@ def test_async_client_through_the_gateway_counts_requests_and_ttft(servers: tupl
     assert 20 < tree_peak_rss_mib(gateway.pid or 0) < 1024
 
 
+def test_cells_run_only_where_the_endpoint_exists(servers: tuple[Target, Target, Target]) -> None:
+    """The simulator (and nginx in front of it) has no /v1/responses: those cells are skipped, not errors."""
+    upstream, nginx, gateway = servers
+    assert [t.serves(SCENARIOS["responses20"]) for t in servers] == [False, False, True]
+    assert all(t.serves(SCENARIOS["json"]) and t.serves(SCENARIOS["messages20"]) for t in (upstream, nginx, gateway))
+
+
 def test_cells_side_by_side_give_sane_rows(servers: tuple[Target, Target, Target], tmp_path: Path) -> None:
     upstream, nginx, gateway = servers
     rows: list[Row] = []
