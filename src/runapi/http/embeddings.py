@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from runapi.http.asgi import Scope
 from runapi.http.endpoint import CallEndpoint, response_headers
-from runapi.pipeline import ChatStream, Principal, create_embeddings, decode_embeddings_request
+from runapi.pipeline import ChatStream, Principal, create_embeddings
+from runapi.protocols.openai import decode_model_body
 from runapi.tasks import Reply, run_idempotent
 
 
@@ -14,7 +15,7 @@ class EmbeddingsEndpoint(CallEndpoint):
 
     async def call(self, scope: Scope, headers: dict[bytes, bytes], body: bytes, principal: Principal,
                    started: float, client_request_id: str | None) -> Reply | ChatStream:
-        model, raw = decode_embeddings_request(body)
+        model, raw = decode_model_body(body)
 
         async def answer(generation_id: str | None) -> Reply:
             done = await create_embeddings(self.gw, principal, model, raw, started=started,

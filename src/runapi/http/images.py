@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from runapi.http.asgi import Scope
 from runapi.http.endpoint import CallEndpoint, response_headers
-from runapi.pipeline import ChatStream, Principal, create_images, decode_images_request
+from runapi.pipeline import ChatStream, Principal, create_images
+from runapi.protocols.openai import decode_model_body
 from runapi.public_url import public_root
 from runapi.tasks import Reply, run_idempotent
 
@@ -15,7 +16,7 @@ class ImagesEndpoint(CallEndpoint):
 
     async def call(self, scope: Scope, headers: dict[bytes, bytes], body: bytes, principal: Principal,
                    started: float, client_request_id: str | None) -> Reply | ChatStream:
-        model, raw = decode_images_request(body)
+        model, raw = decode_model_body(body)
         base_url = public_root(self.gw.server, scope)
 
         async def answer(generation_id: str | None) -> Reply:

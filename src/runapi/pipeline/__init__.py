@@ -8,8 +8,8 @@ from runapi.pipeline.call_services import CallServices
 from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.completions import complete_text, open_text_stream
-from runapi.pipeline.embeddings import create_embeddings, decode_embeddings_request
-from runapi.pipeline.images import create_images, decode_images_request
+from runapi.pipeline.embeddings import create_embeddings
+from runapi.pipeline.images import create_images
 from runapi.pipeline.messages import (
     complete_messages,
     count_message_tokens,
@@ -41,8 +41,6 @@ __all__ = [
     "count_message_tokens",
     "create_embeddings",
     "create_images",
-    "decode_embeddings_request",
-    "decode_images_request",
     "deployment_key",
     "deployments_for",
     "fallback_models",

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from runapi.catalog import check_request, require_mode
-from runapi.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from runapi.errors import NotFound, UpstreamUnavailable
 from runapi.money import Usage, cost_nanos, nanos_to_usd
 from runapi.pipeline.auth import Principal
 from runapi.pipeline.call_services import CallServices
@@ -30,26 +30,13 @@ from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_plan
-from runapi.protocols.openai import decode_typed_body
 from runapi.providers import Deployment, Embeddings, EmbeddingsReply
 
-__all__ = ["create_embeddings", "decode_embeddings_request"]
+__all__ = ["create_embeddings"]
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-class EmbeddingsModel(msgspec.Struct):
-    """The one field read before the model's own schema applies."""
-
-    model: str = ""
-
-
-def decode_embeddings_request(body: bytes) -> tuple[str, dict[str, Any]]:
-    """The model ID and the whole body of an embeddings request (400 if not a JSON object with `model`)."""
-    request, raw = decode_typed_body(body, EmbeddingsModel)
-    if not request.model:
-        raise InvalidRequest("Missing required parameter: `model`.", param="model")
-    return request.model, raw
 
 
 async def _embed(gw: CallServices, deployment: Deployment, raw: dict[str, Any], encoding: str,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from runapi.catalog import ModelEntry, check_request, require_mode
-from runapi.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from runapi.errors import NotFound, UpstreamUnavailable
 from runapi.media.results import KeptImages, keep_images
 from runapi.media.runtime import MediaRuntime
 from runapi.money import UnitPricing, nanos_to_usd, usd_to_nanos
@@ -27,26 +27,13 @@ from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
 from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.routing import attempt_plan
-from runapi.protocols.openai import decode_typed_body
 from runapi.providers import Deployment, Images
 
-__all__ = ["create_images", "decode_images_request"]
+__all__ = ["create_images"]
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-class ImagesModel(msgspec.Struct):
-    """The one field read before the model's own schema applies."""
-
-    model: str = ""
-
-
-def decode_images_request(body: bytes) -> tuple[str, dict[str, Any]]:
-    """The model ID and the whole body of an images request (400 if not a JSON object with `model`)."""
-    request, raw = decode_typed_body(body, ImagesModel)
-    if not request.model:
-        raise InvalidRequest("Missing required parameter: `model`.", param="model")
-    return request.model, raw
 
 
 def _pricing(entry: ModelEntry) -> UnitPricing:

@@ -8,6 +8,7 @@ from runapi.protocols.openai.chat_request import (
     Message,
     TextPart,
     decode_chat_request,
+    decode_model_body,
     decode_typed_body,
     prompt_bytes,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "UpstreamReply",
     "decode_chat_request",
     "decode_completion_request",
+    "decode_model_body",
     "decode_typed_body",
     "prompt_bytes",
 ]

@@ -114,6 +114,21 @@ def decode_typed_body(body: bytes, type_: type[T], whole_numbers: tuple[str, ...
     return request, raw
 
 
+class _ModelOnly(msgspec.Struct):
+    """The one field read before a model's own input schema applies (embeddings, images)."""
+
+    model: str = ""
+
+
+def decode_model_body(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The model ID and the whole body of a request whose other fields the model's input schema checks
+    (400 if it is not a JSON object with a `model`)."""
+    request, raw = decode_typed_body(body, _ModelOnly)
+    if not request.model:
+        raise InvalidRequest("Missing required parameter: `model`.", param="model")
+    return request.model, raw
+
+
 # Integer fields that may arrive as whole floats (`100.0`): JSON Schema counts those as integers, and so
 # does OpenAI (it refuses only a fraction, `100.5`). They are passed on, and read, as integers.
 _WHOLE_NUMBER_FIELDS = ("max_tokens", "max_completion_tokens", "n")
