@@ -15,6 +15,7 @@ from runapi.protocols.openai import CompletionRequest
 from runapi.simulator import reply_words
 from tests.support.charges import charged_generations, price
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.sdk_clients import SdkClients
 from tests.support.sse import decode, sse_data
 
 ANSWER = " ".join(reply_words(12))
@@ -31,8 +32,17 @@ def text_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
 
 
+_clients = SdkClients()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    _clients.close_all()
+
+
 def client(gw: RunningGateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+    return _clients.open(gw.base_url, key)
 
 
 def test_text_completion_is_relayed_and_charged_exactly(text_gateway: RunningGateway, sim: httpx.Client) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from runapi.simulator.embeddings import embedding_vector
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.sdk_clients import SdkClients
 from tests.support.sse import decode
 
 M = Decimal(1_000_000)
@@ -31,8 +32,17 @@ def gw(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         yield running
 
 
+_clients = SdkClients()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    _clients.close_all()
+
+
 def client(gw: RunningGateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+    return _clients.open(gw.base_url, key)
 
 
 def float32(values: list[float]) -> list[float]:

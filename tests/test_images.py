@@ -18,6 +18,7 @@ import pytest
 
 from runapi.simulator.png import render_png
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.sdk_clients import SdkClients
 from tests.support.sse import decode
 
 # An OpenAI GPT image model priced by size and quality (the simulator answers it in base64), beside
@@ -40,8 +41,17 @@ def gw(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         yield running
 
 
+_clients = SdkClients()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    _clients.close_all()
+
+
 def client(gw: RunningGateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+    return _clients.open(gw.base_url, key)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
