@@ -14,6 +14,9 @@ With `--postgres` the gateways use PostgreSQL and a private Redis (its own `redi
 `INFO commandstats` counts only this bench): each cell also reports Redis commands and their server
 time per request, and PostgreSQL transactions, table scans (≈ read statements) and rows written per
 request (`pg_stat_database`, `pg_stat_user_tables` deltas; `pg_stat_statements` is not preloaded here).
+`--count-pg` puts a counting proxy (`bench/pg_wire.py`, its own process) between each gateway and
+PostgreSQL: PostgreSQL round trips and statements per request, counted on the wire. `--history 0` runs
+the `fresh` gateway only.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loads import LoadResult, run_async_client, run_wrk, run_wrk_keys
+from bench.pg_wire import read_counts
 from bench.procs import Child, cpu_meter, free_port, wait_for_port
 from bench.scenarios import SCENARIOS
 from bench.servers import (
     ADMIN_TOKEN,
     BENCH_TIER,
+    PYTHON,
     RUNAPI,
     Target,
     _bench_tier_toml,
@@ -55,6 +60,7 @@ class Gateway:
     child: Child | None = None
     base_url: str = ""
     database: str = ""  # PostgreSQL database name
+    pg_control: int = 0  # the counting proxy's control port (`--count-pg`), or 0
     rows: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -89,6 +95,20 @@ def prepare(name: str, workdir: Path, upstream: Target, accounts: int, history: 
     print(f"[{name}] seeded in {time.perf_counter() - started:.0f} s: {out.strip().splitlines()[-1]}", flush=True)
     keys = keys_file.read_text().split()
     return Gateway(name, env, keys_file, keys, database=database)
+
+
+def count_pg(gateway: Gateway, workdir: Path) -> Child:
+    """Route the gateway's PostgreSQL connections through a counting proxy (`bench/pg_wire.py`)."""
+    listen, control = free_port(), free_port()
+    url = gateway.env["RUNAPI_DATABASE_URL"]
+    upstream = url.split("@", 1)[1].split("/", 1)[0]
+    proxy = Child(f"pg-wire-{gateway.name}", [PYTHON, "-m", "bench.pg_wire", "--listen", str(listen), "--upstream",
+                                              upstream, "--control", str(control)], workdir / f"pg-wire-{gateway.name}.log",
+                  cwd=Path(__file__).resolve().parent.parent)
+    wait_for_port(control, proc=proxy.proc)
+    gateway.env = {**gateway.env, "RUNAPI_DATABASE_URL": url.replace(upstream, f"127.0.0.1:{listen}")}
+    gateway.pg_control = control
+    return proxy
 
 
 def start(gateway: Gateway, workdir: Path) -> None:
@@ -153,6 +173,7 @@ def cell(gateway: Gateway, scenario: str, rotate: bool, duration: float, workdir
     assert gateway.child is not None
     before_redis = redis_stats(redis_port) if redis_port else {}
     before_pg = pg_stats(gateway.database) if gateway.database else {}
+    before_wire = read_counts(gateway.pg_control) if gateway.pg_control else {}
     with cpu_meter(gateway.child.pid) as cpu:
         load = drive(gateway, scenario, rotate, duration, workdir)
     row: dict[str, object] = {
@@ -173,6 +194,11 @@ def cell(gateway: Gateway, scenario: str, rotate: bool, duration: float, workdir
         per = max(1, load.requests)
         for name in ("xact_commit", "scans", "seq_scans", "tup_inserted", "tup_updated"):
             row[f"pg_{name}_per_req"] = round((after_pg[name] - before_pg[name]) / per, 3)
+    if gateway.pg_control:
+        after_wire = read_counts(gateway.pg_control)
+        per = max(1, load.requests)
+        for name in ("round_trips", "statements", "connections"):
+            row[f"pg_{name}_per_req"] = round((after_wire.get(name, 0) - before_wire.get(name, 0)) / per, 3)
     print(json.dumps(row), flush=True)
     return row
 
@@ -186,6 +212,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scenarios", default="json,stream20")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--count-pg", action="store_true",
+                        help="count PostgreSQL round trips and statements on the wire (bench/pg_wire.py)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="runapi-tenants-"))
     children: list[Child] = []
@@ -201,9 +229,13 @@ def main() -> None:
                                             "--appendonly", "no"], workdir / "redis.log"))
             wait_for_port(redis_port)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        gateways = [prepare("fresh", workdir, upstream, args.accounts, 0, args.postgres, redis_url),
-                    prepare("history", workdir, upstream, args.accounts, args.history, args.postgres, redis_url)]
+        gateways = [prepare("fresh", workdir, upstream, args.accounts, 0, args.postgres, redis_url)]
+        if args.history:
+            gateways.append(prepare("history", workdir, upstream, args.accounts, args.history, args.postgres,
+                                    redis_url))
         for gateway in gateways:
+            if args.count_pg and gateway.database:
+                children.append(count_pg(gateway, workdir))
             start(gateway, workdir)
         rows = []
         fresh = gateways[0]

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runapi.clock import utcnow
 from runapi.errors import BudgetExceeded
 from runapi.money import nanos_to_usd
-from runapi.storage import WRITEOFF_SUFFIX, generations, ledger
+from runapi.storage import WRITEOFF_SUFFIX, generations, ledger, read_one, reader
 
 RELOAD_S = 30.0  # the default of `[server] spend_reload_interval`
 Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)
@@ -90,7 +90,7 @@ class SpendGuard:
     """Spend caps for one process; correct for a single gateway process (see the module doc)."""
 
     def __init__(self, engine: AsyncEngine, reload_s: float = RELOAD_S) -> None:
-        self._engine = engine
+        self._engine = reader(engine)  # one statement per load: no transaction around it
         self._reload_s = reload_s
         self._spent: dict[Scope, _Spent] = {}
         self._held: defaultdict[Scope, int] = defaultdict(int)
@@ -208,6 +208,6 @@ class SpendGuard:
         if month is not None:
             start, end = month_bounds(month)
             query = query.where(ledger.c.created_at >= start, ledger.c.created_at < end)
-        async with self._engine.connect() as conn:
-            total, high = (await conn.execute(query)).one()
-        return int(cast(int, total)), int(cast(int, high))  # coalesce() is typed `object`
+        row = await read_one(self._engine, query)
+        assert row is not None  # an aggregate always has a row
+        return int(cast(int, row[0])), int(cast(int, row[1]))  # coalesce() is typed `object`

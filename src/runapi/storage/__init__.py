@@ -14,6 +14,8 @@ from runapi.storage.database import (
     check_schema,
     create_engine,
     is_sqlite,
+    read_one,
+    reader,
     upgrade,
 )
 from runapi.storage.epoch import bump_epoch, read_epoch
@@ -114,6 +116,8 @@ __all__ = [
     "per_group",
     "poll",
     "read_epoch",
+    "read_one",
+    "reader",
     "redis_client",
     "run_scripts",
     "seed",

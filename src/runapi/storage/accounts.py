@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.clock import as_utc, utcnow
 from runapi.errors import Conflict, NotFound
+from runapi.storage.database import read_one, reader
 from runapi.storage.epoch import bump_epoch
 from runapi.storage.records import Account, ApiKey, KeyLimits
 from runapi.storage.schema import accounts, api_keys
@@ -64,11 +65,18 @@ def key_limit_columns(limits: KeyLimits) -> dict[str, Any]:
     }
 
 
+_KEY_AND_ACCOUNT = sa.select(
+    api_keys, accounts.c.name.label("account_name"), accounts.c.tier,
+    accounts.c.created_at.label("account_created_at"), accounts.c.tier_pinned,
+).select_from(api_keys.join(accounts, accounts.c.id == api_keys.c.account_id))
+
+
 class AccountStore:
     """Accounts and keys in the relational database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._reader = reader(engine)
 
     async def create_account(self, name: str, tier: str = "free") -> Account:
         record = Account(id=new_id("acct"), name=name, tier=tier, created_at=utcnow())
@@ -140,6 +148,16 @@ class AccountStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
         return None if row is None else _key(row)
+
+    async def key_and_account(self, key_hash: str) -> tuple[ApiKey, Account] | None:
+        """A key and its account in one statement (one round trip: what authenticating a key not in
+        the cache costs), or None for no such key."""
+        row = await read_one(self._reader, _KEY_AND_ACCOUNT.where(api_keys.c.key_hash == key_hash))
+        if row is None:
+            return None
+        return _key(row), Account(id=row.account_id, name=row.account_name, tier=row.tier,
+                                  created_at=as_utc(row.account_created_at),  # type: ignore[arg-type]
+                                  tier_pinned=bool(row.tier_pinned))
 
     async def list_keys(self, account_id: str | None = None) -> list[ApiKey]:
         query = sa.select(api_keys).order_by(api_keys.c.created_at)

@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,12 +36,37 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine with the right pool and pragmas for the backend."""
+    """An async engine with the right pool and pragmas for the backend.
+
+    PostgreSQL connections are not pinged at checkout (`pool_pre_ping` costs a round trip each
+    time): a connection the server dropped fails its statement, SQLAlchemy then discards every
+    connection opened before the failure, and `read_one` retries a read once on a fresh one."""
     if is_sqlite(url):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=20)
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for single-statement reads: on PostgreSQL in autocommit (one round trip per read,
+    no BEGIN and ROLLBACK around it; one statement still sees one snapshot); SQLite as it is."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
+async def read_one(engine: AsyncEngine, query: sa.Executable) -> Any:
+    """The first row (`sa.Row`) of one read statement, or None; retried once if its pooled connection
+    had been dropped (a database restart, an idle cut): the retry gets a new connection."""
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as conn:
+                return (await conn.execute(query)).first()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def alembic_config(url: str) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from runapi.storage.database import read_one, reader
 from runapi.storage.schema import cache_epoch
 
 
@@ -18,6 +19,5 @@ async def bump_epoch(conn: AsyncConnection) -> None:
 
 
 async def read_epoch(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        value = (await conn.execute(sa.select(cache_epoch.c.value).where(cache_epoch.c.id == 1))).scalar()
-    return int(value or 0)
+    row = await read_one(reader(engine), sa.select(cache_epoch.c.value).where(cache_epoch.c.id == 1))
+    return int(row[0] or 0) if row is not None else 0
