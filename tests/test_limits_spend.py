@@ -12,9 +12,12 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from redis import Redis
 
 from runapi.money import NANOS_PER_USD, nanos_to_usd
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
+from tests.support.postgres import temporary_database
+from tests.support.redis_server import redis_server
 from tests.support.limits import (
     account_in_tier,
     chat,
@@ -141,3 +144,33 @@ def test_usage_reports_the_key_spend_and_the_month_spend(capped: RunningGateway)
     spent = nanos_to_usd(charged_nanos(capped, account))
     assert Decimal(str(usage["key"]["spend"])) == spent == Decimal(str(usage["month_spend"]))
     assert usage["limits"]["name"] == "open"
+
+
+def test_a_cap_counts_what_another_instance_charged_without_a_reload(sim_url: str) -> None:
+    """Two instances on one PostgreSQL and Redis. B caches the key's spent total; A then charges the key.
+    B's next admission learns of A's charge from the credit hold's Redis reply (`spent`), not from a
+    re-read `spend_reload_interval` (30 s) later, so it refuses the call that would pass the cap."""
+    with redis_server() as redis_, temporary_database() as database_url:
+        env = {"RUNAPI_REDIS_URL": redis_.url}
+        with run_gateway(database_url, sim_url, tiers=TIERS, env=env) as a, \
+                run_gateway(database_url, sim_url, tiers=TIERS, env=env) as b:
+            account, key = account_in_tier(a, "open")
+            assert chat(a, key, BODY).status_code == 200
+            cost, hold = charged_nanos(a, account), hold_nanos(a, BODY)
+            set_limits(a, account, spend_cap_usd=str(nanos_to_usd(3 * cost + hold - 1)))  # 2 more calls, not 3
+            a.wait_for_epoch()
+            b.wait_for_epoch()  # B has dropped its caches for the change: what it loads next stays cached
+            assert chat(b, key, BODY).status_code == 200  # B reads 1 call spent, then adds its own
+            assert chat(a, key, BODY).status_code == 200  # 3 spent; B's cache still says 2
+            client = Redis.from_url(redis_.url)
+            deadline = time.monotonic() + 5
+            try:  # A's charge reached Redis (hold closings are sent just after each commit)
+                while int(client.hget(f"runapi:credit:{{{account}}}:state", "spent") or 0) < 3 * cost:
+                    assert time.monotonic() < deadline, "the charges never reached Redis"
+                    time.sleep(0.01)
+            finally:
+                client.close()
+            refused = chat(b, key, BODY)
+            assert refused.status_code == 402, refused.text
+            assert error_of(refused)["code"] == "key_spend_cap_exceeded"
+            assert charged_nanos(a, account) == 3 * cost

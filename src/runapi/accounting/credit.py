@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from runapi.errors import InsufficientCredit
 from runapi.money import nanos_to_usd
@@ -70,11 +70,27 @@ class CreditGuard(Protocol):
     def invalidate(self, account_id: str | None = None) -> None:
         """Forget cached balances (one account, or all) so they are read again."""
 
+    def charges_by_others(self, account_id: str, rider: Rider | None = None) -> Others | None:
+        """What other processes have charged the account, as far as this guard knows (the spend caps
+        re-read their totals when it moves; `rider`: this call's, whose reply is the newest news), or
+        None when it does not know. A value is comparable only with one of the same `era`; within an
+        era, `charged` only grows, less a dip while this process's own charges are on their way."""
+
     async def available(self, account_id: str) -> int:
         """Balance minus open holds."""
 
     async def close(self) -> None:
         """Stop background work (after the settlement writer has drained)."""
+
+
+class Others(NamedTuple):
+    """`CreditGuard.charges_by_others`: Σ charges by other processes in `era` (a Redis lifetime)."""
+
+    era: str
+    charged: int
+
+
+NO_OTHERS = Others("", 0)  # one process alone charges its accounts (`MemoryCreditGuard`)
 
 
 def insufficient_credit(amount: int, free: int) -> InsufficientCredit:
@@ -240,6 +256,9 @@ class MemoryCreditGuard:
             if account is not None:
                 account.stale_at = self._next_tick()
         self._forget_idle()
+
+    def charges_by_others(self, account_id: str, rider: Rider | None = None) -> Others | None:
+        return NO_OTHERS  # holds in this process's memory: no other process charges its accounts
 
     def _forget_idle(self) -> None:
         """Drop the state of accounts with nothing held, charged or being read (bounded memory)."""

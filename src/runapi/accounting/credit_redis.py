@@ -56,6 +56,7 @@ from runapi.accounting.credit import (
     CreditGuard,
     Hold,
     MemoryCreditGuard,
+    Others,
     insufficient_credit,
 )
 from runapi.errors import ServiceUnavailable
@@ -119,6 +120,8 @@ class RedisCreditGuard:
         self._open: dict[str, RedisHold] = {}  # this instance's open holds
         self._closing: list[tuple[RedisHold, int | None, int]] = []  # (hold, ledger ID or None, charge) to send
         self._fresh: set[str] = set()  # accounts loaded since the last invalidation
+        self._spent_seen: dict[str, int] = {}  # account → `spent` in its newest RESERVE reply
+        self._own_charges: dict[str, int] = {}  # account → Σ charges this instance sent to SETTLE
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._boot: str | None = None  # Redis's boot marker, as last seen
@@ -144,8 +147,10 @@ class RedisCreditGuard:
             await self._ensure_started()
             loaded = account_id not in self._fresh and await self._load(account_id)
             for _ in range(5):
-                status, value = await self._scripts["reserve"](
+                reply = await self._scripts["reserve"](
                     keys=[state, holds, deadlines], args=[hold.id, amount, self._ttl_ms])
+                status, value = reply[0], reply[1]
+                self._note_spent(account_id, reply)
                 if status == _GRANTED:
                     self._open[hold.id] = hold
                     return hold
@@ -170,9 +175,26 @@ class RedisCreditGuard:
         assert isinstance(rider, CreditRider)
         if rider.reply is None or int(rider.reply[0]) != _GRANTED or rider.taken:
             return None
+        self._note_spent(rider.hold.account_id, rider.reply)
         rider.taken = True
         self._open[rider.hold.id] = rider.hold
         return rider.hold
+
+    def _note_spent(self, account_id: str, reply: Sequence[Any]) -> None:
+        if len(reply) > 2:
+            self._spent_seen[account_id] = int(reply[2])
+
+    def charges_by_others(self, account_id: str, rider: Rider | None = None) -> Others | None:
+        """`spent` (Σ charges SETTLE recorded for the account, every instance's) as last seen, less this
+        instance's own charges sent to SETTLE; the era is Redis's boot marker (a restart empties `spent`).
+        Own charges count here as soon as they are queued, before SETTLE records them: the value dips
+        meanwhile, never rises, so a rise is always someone else's charge."""
+        if isinstance(rider, CreditRider) and rider.reply is not None:
+            self._note_spent(account_id, rider.reply)
+        seen = self._spent_seen.get(account_id)
+        if seen is None or self._boot is None:
+            return None
+        return Others(self._boot, seen - self._own_charges.get(account_id, 0))
 
     def cap_charge(self, hold: Hold, cost: int) -> int:
         # Other instances may hold the rest of the balance, and this must answer without a
@@ -236,6 +258,8 @@ class RedisCreditGuard:
         hold.open = False
         assert isinstance(hold, RedisHold)
         self._open.pop(hold.id, None)
+        if ledger_id is not None and charge > 0:
+            self._own_charges[hold.account_id] = self._own_charges.get(hold.account_id, 0) + charge
         self._closing.append((hold, ledger_id, charge))
         self._wake.set()
 

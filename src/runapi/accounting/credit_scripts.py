@@ -20,32 +20,35 @@ end
 """
 
 # KEYS: state, holds, deadlines. ARGV: hold ID, amount, ttl ms.
-# Returns {0 granted | 1 not loaded | 2 stale | 3 wait | 4 short, free credit or ms to wait}.
+# Returns {0 granted | 1 not loaded | 2 stale | 3 wait | 4 short, free credit or ms to wait, spent}:
+# `spent` is Σ the charges SETTLE has recorded for the account, by any instance (the spend caps'
+# sign that other instances charged it: `RedisCreditGuard.charges_by_others`).
 RESERVE = HEAD + """
 local s, h, d = KEYS[1], KEYS[2], KEYS[3]
-local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready')
-if not st[1] then return {1, 0} end
+local st = redis.call('HMGET', s, 'bal', 'held', 'charged', 'stale', 'ready', 'spent')
+local spent = st[6] or '0'  -- a string: exact past 2**53
+if not st[1] then return {1, 0, spent} end
 local expired = redis.call('ZRANGEBYSCORE', d, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do drop(s, h, d, id) end
 if #expired > 0 then
   redis.call('HSET', s, 'stale', '1')
-  return {2, 0}
+  return {2, 0, spent}
 end
-if st[4] == '1' then return {2, 0} end
+if st[4] == '1' then return {2, 0, spent} end
 local ready = tonumber(st[5] or '0')
-if now < ready then return {3, ready - now} end
+if now < ready then return {3, ready - now, spent} end
 local free = tonumber(st[1]) - tonumber(st[2] or '0') - tonumber(st[3] or '0')
-if redis.call('HEXISTS', h, ARGV[1]) == 1 then return {0, free} end
-if free < tonumber(ARGV[2]) then return {4, free} end
+if redis.call('HEXISTS', h, ARGV[1]) == 1 then return {0, free, spent} end
+if free < tonumber(ARGV[2]) then return {4, free, spent} end
 redis.call('HSET', h, ARGV[1], ARGV[2])
 redis.call('ZADD', d, now + tonumber(ARGV[3]), ARGV[1])
 redis.call('HINCRBY', s, 'held', ARGV[2])
-return {0, free - tonumber(ARGV[2])}
+return {0, free - tonumber(ARGV[2]), spent}
 """
 
 # KEYS: state, holds, deadlines, charged. ARGV: per hold closed, its ID, its ledger entry ID ('' when
-# released) and its charge. Returns the number of charged entries (the caller reloads the account
-# when there are many).
+# released) and its charge; a charge recorded for the first time also adds to `spent`. Returns the
+# number of charged entries (the caller reloads the account when there are many).
 SETTLE = HEAD + """
 local s, h, d, c = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local loaded = redis.call('HEXISTS', s, 'bal') == 1
@@ -53,7 +56,10 @@ for i = 1, #ARGV, 3 do
   local id, entry, charge = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   drop(s, h, d, id)
   if entry ~= '' and tonumber(charge) > 0 and loaded then
-    if redis.call('HSETNX', c, entry, charge) == 1 then redis.call('HINCRBY', s, 'charged', charge) end
+    if redis.call('HSETNX', c, entry, charge) == 1 then
+      redis.call('HINCRBY', s, 'charged', charge)
+      redis.call('HINCRBY', s, 'spent', charge)
+    end
   end
 end
 return redis.call('HLEN', c)

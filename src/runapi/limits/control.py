@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,7 +29,7 @@ from runapi.limits.rates import (
     go_duration,
 )
 from runapi.limits.redis_limiter import RedisRateLimiter
-from runapi.limits.spend import RELOAD_S, Cap, SpendGuard, SpendHold
+from runapi.limits.spend import RELOAD_S, Cap, Others, SpendGuard, SpendHold
 from runapi.limits.tiers import TierSpec, TierTable
 from runapi.storage import KeyLimits, Rider, Settlement
 
@@ -64,6 +65,11 @@ class Admission:
         self._ticket = ticket
         self._spend = spend
         self._open = True
+
+    def follow(self, others: Others | None) -> None:
+        """News of other processes' charges that came after admission (`SpendGuard.follow`)."""
+        if self._spend is not None:
+            self._control.spend.follow(self._spend, others)
 
     def finished(self, settlement: Settlement) -> None:
         """The call is over and its settlement durable (journaled): free its slot and correct tokens/min
@@ -138,11 +144,14 @@ class LimitControl:
         return caps
 
     async def admit(self, caller: Caller, model_id: str, *, prompt_tokens: int,
-                    output_tokens: int, max_cost_nanos: int, rider: Rider | None = None) -> Admission:
+                    output_tokens: int, max_cost_nanos: int, rider: Rider | None = None,
+                    others: Callable[[], Others | None] | None = None) -> Admission:
         """Admit one call or raise `PermissionDenied` (model not allowed), `RateLimited` or `BudgetExceeded`.
 
         `rider` (the credit hold's script) runs in the limiter's round trip if the limiter admits the
-        call; whoever passed it closes what it got, also when this raises."""
+        call; whoever passed it closes what it got, also when this raises. `others`, asked once the
+        rider has run, tells the spend caps what other processes have charged the account
+        (`SpendGuard.reserve`)."""
         allowed = caller.limits.allowed_models
         if allowed is not None and model_id not in allowed:
             raise PermissionDenied(f"This API key may not use the model `{model_id}`; it may use: "
@@ -161,7 +170,7 @@ class LimitControl:
                                 decision.retry_after_ms, status)
         spend: SpendHold | None = None
         try:
-            spend = await self.spend.reserve(self.caps(caller), max_cost_nanos)
+            spend = await self.spend.reserve(self.caps(caller), max_cost_nanos, others() if others else None)
         except BaseException:
             self.limiter.release(decision.ticket, 0)
             raise

@@ -6,8 +6,13 @@ cost, plus the most this call may cost. A key stops at its cap; only a call that
 than its hold (its prompt tokenised to more than the estimate) can pass it, by that excess.
 Spent amounts are cached per scope, with the highest ledger ID they include, so admission
 needs no database round trip once warm; settlements add their charges, and caches are
-reloaded on a cache-epoch change and every `reload_s` (so charges made by other instances
-are seen).
+reloaded on a cache-epoch change. Charges made by other instances reach a cached total through
+the caller's `others` (what other processes have charged the account, from the credit guard's
+Redis round trip, which every admission makes anyway): a rise is added to the account's totals at
+once, a new era reloads them. Without that news (`others` None) a total is re-read after
+`reload_s`; with it, after `SIGNAL_RELOAD_S` at most (a backstop). Adding an account's news to its
+keys' totals over-counts (the other keys' charges): totals only err high, and a call they would
+refuse reloads them first (`REFUSAL_RELOAD_S`), so nobody is refused on an estimate.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from runapi.money import nanos_to_usd
 from runapi.storage import WRITEOFF_SUFFIX, generations, ledger, read_one, reader
 
 RELOAD_S = 30.0  # the default of `[server] spend_reload_interval`
+SIGNAL_RELOAD_S = 600.0  # a total kept up to date by `others` is still re-read this often
+REFUSAL_RELOAD_S = 1.0  # a total that would refuse a call is re-read first, unless read this recently
+Others = tuple[str, int]  # (era, Σ charged by other processes): `accounting.CreditGuard.charges_by_others`
 Scope = tuple[str, str, str | None]  # ("key" | "account", ID, "YYYY-MM" or None for lifetime)
 CapKind = Literal["key_spend_cap", "key_monthly_spend_cap", "tier_monthly_spend_cap"]
 
@@ -71,12 +79,13 @@ def _add(spent: _Spent, ledger_id: int, charge: int) -> None:
 
 
 class _Spent:
-    __slots__ = ("nanos", "high_id", "loaded_at")
+    __slots__ = ("nanos", "high_id", "loaded_at", "others")
 
-    def __init__(self, nanos: int, high_id: int, loaded_at: float) -> None:
+    def __init__(self, nanos: int, high_id: int, loaded_at: float, others: Others | None) -> None:
         self.nanos = nanos
         self.high_id = high_id  # highest ledger entry reflected in `nanos`
         self.loaded_at = loaded_at
+        self.others = others  # the news of other processes' charges that `nanos` reflects
 
 
 _MESSAGES: dict[CapKind, str] = {
@@ -102,28 +111,46 @@ class SpendGuard:
         """The current month, on the clock generation rows are stamped with."""
         return month_of(utcnow())
 
-    async def reserve(self, caps: list[Cap], amount: int) -> SpendHold:
-        """Count `amount` against every cap, or raise `BudgetExceeded` naming the first one it would pass."""
-        spent: dict[Scope, _Spent] = {}
-        for cap in caps:  # a fresh cached total needs no coroutine
-            spent[cap.scope] = self._fresh(cap.scope) or await self._current(cap.scope)
+    async def reserve(self, caps: list[Cap], amount: int, others: Others | None = None) -> SpendHold:
+        """Count `amount` against every cap, or raise `BudgetExceeded` naming the first one it would pass.
+        `others`: news of the account's charges by other processes (see the module doc)."""
         held = self._held
-        for cap in caps:  # no await from here on: check and count atomically
-            scope = cap.scope
-            used = spent[scope].nanos + held.get(scope, 0)
-            if used + amount > cap.limit_nanos:
-                left = max(0, cap.limit_nanos - used)
-                raise BudgetExceeded(
-                    f"This call may cost up to ${nanos_to_usd(amount)}, but {_MESSAGES[cap.kind]} of "
-                    f"${nanos_to_usd(cap.limit_nanos)} has ${nanos_to_usd(left)} left "
-                    f"(${nanos_to_usd(spent[scope].nanos)} spent, ${nanos_to_usd(held.get(scope, 0))} held "
-                    "by calls in flight). Lower max_tokens, or ask the operator to raise the cap.",
-                    code=f"{cap.kind}_exceeded",
-                )
+        for attempt in (1, 2):
+            spent: dict[Scope, _Spent] = {}
+            for cap in caps:  # a fresh cached total needs no coroutine
+                spent[cap.scope] = self._fresh(cap.scope, others) or await self._current(cap.scope, others)
+            refused = next((cap for cap in caps  # no await from here on: check and count atomically
+                            if spent[cap.scope].nanos + held.get(cap.scope, 0) + amount > cap.limit_nanos), None)
+            if refused is None:
+                break
+            if attempt == 1 and time.monotonic() - spent[refused.scope].loaded_at >= REFUSAL_RELOAD_S:
+                self._spent.pop(refused.scope, None)  # refuse on a total read now, not on an estimate
+                continue
+            used = spent[refused.scope].nanos + held.get(refused.scope, 0)
+            left = max(0, refused.limit_nanos - used)
+            raise BudgetExceeded(
+                f"This call may cost up to ${nanos_to_usd(amount)}, but {_MESSAGES[refused.kind]} of "
+                f"${nanos_to_usd(refused.limit_nanos)} has ${nanos_to_usd(left)} left "
+                f"(${nanos_to_usd(spent[refused.scope].nanos)} spent, "
+                f"${nanos_to_usd(held.get(refused.scope, 0))} held by calls in flight). "
+                "Lower max_tokens, or ask the operator to raise the cap.",
+                code=f"{refused.kind}_exceeded",
+            )
         scopes = tuple([cap.scope for cap in caps])
         for scope in scopes:
             held[scope] += amount
         return SpendHold(scopes, amount)
+
+    def follow(self, hold: SpendHold, others: Others | None) -> None:
+        """Totals this admission read without news of other processes (a cold account: the news comes with
+        its first credit hold, just after) follow `others` from now on, instead of expiring after
+        `reload_s`. Charges others made between the read and the news (a few milliseconds) are missed."""
+        if others is None:
+            return
+        for scope in hold.scopes:
+            cached = self._spent.get(scope)
+            if cached is not None and cached.others is None:
+                cached.others = others
 
     def shrink(self, hold: SpendHold, amount: int) -> None:
         """The call is over and will be charged `amount`: hold only that until the charge is committed."""
@@ -160,13 +187,24 @@ class SpendGuard:
     async def spent(self, scope: Scope) -> int:
         return (await self._current(scope)).nanos
 
-    def _fresh(self, scope: Scope) -> _Spent | None:
-        """The cached total of `scope` if it was loaded less than `reload_s` ago."""
+    def _fresh(self, scope: Scope, others: Others | None) -> _Spent | None:
+        """The cached total of `scope`, brought up to date with `others`, if it can be trusted without a read."""
         cached = self._spent.get(scope)
-        return cached if cached is not None and time.monotonic() - cached.loaded_at < self._reload_s else None
+        if cached is None:
+            return None
+        age = time.monotonic() - cached.loaded_at
+        base = cached.others
+        if others is None or base is None:
+            return cached if age < self._reload_s else None
+        if others[0] != base[0] or age >= SIGNAL_RELOAD_S:
+            return None  # a new era (Redis lost its data): read again
+        if others[1] > base[1]:  # others charged the account since: count it (a dip is our own, in transit)
+            cached.nanos += others[1] - base[1]
+            cached.others = others
+        return cached
 
-    async def _current(self, scope: Scope) -> _Spent:
-        cached = self._fresh(scope)
+    async def _current(self, scope: Scope, others: Others | None = None) -> _Spent:
+        cached = self._fresh(scope, others)
         if cached is not None:
             return cached
         pending = self._loading.get(scope)
@@ -179,7 +217,7 @@ class SpendGuard:
             nanos, high_id = await self._query(scope)
             current = self._spent.get(scope)
             if current is None or high_id >= current.high_id:
-                current = self._spent[scope] = _Spent(nanos, high_id, time.monotonic())
+                current = self._spent[scope] = _Spent(nanos, high_id, time.monotonic(), others)
             else:
                 current.loaded_at = time.monotonic()
             for ledger_id, charge in self._late[scope]:  # committed after the query's snapshot, perhaps

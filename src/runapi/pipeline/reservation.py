@@ -46,11 +46,13 @@ class Reservation:
             if rider is not None:
                 undo.append(lambda: _release_ridden(credit, rider))  # admitted with its hold, then refused
             admission = await limits.admit(caller, model_id, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                                           max_cost_nanos=max_cost_nanos, rider=rider)
+                                           max_cost_nanos=max_cost_nanos, rider=rider,
+                                           others=lambda: credit.charges_by_others(caller.account_id, rider))
             undo.append(admission.close)
             hold = credit.take(rider) if rider is not None else None
             if hold is None:  # no rider, or it got no hold: `reserve` loads, waits or says why not
                 hold = await credit.reserve(caller.account_id, max_cost_nanos)
+                admission.follow(credit.charges_by_others(caller.account_id))  # a cold account's first news
         except BaseException:
             for step in reversed(undo):
                 step()
