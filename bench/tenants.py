@@ -14,6 +14,8 @@ With `--postgres` the gateways use PostgreSQL and a private Redis (its own `redi
 `INFO commandstats` counts only this bench): each cell also reports Redis commands and their server
 time per request, and PostgreSQL transactions, table scans (≈ read statements) and rows written per
 request (`pg_stat_database`, `pg_stat_user_tables` deltas; `pg_stat_statements` is not preloaded here).
+`--baseline GIT_REF` adds a `fresh@REF` gateway running that commit's `src` on its own copy of the
+`fresh` database (A/B in the same run; the cells take turns).
 `--count-pg` puts a counting proxy (`bench/pg_wire.py`, its own process) between each gateway and
 PostgreSQL: PostgreSQL round trips and statements per request, counted on the wire. `--history 0` runs
 the `fresh` gateway only.
@@ -61,6 +63,7 @@ class Gateway:
     base_url: str = ""
     database: str = ""  # PostgreSQL database name
     pg_control: int = 0  # the counting proxy's control port (`--count-pg`), or 0
+    source: Path | None = None  # another checkout's folder with `src/` (`--baseline`)
     rows: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -113,8 +116,11 @@ def count_pg(gateway: Gateway, workdir: Path) -> Child:
 
 def start(gateway: Gateway, workdir: Path) -> None:
     port = free_port()
-    gateway.child = Child(gateway.name, [*RUNAPI, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                         "--no-access-log"], workdir / gateway.name / "serve.log", env=gateway.env)
+    runapi, env = RUNAPI, gateway.env
+    if gateway.source is not None:
+        runapi, env = [PYTHON, "-m", "runapi.cli.main"], {**env, "PYTHONPATH": str(gateway.source / "src")}
+    gateway.child = Child(gateway.name, [*runapi, "serve", "--host", "127.0.0.1", "--port", str(port),
+                                         "--no-access-log"], workdir / gateway.name / "serve.log", env=env)
     wait_for_port(port, timeout=60, proc=gateway.child.proc)
     gateway.base_url = f"http://127.0.0.1:{port}"
 
@@ -212,6 +218,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scenarios", default="json,stream20")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--baseline", metavar="GIT_REF", default="",
+                        help="add a gateway running this commit (A/B in the same run)")
     parser.add_argument("--count-pg", action="store_true",
                         help="count PostgreSQL round trips and statements on the wire (bench/pg_wire.py)")
     args = parser.parse_args()
@@ -230,6 +238,10 @@ def main() -> None:
             wait_for_port(redis_port)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         gateways = [prepare("fresh", workdir, upstream, args.accounts, 0, args.postgres, redis_url)]
+        if args.baseline:
+            baseline = prepare(f"fresh@{args.baseline}", workdir, upstream, args.accounts, 0, args.postgres, redis_url)
+            baseline.source = _checkout(args.baseline, workdir)
+            gateways.append(baseline)
         if args.history:
             gateways.append(prepare("history", workdir, upstream, args.accounts, args.history, args.postgres,
                                     redis_url))
@@ -238,8 +250,10 @@ def main() -> None:
                 children.append(count_pg(gateway, workdir))
             start(gateway, workdir)
         rows = []
-        fresh = gateways[0]
-        rows.append(cell(fresh, "json", True, args.duration, workdir, redis_port, label=f"{args.accounts} keys, cold"))
+        for gateway in gateways:
+            if gateway.name.startswith("fresh"):
+                rows.append(cell(gateway, "json", True, args.duration, workdir, redis_port,
+                                 label=f"{args.accounts} keys, cold"))
         for gateway in gateways:  # every key once: keys, balances and spend totals loaded
             run_async_client(gateway.base_url + SCENARIOS["json"].path, SCENARIOS["json"].body, "", CONCURRENCY,
                              stream=False, requests=len(gateway.keys), keys=gateway.keys)
@@ -264,17 +278,37 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _checkout(ref: str, workdir: Path) -> Path:
+    """The project's `src` at git `ref`, exported into `workdir` (no worktree is registered)."""
+    root = Path(__file__).resolve().parent.parent
+    target = workdir / f"baseline-{ref.replace('/', '-')}"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref, "src"], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
 def summary(rows: list[dict[str, object]]) -> None:
-    """Median CPU per request per (gateway, scenario, keys), and each against `fresh`'s 1-key cell."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
+    """Medians per (gateway, scenario, keys): CPU per request against the same gateway's 1-key cell and
+    against `fresh`'s, Redis commands and scripts, PostgreSQL round trips (with `--count-pg`)."""
+    groups: dict[tuple[str, str, str], list[dict[str, object]]] = {}
     for row in rows:
-        groups.setdefault((str(row["gateway"]), str(row["scenario"]), str(row["keys"])), []).append(
-            float(row["cpu_ms_per_req"]))  # type: ignore[arg-type]
-    print("\n| gateway | scenario | keys | CPU ms/req (median) | × fresh, 1 key |\n| --- | --- | --- | ---: | ---: |")
-    for (gateway, scenario, keys), values in groups.items():
-        base = groups.get(("fresh", scenario, "1 key"))
-        ratio = statistics.median(values) / statistics.median(base) if base else float("nan")
-        print(f"| {gateway} | {scenario} | {keys} | {statistics.median(values):.3f} | {ratio:.2f} |")
+        groups.setdefault((str(row["gateway"]), str(row["scenario"]), str(row["keys"])), []).append(row)
+
+    def med(group: list[dict[str, object]] | None, name: str) -> float:
+        values = [float(r[name]) for r in group or [] if name in r]  # type: ignore[arg-type]
+        return statistics.median(values) if values else float("nan")
+
+    print("\n| gateway | scenario | keys | CPU ms/req | × its 1 key | × fresh, 1 key | Redis cmds | Redis scripts "
+          "| PG round trips |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (gateway, scenario, keys), group in groups.items():
+        cpu = med(group, "cpu_ms_per_req")
+        own = med(groups.get((gateway, scenario, "1 key")), "cpu_ms_per_req")
+        fresh = med(groups.get(("fresh", scenario, "1 key")), "cpu_ms_per_req")
+        print(f"| {gateway} | {scenario} | {keys} | {cpu:.3f} | {cpu / own:.2f} | {cpu / fresh:.2f} "
+              f"| {med(group, 'redis_cmds_per_req'):.1f} | {med(group, 'redis_scripts_per_req'):.2f} "
+              f"| {med(group, 'pg_round_trips_per_req'):.2f} |")
 
 
 if __name__ == "__main__":
