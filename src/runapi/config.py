@@ -58,7 +58,7 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # instance's changes), and the longest an idle poller (epoch, task workers, webhooks) goes without a look.
     epoch_poll_interval: float = 0.5
     idle_poll_max: float = 10.0
-    spend_reload_interval: float = 30.0  # seconds a cached spent total (spend caps) is trusted before a re-read
+    spend_reload_interval: float = 30.0  # seconds a spent total read without news of others' charges is trusted
 
 
 class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
