@@ -120,9 +120,10 @@ def test_usage_and_report_queries_read_their_indexes(database_url: str) -> None:
     code, output = _seed(database_url, "--accounts", "40", "--generations", "12000", "--days", "60")
     assert code == 0, output
     plans = asyncio.run(_plans(database_url))
-    rollup_key = "pk_usage_daily" if "postgresql" in database_url else "sqlite_autoindex_usage_daily_1"
-    assert rollup_key in plans["usage"], plans["usage"]
-    assert "ix_usage_daily_day" in plans["revenue"], plans["revenue"]
+    postgres = "postgresql" in database_url
+    assert ("pk_usage_daily" if postgres else "sqlite_autoindex_usage_daily_1") in plans["usage"], plans["usage"]
+    assert ("pk_usage_daily_deployments" if postgres else "sqlite_autoindex_usage_daily_deployments_1") \
+        in plans["revenue"], plans["revenue"]
     assert "ix_ledger_account_covering" in plans["balance"], plans["balance"]
     if "sqlite" in database_url:  # SQLite says when the index alone answers
         assert "COVERING INDEX ix_ledger_account_covering" in plans["balance"]

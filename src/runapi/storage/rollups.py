@@ -1,13 +1,15 @@
 """Checks that the roll-ups (migration 0009) agree with the rows they sum: `runapi db reconcile`.
 
-`usage_daily` is compared group by group (account, UTC day, key, deployment, unit) with the same sums
-computed from `generations` and the write-off rows of `ledger`; `account_balances` with Σ ledger per
-account. The triggers that keep them make a difference impossible short of a hand edit or a restore
-of one table without the other; this reads every row, so it is an operator's check, not a hot path.
+`usage_daily` and `usage_daily_deployments` are compared group by group with the same sums computed
+from `generations` (and, for write-offs, the write-off rows of `ledger`); `account_balances` with Σ
+ledger per account. The triggers that keep them make a difference impossible short of a hand edit or
+tables restored from different backups; this reads every row, so it is an operator's check, not a
+hot path. `rebuild_rollups` recomputes all three.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -17,16 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.schema import (
-    ROLLUP_KEY,
     ROLLUP_SUMS,
     account_balances,
     generations,
     ledger,
     usage_daily,
+    usage_daily_deployments,
 )
-from runapi.storage.usage import BILLED, TOKEN_SUMS
+from runapi.storage.usage import BILLED
 
 Group = tuple[str, ...]
+ROLLUPS = (usage_daily, usage_daily_deployments)
 
 
 class RollupMismatch(msgspec.Struct, frozen=True):
@@ -38,39 +41,51 @@ class RollupMismatch(msgspec.Struct, frozen=True):
     rows: tuple[int, ...]
 
 
-def _day_text(value: Any) -> str:
+def _text(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).date().isoformat()
-    return value.isoformat() if isinstance(value, date) else str(value)[:10]
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _generation_day(dialect: str, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
-    if dialect == "postgresql":
-        return sa.func.date_trunc("day", column, "UTC")
-    return sa.func.substr(column, 1, 10)
+def _key_columns(table: sa.Table) -> list[str]:
+    return [column.name for column in table.primary_key.columns]
 
 
-def _group(row: Any) -> Group:
-    return tuple(_day_text(value) if index == 1 else str(value) for index, value in enumerate(row[:len(ROLLUP_KEY)]))
+def _key_expressions(table: sa.Table, dialect: str) -> list[sa.ColumnElement[Any]]:
+    """How each key column of `table` is computed from a generations row, as the triggers compute it."""
+    postgres = dialect == "postgresql"
+    created, account = generations.c.created_at, generations.c.account_id
+    computed: dict[str, sa.ColumnElement[Any]] = {
+        "day": sa.func.date_trunc("day", created, "UTC") if postgres else sa.func.substr(created, 1, 10),
+        "shard": sa.func.hashtext(account).op("&")(15) if postgres else sa.literal(0, sa.SmallInteger()),
+    }
+    return [computed[name] if name in computed else generations.c[name] for name in _key_columns(table)]
 
 
-async def _from_rows(conn: AsyncConnection) -> dict[Group, list[int]]:
-    """The roll-up's sums, computed from `generations` and the write-offs in `ledger`."""
+def _group(table: sa.Table, row: Any) -> Group:
+    return tuple(_text(value)[:10] if name == "day" else _text(value)
+                 for name, value in zip(_key_columns(table), row, strict=False))
+
+
+async def _from_rows(conn: AsyncConnection, table: sa.Table) -> dict[Group, list[int]]:
+    """The roll-up `table`'s sums, computed from `generations` (and the write-offs in `ledger`)."""
     billed = generations.c.status.in_(BILLED)
-    key = [_generation_day(conn.dialect.name, generations.c.created_at) if name == "day" else generations.c[name]
-           for name in ROLLUP_KEY]
+    key = _key_expressions(table, conn.dialect.name)
     sums = [sa.func.sum(sa.case((billed, 1), else_=0)), sa.func.sum(sa.case((billed, 0), else_=1)),
-            *[sa.func.sum(sa.case((billed, generations.c[name]), else_=0)) for name in (*TOKEN_SUMS, "cost_nanos",
-                                                                                        "units")]]
-    own_id = sa.func.substr(ledger.c.generation_id, 1, sa.func.length(ledger.c.generation_id) - len(WRITEOFF_SUFFIX))
-    writeoffs = sa.select(*key, sa.func.sum(ledger.c.amount_nanos)) \
-        .select_from(ledger.join(generations, generations.c.id == own_id)) \
-        .where(ledger.c.kind == "writeoff").group_by(*key)
+            *[sa.func.sum(sa.case((billed, generations.c[name]), else_=0)) for name in ROLLUP_SUMS[2:]]]
+    width = len(table.c) - len(key)
+    grouped = [expression for expression in key if not isinstance(expression, sa.Null | sa.BindParameter)]
     out: dict[Group, list[int]] = {}
-    for row in (await conn.execute(sa.select(*key, *sums).group_by(*key))).all():
-        out[_group(row)] = [int(v or 0) for v in row[len(ROLLUP_KEY):]] + [0]
-    for row in (await conn.execute(writeoffs)).all():
-        out.setdefault(_group(row), [0] * len(ROLLUP_SUMS))[-1] += int(row[-1] or 0)
+    for row in (await conn.execute(sa.select(*key, *sums).group_by(*grouped))).all():
+        out[_group(table, row)] = ([int(v or 0) for v in row[len(key):]] + [0])[:width]
+    if "write_off_nanos" in table.c:
+        own_id = sa.func.substr(ledger.c.generation_id, 1,
+                                sa.func.length(ledger.c.generation_id) - len(WRITEOFF_SUFFIX))
+        writeoffs = sa.select(*key, sa.func.sum(ledger.c.amount_nanos)) \
+            .select_from(ledger.join(generations, generations.c.id == own_id)) \
+            .where(ledger.c.kind == "writeoff").group_by(*grouped)
+        for row in (await conn.execute(writeoffs)).all():
+            out.setdefault(_group(table, row), [0] * width)[-1] += int(row[-1] or 0)
     return out
 
 
@@ -85,39 +100,49 @@ async def rollup_mismatches(engine: AsyncEngine) -> list[RollupMismatch]:
     async with engine.begin() as conn:  # one snapshot on PostgreSQL (SQLite reads one anyway)
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        rows = await _from_rows(conn)
-        rollup = {_group(r): [int(v) for v in r[len(ROLLUP_KEY):]]
-                  for r in (await conn.execute(sa.select(*usage_daily.c))).all()}
+        for table in ROLLUPS:
+            rows = await _from_rows(conn, table)
+            width = len(_key_columns(table))
+            kept = {_group(table, r): [int(v) for v in r[width:]] for r in (await conn.execute(sa.select(table))).all()}
+            zero = [0] * (len(table.c) - width)
+            for group in sorted(set(rows) | set(kept)):
+                if rows.get(group, zero) != kept.get(group, zero):
+                    wrong.append(RollupMismatch(table.name, group, tuple(kept.get(group, zero)),
+                                                tuple(rows.get(group, zero))))
         balances = {r[0]: int(r[1]) for r in (await conn.execute(sa.select(account_balances))).all()}
         sums = await _ledger_sums(conn)
-    zero = [0] * len(ROLLUP_SUMS)
-    for group in sorted(set(rows) | set(rollup)):
-        kept, summed = rollup.get(group, zero), rows.get(group, zero)
-        if kept != summed:
-            wrong.append(RollupMismatch("usage_daily", group, tuple(kept), tuple(summed)))
     for account in sorted(set(balances) | set(sums)):
-        kept_balance, summed_balance = balances.get(account, 0), sums.get(account, 0)
-        if kept_balance != summed_balance:
-            wrong.append(RollupMismatch("account_balances", (account,), (kept_balance,), (summed_balance,)))
+        if balances.get(account, 0) != sums.get(account, 0):
+            wrong.append(RollupMismatch("account_balances", (account,), (balances.get(account, 0),),
+                                        (sums.get(account, 0),)))
     return wrong
 
 
 async def rebuild_rollups(engine: AsyncEngine) -> int:
-    """Recompute both roll-ups from the rows, in one transaction that holds off settlements meanwhile
+    """Recompute the roll-ups from the rows, in one transaction that holds settlements off meanwhile
     (PostgreSQL: a SHARE lock on generations and ledger; SQLite: the write lock its first delete takes).
-    Returns the number of `usage_daily` groups written."""
+    Returns the number of roll-up rows written."""
+    written = 0
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("LOCK TABLE generations, ledger IN SHARE MODE")
-        await conn.execute(usage_daily.delete())
-        await conn.execute(account_balances.delete())
-        groups = await _from_rows(conn)
-        names = [*ROLLUP_KEY, *ROLLUP_SUMS]
-        rows = [dict(zip(names, [*group[:1], date.fromisoformat(group[1]), *group[2:], *sums], strict=True))
-                for group, sums in groups.items()]
-        if rows:
-            await conn.execute(usage_daily.insert(), rows)
-        balances = [{"account_id": account, "balance_nanos": total} for account, total in (await _ledger_sums(conn)).items()]
+        for table in (*ROLLUPS, account_balances):
+            await conn.execute(table.delete())
+        for table in ROLLUPS:
+            names = [column.name for column in table.c]
+            rows = [dict(zip(names, [*_typed(table, group), *sums], strict=True))
+                    for group, sums in (await _from_rows(conn, table)).items()]
+            if rows:
+                await conn.execute(table.insert(), rows)
+            written += len(rows)
+        balances = [{"account_id": account, "balance_nanos": total}
+                    for account, total in (await _ledger_sums(conn)).items()]
         if balances:
             await conn.execute(account_balances.insert(), balances)
-    return len(rows)
+    return written + len(balances)
+
+
+def _typed(table: sa.Table, group: Group) -> list[Any]:
+    """A group's key values as the table's columns take them."""
+    kinds: dict[str, Callable[[str], Any]] = {"day": date.fromisoformat, "shard": int}
+    return [kinds.get(name, str)(value) for name, value in zip(_key_columns(table), group, strict=True)]

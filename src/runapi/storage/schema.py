@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -98,18 +100,36 @@ generations = sa.Table(
 )
 
 # Roll-ups the reports read (migration 0009), kept exact by triggers in the transaction that writes the
-# generations and ledger rows. `usage_daily`: per account, UTC day, key and deployment, the sums of
-# `storage/usage.py` (billed = succeeded or cancelled; failed generations only counted).
-ROLLUP_KEY = ("account_id", "day", "key_id", "model", "provider", "upstream_model", "unit")
+# generations and ledger rows, with the sums of `storage/usage.py` (billed = succeeded or cancelled;
+# failed generations only counted). `usage_daily`: per account, UTC day, key, model and unit (customer
+# usage); `usage_daily_deployments`: per UTC day and deployment over all accounts, in 16 shards by
+# account on PostgreSQL (the revenue report).
 ROLLUP_SUMS = ("requests", "failed", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-               "reasoning_tokens", "cost_nanos", "units", "write_off_nanos")
+               "reasoning_tokens", "cost_nanos", "units")
+ACCOUNT_ROLLUP_KEY = ("account_id", "day", "key_id", "model", "unit")
+DEPLOYMENT_ROLLUP_KEY = ("day", "model", "provider", "upstream_model", "unit", "shard")
+_ROLLUP_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "day": sa.Date(), "shard": sa.SmallInteger(), "account_id": sa.String(40), "key_id": sa.String(40),
+    "unit": sa.String(16), "provider": sa.String(100)}
+
+
+def _rollup_columns(key: tuple[str, ...], sums: tuple[str, ...]) -> list[sa.Column[Any]]:
+    return [*[sa.Column(name, _ROLLUP_TYPES.get(name, sa.String(200)), nullable=False) for name in key],
+            *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in sums]]
+
+
 usage_daily = sa.Table(
     "usage_daily",
     metadata,
-    *[sa.Column(name, sa.Date if name == "day" else sa.String(200), nullable=False) for name in ROLLUP_KEY],
-    *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in ROLLUP_SUMS],
-    sa.PrimaryKeyConstraint(*ROLLUP_KEY, name="pk_usage_daily"),
-    sa.Index("ix_usage_daily_day", "day"),
+    *_rollup_columns(ACCOUNT_ROLLUP_KEY, ROLLUP_SUMS),
+    sa.PrimaryKeyConstraint(*ACCOUNT_ROLLUP_KEY, name="pk_usage_daily"),
+)
+
+usage_daily_deployments = sa.Table(
+    "usage_daily_deployments",
+    metadata,
+    *_rollup_columns(DEPLOYMENT_ROLLUP_KEY, (*ROLLUP_SUMS, "write_off_nanos")),
+    sa.PrimaryKeyConstraint(*DEPLOYMENT_ROLLUP_KEY, name="pk_usage_daily_deployments"),
 )
 
 # Σ ledger per account (migration 0009), kept by a trigger on the ledger.

@@ -1,8 +1,8 @@
 """Usage aggregates: by day and model (customers), by deployment (operators), per-account totals.
 
-They read the roll-ups of migration 0009 (`usage_daily`, `account_balances`), which triggers keep in
-the transaction that writes the generations and the ledger, so a report reads days × models rows,
-not every generation. Billed usage is every generation that was charged or could have been: status
+They read the roll-ups of migration 0009 (`usage_daily` per account, `usage_daily_deployments` over all
+accounts, `account_balances`), which triggers keep in the transaction that writes the generations and
+the ledger, so a report reads days × models rows, not every generation. Billed usage is every generation that was charged or could have been: status
 `succeeded` or `cancelled` (a client that left mid-stream pays for what was generated). Failed
 generations are counted separately and never carry tokens or cost into these figures. Days are UTC
 calendar days; ranges are inclusive of both ends. `reconcile` checks the roll-ups against the rows.
@@ -17,7 +17,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage.schema import account_balances, usage_daily
+from runapi.storage.schema import account_balances, usage_daily, usage_daily_deployments
 
 BILLED = ("succeeded", "cancelled")
 TOKEN_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -55,19 +55,21 @@ class UsageRow(msgspec.Struct, frozen=True):
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens + self.output_tokens
 
 
-def _sums(*, write_offs: bool) -> list[sa.Label[Any]]:
-    names = ("requests", "failed", *TOKEN_SUMS, "cost_nanos", "units", *(("write_off_nanos",) if write_offs else ()))
-    return [sa.func.sum(usage_daily.c[name]).label(name) for name in names]
+def _sums(table: sa.Table) -> list[sa.Label[Any]]:
+    names = ["requests", "failed", *TOKEN_SUMS, "cost_nanos", "units"]
+    if "write_off_nanos" in table.c:
+        names.append("write_off_nanos")
+    return [sa.func.sum(table.c[name]).label(name) for name in names]
 
 
-def _where(query: sa.Select[Any], where: UsageFilter) -> sa.Select[Any]:
-    query = query.where(usage_daily.c.day >= where.start, usage_daily.c.day <= where.end)
+def _where(query: sa.Select[Any], table: sa.Table, where: UsageFilter) -> sa.Select[Any]:
+    query = query.where(table.c.day >= where.start, table.c.day <= where.end)
     if where.account_id:
-        query = query.where(usage_daily.c.account_id == where.account_id)
+        query = query.where(table.c.account_id == where.account_id)
     if where.key_id:
-        query = query.where(usage_daily.c.key_id == where.key_id)
+        query = query.where(table.c.key_id == where.key_id)
     if where.model:
-        query = query.where(usage_daily.c.model == where.model)
+        query = query.where(table.c.model == where.model)
     return query
 
 
@@ -92,7 +94,7 @@ DAY_AND_MODEL = (usage_daily.c.day, usage_daily.c.model, usage_daily.c.unit)
 
 def account_usage_query(where: UsageFilter) -> sa.Select[Any]:
     """The query of `usage_by_day_and_model` (for its plan, see bench/history.py)."""
-    return _where(sa.select(*DAY_AND_MODEL, *_sums(write_offs=False)), where) \
+    return _where(sa.select(*DAY_AND_MODEL, *_sums(usage_daily)), usage_daily, where) \
         .group_by(*DAY_AND_MODEL).order_by(*DAY_AND_MODEL)
 
 
@@ -103,18 +105,21 @@ async def usage_by_day_and_model(engine: AsyncEngine, where: UsageFilter) -> lis
     return [_row(r, day=_day_text(r.day), model=r.model) for r in rows]
 
 
-DEPLOYMENT = (usage_daily.c.model, usage_daily.c.provider, usage_daily.c.upstream_model, usage_daily.c.unit)
+_BY_DEPLOYMENT = usage_daily_deployments.c
+DEPLOYMENT = (_BY_DEPLOYMENT.model, _BY_DEPLOYMENT.provider, _BY_DEPLOYMENT.upstream_model, _BY_DEPLOYMENT.unit)
 
 
 def deployment_usage_query(where: UsageFilter) -> sa.Select[Any]:
     """The query of `usage_by_deployment` (for its plan, see bench/history.py)."""
-    return _where(sa.select(*DEPLOYMENT, *_sums(write_offs=True)), where) \
+    if where.account_id or where.key_id:
+        raise ValueError("usage by deployment covers every account: filter it by period and model only")
+    return _where(sa.select(*DEPLOYMENT, *_sums(usage_daily_deployments)), usage_daily_deployments, where) \
         .group_by(*DEPLOYMENT).order_by(*DEPLOYMENT)
 
 
 async def usage_by_deployment(engine: AsyncEngine, where: UsageFilter) -> list[UsageRow]:
-    """Totals per (model, provider, upstream model, billing unit), for revenue against upstream cost, with the
-    write-offs of those generations (what balances could not cover)."""
+    """Totals per (model, provider, upstream model, billing unit) over every account, for revenue against
+    upstream cost, with the write-offs of those generations (what balances could not cover)."""
     async with engine.connect() as conn:
         rows = (await conn.execute(deployment_usage_query(where))).all()
     return [_row(r, model=r.model, provider=r.provider, upstream_model=r.upstream_model) for r in rows]

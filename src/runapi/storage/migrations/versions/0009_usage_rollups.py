@@ -1,19 +1,24 @@
-"""Exact roll-ups for reports on a long history (issue 24 item 4): `usage_daily` and `account_balances`.
+"""Exact roll-ups for reports on a long history (issue 24 item 4).
 
-- `usage_daily`: one row per (account, UTC day, key, model, provider, upstream model, unit) with the
-  counts, tokens, cost, units and write-offs of that group's generations, summed as `storage/usage.py`
-  reports them (billed = succeeded or cancelled; failed generations counted apart, with nothing else).
-- `account_balances`: Σ ledger per account.
+- `usage_daily`: per (account, UTC day, key, model, unit), the counts, tokens, cost and units of its
+  generations, summed as `storage/usage.py` reports them (billed = succeeded or cancelled; failed
+  generations counted apart, with nothing else): customer usage, dashboards, CSV export.
+- `usage_daily_deployments`: the same per (UTC day, model, provider, upstream model, unit, shard) over
+  every account, with the write-offs: the revenue report. `shard` (0-15, from the account ID on
+  PostgreSQL; always 0 on SQLite, which has one writer) spreads concurrent settlements of many
+  accounts over 16 rows instead of one hot row per deployment and day.
+- `account_balances`: Σ ledger per account: the operator dashboard.
 
-The database keeps both, by triggers, in the transaction that writes the generations and ledger rows:
+The database keeps them, by triggers, in the transaction that writes the generations and ledger rows:
 every writer (the SQLite and PostgreSQL settlement sinks, `Ledger`, `runapi db seed`, a COPY) keeps
 them exact and none can forget. PostgreSQL: one statement-level trigger per table, grouping the
-statement's transition table and upserting in key order (concurrent batches lock rows in one order).
-SQLite: row triggers. Generations and ledger rows are never updated or deleted. The upgrade fills both
-tables from the rows already there; `runapi db reconcile` checks them against the rows.
+statement's transition table and upserting in key order, tables always in the order usage_daily,
+usage_daily_deployments, account_balances (concurrent batches lock rows in one order). SQLite: row
+triggers. Generations and ledger rows are never updated or deleted. The upgrade fills the tables from
+the rows already there; `runapi db reconcile` checks them against the rows (and `--rebuild`s them).
 
 The wide covering indexes of 0008 on `generations` served only the reports, which now read the
-roll-ups; they are replaced by the two narrow ones the generation listings need (cheaper inserts).
+roll-ups; they give way to the two narrow ones the generation listings need (cheaper inserts).
 
 Revision ID: 0009
 Revises: 0008
@@ -27,49 +32,49 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-KEY = ["account_id", "day", "key_id", "model", "provider", "upstream_model", "unit"]
 TOKENS = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"]
 BILLED_SUMS = [*TOKENS, "cost_nanos", "units"]
-SUMS = ["requests", "failed", *BILLED_SUMS, "write_off_nanos"]
+SUMS = ["requests", "failed", *BILLED_SUMS]
+ACCOUNT_KEY = ["account_id", "day", "key_id", "model", "unit"]
+DEPLOYMENT_KEY = ["day", "model", "provider", "upstream_model", "unit", "shard"]
 BILLED = "('succeeded', 'cancelled')"
-COLUMNS = ", ".join(KEY + SUMS)
-
-
-def _key(table: str, day: str) -> str:
-    """The roll-up key of a generations row of `table` (an alias, or "" for unqualified columns)."""
-    prefix = f"{table}." if table else ""
-    return ", ".join(day.format(f"{prefix}created_at") if name == "day" else f"{prefix}{name}" for name in KEY)
-
-
 PG_DAY = "({} AT TIME ZONE 'UTC')::date"
 SQLITE_DAY = "substr({}, 1, 10)"  # SQLite keeps UTC timestamps as ISO text
+PG_SHARD = "(hashtext({}) & 15)"
+SQLITE_SHARD = "0"
+
+
+def _key(names: list[str], table: str, day: str, shard: str) -> str:
+    """The roll-up key of a generations row of `table` (an alias, or "" for unqualified columns)."""
+    prefix = f"{table}." if table else ""
+    parts = {"day": day.format(f"{prefix}created_at"), "shard": shard.format(f"{prefix}account_id")}
+    return ", ".join(parts.get(name, f"{prefix}{name}") for name in names)
 
 
 def _add(table: str, names: list[str]) -> str:
     return ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in names)
 
 
-def _pg_generation_sums(source: str) -> str:
-    """The grouped sums of the generations in `source`, in `usage_daily`'s column order."""
+def _upsert(table: str, key: list[str], columns: list[str], select: str, names: list[str]) -> str:
+    return (f"INSERT INTO {table} ({', '.join(key + columns)}) {select} "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {_add(table, names)}")
+
+
+def _pg_sums(key: list[str], source: str) -> str:
+    """The grouped sums of the generations in `source`, in the roll-up's column order."""
     billed = f"status IN {BILLED}"
     sums = [f"count(*) FILTER (WHERE {billed})", f"count(*) FILTER (WHERE NOT {billed})",
-            *[f"coalesce(sum({name}) FILTER (WHERE {billed}), 0)" for name in BILLED_SUMS], "0"]
-    key = _key("", PG_DAY)
-    return f"SELECT {key}, {', '.join(sums)} FROM {source} GROUP BY {key} ORDER BY {key}"
+            *[f"coalesce(sum({name}) FILTER (WHERE {billed}), 0)" for name in BILLED_SUMS]]
+    grouped = _key(key, "", PG_DAY, PG_SHARD)
+    return f"SELECT {grouped}, {', '.join(sums)} FROM {source} GROUP BY {grouped} ORDER BY {grouped}"
 
 
-def _pg_writeoff_sums(source: str) -> str:
-    """The write-offs in the ledger rows of `source`, grouped by their generation's roll-up key."""
-    key = _key("g", PG_DAY)
-    zeros = ", ".join("0" for _ in SUMS[:-1])
-    return (f"SELECT {key}, {zeros}, sum(w.amount_nanos) FROM {source} w "
+def _pg_writeoffs(source: str) -> str:
+    """The write-offs among the ledger rows of `source`, grouped by their generation's deployment key."""
+    grouped = _key(DEPLOYMENT_KEY, "g", PG_DAY, PG_SHARD)
+    return (f"SELECT {grouped}, sum(w.amount_nanos) FROM {source} w "
             "JOIN generations g ON g.id = left(w.generation_id, -3) "
-            f"WHERE w.kind = 'writeoff' GROUP BY {key} ORDER BY {key}")
-
-
-def _pg_upsert(select: str, names: list[str]) -> str:
-    return (f"INSERT INTO usage_daily AS u ({COLUMNS}) {select} "
-            f"ON CONFLICT ON CONSTRAINT pk_usage_daily DO UPDATE SET {_add('u', names)}")
+            f"WHERE w.kind = 'writeoff' GROUP BY {grouped} ORDER BY {grouped}")
 
 
 PG_BALANCES = ("INSERT INTO account_balances AS b (account_id, balance_nanos) "
@@ -77,82 +82,100 @@ PG_BALANCES = ("INSERT INTO account_balances AS b (account_id, balance_nanos) "
                "ON CONFLICT (account_id) DO UPDATE SET balance_nanos = b.balance_nanos + excluded.balance_nanos")
 
 
-def _pg_create() -> list[str]:
+def _pg_statements(generations: str, entries: str) -> list[str]:
+    """The upserts for the generations in `generations` and the ledger rows in `entries`, in lock order."""
     return [
-        ("CREATE FUNCTION runapi_rollup_generations() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"{_pg_upsert(_pg_generation_sums('new_generations'), SUMS[:-1])}; RETURN NULL; END $$"),
-        ("CREATE TRIGGER rollup_generations AFTER INSERT ON generations REFERENCING NEW TABLE AS new_generations "
-        "FOR EACH STATEMENT EXECUTE FUNCTION runapi_rollup_generations()"),
-        # Write-offs first, then balances: one lock order (usage_daily, then account_balances) in every writer.
-        ("CREATE FUNCTION runapi_rollup_ledger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"{_pg_upsert(_pg_writeoff_sums('new_entries'), ['write_off_nanos'])}; "
-        f"{PG_BALANCES.format(source='new_entries')}; RETURN NULL; END $$"),
-        ("CREATE TRIGGER rollup_ledger AFTER INSERT ON ledger REFERENCING NEW TABLE AS new_entries "
-        "FOR EACH STATEMENT EXECUTE FUNCTION runapi_rollup_ledger()"),
+        _upsert("usage_daily", ACCOUNT_KEY, SUMS, _pg_sums(ACCOUNT_KEY, generations), SUMS),
+        _upsert("usage_daily_deployments", DEPLOYMENT_KEY, SUMS, _pg_sums(DEPLOYMENT_KEY, generations), SUMS),
+        _upsert("usage_daily_deployments", DEPLOYMENT_KEY, ["write_off_nanos"], _pg_writeoffs(entries),
+                ["write_off_nanos"]),
+        PG_BALANCES.format(source=entries),
     ]
+
+
+def _pg_function(name: str, statements: list[str]) -> str:
+    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"{'; '.join(statements)}; RETURN NULL; END $$")
+
+
+def _pg_create() -> list[str]:
+    on_generations = _pg_statements("new_generations", "new_entries")[:2]
+    on_ledger = _pg_statements("new_generations", "new_entries")[2:]
+    return [
+        _pg_function("runapi_rollup_generations", on_generations),
+        ("CREATE TRIGGER rollup_generations AFTER INSERT ON generations REFERENCING NEW TABLE AS new_generations "
+         "FOR EACH STATEMENT EXECUTE FUNCTION runapi_rollup_generations()"),
+        _pg_function("runapi_rollup_ledger", on_ledger),
+        ("CREATE TRIGGER rollup_ledger AFTER INSERT ON ledger REFERENCING NEW TABLE AS new_entries "
+         "FOR EACH STATEMENT EXECUTE FUNCTION runapi_rollup_ledger()"),
+    ]
+
+
+def _sqlite_values(key: list[str]) -> str:
+    billed = f"(NEW.status IN {BILLED})"
+    return ", ".join([_key(key, "NEW", SQLITE_DAY, SQLITE_SHARD), billed, f"NOT {billed}",
+                      *[f"NEW.{name} * {billed}" for name in BILLED_SUMS]])
 
 
 def _sqlite_create() -> list[str]:
-    billed = f"(NEW.status IN {BILLED})"
-    values = ", ".join([_key("NEW", SQLITE_DAY), billed, f"NOT {billed}", *[f"NEW.{name} * {billed}" for name in BILLED_SUMS], "0"])
-    key_list = ", ".join(KEY)
-    g_key = _key("g", SQLITE_DAY)
-    zeros = ", ".join("0" for _ in SUMS[:-1])
+    writeoff = _upsert("usage_daily_deployments", DEPLOYMENT_KEY, ["write_off_nanos"],
+                       f"SELECT {_key(DEPLOYMENT_KEY, 'g', SQLITE_DAY, SQLITE_SHARD)}, NEW.amount_nanos "
+                       "FROM generations g WHERE g.id = substr(NEW.generation_id, 1, length(NEW.generation_id) - 3)",
+                       ["write_off_nanos"])
     return [
         ("CREATE TRIGGER rollup_generations AFTER INSERT ON generations BEGIN "
-        f"INSERT INTO usage_daily ({COLUMNS}) VALUES ({values}) "
-        f"ON CONFLICT ({key_list}) DO UPDATE SET {_add('usage_daily', SUMS[:-1])}; END"),
-        ("CREATE TRIGGER rollup_writeoffs AFTER INSERT ON ledger WHEN NEW.kind = 'writeoff' BEGIN "
-        f"INSERT INTO usage_daily ({COLUMNS}) SELECT {g_key}, {zeros}, NEW.amount_nanos FROM generations g "
-        "WHERE g.id = substr(NEW.generation_id, 1, length(NEW.generation_id) - 3) "
-        f"ON CONFLICT ({key_list}) DO UPDATE SET {_add('usage_daily', ['write_off_nanos'])}; END"),
+         f"{_upsert('usage_daily', ACCOUNT_KEY, SUMS, f'VALUES ({_sqlite_values(ACCOUNT_KEY)})', SUMS)}; "
+         f"{_upsert('usage_daily_deployments', DEPLOYMENT_KEY, SUMS, f'VALUES ({_sqlite_values(DEPLOYMENT_KEY)})', SUMS)}; "
+         "END"),
+        f"CREATE TRIGGER rollup_writeoffs AFTER INSERT ON ledger WHEN NEW.kind = 'writeoff' BEGIN {writeoff}; END",
         ("CREATE TRIGGER rollup_balances AFTER INSERT ON ledger BEGIN "
-        "INSERT INTO account_balances (account_id, balance_nanos) VALUES (NEW.account_id, NEW.amount_nanos) "
-        "ON CONFLICT (account_id) DO UPDATE SET balance_nanos = account_balances.balance_nanos "
-        "+ excluded.balance_nanos; END"),
+         "INSERT INTO account_balances (account_id, balance_nanos) VALUES (NEW.account_id, NEW.amount_nanos) "
+         "ON CONFLICT (account_id) DO UPDATE SET balance_nanos = account_balances.balance_nanos "
+         "+ excluded.balance_nanos; END"),
     ]
 
 
-def _fill(dialect: str) -> list[str]:
-    """Statements filling the roll-ups from the rows already there (before the triggers exist)."""
-    if dialect == "postgresql":
-        return [_pg_upsert(_pg_generation_sums("generations"), SUMS[:-1]),
-                _pg_upsert(_pg_writeoff_sums("ledger"), ["write_off_nanos"]),
-                PG_BALANCES.format(source="ledger")]
+def _sqlite_fill() -> list[str]:
     billed = f"(status IN {BILLED})"
-    key = _key("", SQLITE_DAY)
-    sums = ", ".join([f"sum({billed})", f"sum(NOT {billed})", *[f"sum({name} * {billed})" for name in BILLED_SUMS],
-                      "0"])
-    g_key = _key("g", SQLITE_DAY)
-    zeros = ", ".join("0" for _ in SUMS[:-1])
-    return [
-        f"INSERT INTO usage_daily ({COLUMNS}) SELECT {key}, {sums} FROM generations GROUP BY {key}",
-        (f"INSERT INTO usage_daily ({COLUMNS}) SELECT {g_key}, {zeros}, sum(w.amount_nanos) FROM ledger w "
+    sums = ", ".join([f"sum({billed})", f"sum(NOT {billed})", *[f"sum({name} * {billed})" for name in BILLED_SUMS]])
+    statements = []
+    # GROUP BY leaves the constant shard out: SQLite reads a bare integer there as a column number.
+    for table, key in (("usage_daily", ACCOUNT_KEY), ("usage_daily_deployments", DEPLOYMENT_KEY)):
+        selected = _key(key, "", SQLITE_DAY, SQLITE_SHARD)
+        grouped = _key([name for name in key if name != "shard"], "", SQLITE_DAY, SQLITE_SHARD)
+        statements.append(f"INSERT INTO {table} ({', '.join(key + SUMS)}) "
+                          f"SELECT {selected}, {sums} FROM generations GROUP BY {grouped}")
+    selected = _key(DEPLOYMENT_KEY, "g", SQLITE_DAY, SQLITE_SHARD)
+    grouped = _key(DEPLOYMENT_KEY[:-1], "g", SQLITE_DAY, SQLITE_SHARD)
+    statements.append(_upsert(  # WHERE: SQLite's upsert after a SELECT needs one (a parsing ambiguity)
+        "usage_daily_deployments", DEPLOYMENT_KEY, ["write_off_nanos"],
+        f"SELECT {selected}, sum(w.amount_nanos) FROM ledger w "
         "JOIN generations g ON g.id = substr(w.generation_id, 1, length(w.generation_id) - 3) "
-        f"WHERE w.kind = 'writeoff' GROUP BY {g_key} "
-        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {_add('usage_daily', ['write_off_nanos'])}"),
-        ("INSERT INTO account_balances (account_id, balance_nanos) "
-        "SELECT account_id, sum(amount_nanos) FROM ledger GROUP BY account_id"),
-    ]
+        f"WHERE w.kind = 'writeoff' GROUP BY {grouped}", ["write_off_nanos"]))
+    statements.append("INSERT INTO account_balances (account_id, balance_nanos) "
+                      "SELECT account_id, sum(amount_nanos) FROM ledger GROUP BY account_id")
+    return statements
+
+
+def _columns(key: list[str], sums: list[str]) -> list[sa.Column]:  # type: ignore[type-arg]
+    kinds: dict[str, sa.types.TypeEngine] = {  # type: ignore[type-arg]
+        "day": sa.Date(), "shard": sa.SmallInteger(), "account_id": sa.String(40), "key_id": sa.String(40),
+        "unit": sa.String(16), "provider": sa.String(100)}
+    return [*[sa.Column(name, kinds.get(name, sa.String(200)), nullable=False) for name in key],
+            *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in sums]]
 
 
 def upgrade() -> None:
-    op.create_table(
-        "usage_daily",
-        *[sa.Column(name, sa.Date if name == "day" else sa.String(200), nullable=False) for name in KEY],
-        *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in SUMS],
-        sa.PrimaryKeyConstraint(*KEY, name="pk_usage_daily"),
-    )
-    op.create_index("ix_usage_daily_day", "usage_daily", ["day"])
-    op.create_table(
-        "account_balances",
-        sa.Column("account_id", sa.String(40), primary_key=True),
-        sa.Column("balance_nanos", sa.BigInteger, nullable=False, server_default="0"),
-    )
-    dialect = op.get_bind().dialect.name
-    for statement in _fill(dialect):
+    op.create_table("usage_daily", *_columns(ACCOUNT_KEY, SUMS),
+                    sa.PrimaryKeyConstraint(*ACCOUNT_KEY, name="pk_usage_daily"))
+    op.create_table("usage_daily_deployments", *_columns(DEPLOYMENT_KEY, [*SUMS, "write_off_nanos"]),
+                    sa.PrimaryKeyConstraint(*DEPLOYMENT_KEY, name="pk_usage_daily_deployments"))
+    op.create_table("account_balances", sa.Column("account_id", sa.String(40), primary_key=True),
+                    sa.Column("balance_nanos", sa.BigInteger, nullable=False, server_default="0"))
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for statement in _pg_statements("generations", "ledger") if postgres else _sqlite_fill():
         op.execute(statement)
-    for statement in _pg_create() if dialect == "postgresql" else _sqlite_create():
+    for statement in _pg_create() if postgres else _sqlite_create():
         op.execute(statement)
     op.create_index("ix_generations_account_created", "generations", ["account_id", "created_at"])
     op.drop_index("ix_generations_account_usage", "generations")
@@ -177,5 +200,5 @@ def downgrade() -> None:
         for name in ("rollup_balances", "rollup_writeoffs", "rollup_generations"):
             op.execute(f"DROP TRIGGER {name}")
     op.drop_table("account_balances")
-    op.drop_index("ix_usage_daily_day", "usage_daily")
+    op.drop_table("usage_daily_deployments")
     op.drop_table("usage_daily")
