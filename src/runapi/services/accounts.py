@@ -23,6 +23,7 @@ from runapi.storage import (
     KeyLimits,
     Ledger,
     LedgerEntry,
+    balances_by_account,
 )
 
 Announce = Callable[[Change], Awaitable[None]]
@@ -58,10 +59,10 @@ class AccountService:
         return await self._store.count_accounts()
 
     async def balance(self, account_id: str) -> int:
-        """The committed balance (Σ ledger) in nano-dollars, counting every settlement answered so far."""
+        """The committed balance (Σ ledger, from its roll-up) in nano-dollars, counting every settlement
+        answered so far."""
         await self._settlements.flush()
-        balance, _ = await self._ledger.balance(account_id)
-        return balance
+        return (await balances_by_account(self._engine, [account_id])).get(account_id, 0)
 
     async def available(self, account_id: str) -> int:
         """The balance less the holds of calls in flight."""
