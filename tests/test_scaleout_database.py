@@ -70,3 +70,30 @@ def test_database_away_mid_traffic_loses_no_charge(sim_url: str) -> None:
                 assert gw.balance(account) == gw.ledger_sum(account) == Decimal(1) - 6 * COST
             finally:
                 gw.admin.close()
+
+
+def test_a_cold_key_after_the_database_dropped_every_connection_is_served(sim_url: str) -> None:
+    """Pooled connections are not pinged before use (a round trip per read): a read on a connection the
+    server dropped fails once and is retried on a new one, so the caller never sees the drop."""
+    with temporary_database() as database_url, tcp_proxy(PG_PORT) as proxy:
+        upgrade(database_url)
+        proxied = database_url.replace(f":{PG_PORT}/", f":{proxy.port}/")
+        # The epoch poller reads rarely here, so the first read after the drop is the cold key's.
+        settings = gateway_settings(proxied, simulator_config(sim_url, epoch_poll_interval=60.0, idle_poll_max=60.0))
+        app = create_app(settings)
+        with serve_asgi(app) as base_url:
+            gw = RunningGateway(base_url, settings, app)
+            try:
+                _, key = gw.create_account("1", name="first")
+                _, cold_key = gw.create_account("1", name="cold")
+                body = {"model": "glm-4.5-air", "messages": MESSAGES, "max_tokens": 20}
+                with httpx.Client(base_url=base_url, timeout=30) as client:
+                    first = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
+                    assert first.status_code == 200  # the pool holds open connections now
+                    proxy.cut()  # the server side of every pooled connection goes away, as in a restart
+                    proxy.restore()
+                    cold = client.post("/v1/chat/completions", json=body,
+                                       headers={"authorization": f"Bearer {cold_key}"})
+                assert cold.status_code == 200, cold.text
+            finally:
+                gw.admin.close()

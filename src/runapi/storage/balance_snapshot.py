@@ -7,7 +7,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runapi.storage.database import reader
+from runapi.storage.database import read_all, reader
 from runapi.storage.schema import ledger
 
 
@@ -25,7 +25,6 @@ async def balance_snapshot(engine: AsyncEngine, account_id: str, entry_ids: Coll
         seen = sa.select(ledger.c.id, sa.literal(0, sa.BigInteger).label("amount")).where(
             ledger.c.account_id == account_id, ledger.c.id.in_(list(entry_ids)))
         query = sa.union_all(total, seen)
-    async with reader(engine).connect() as conn:  # one statement: no transaction around it
-        rows = (await conn.execute(query)).all()
+    rows = await read_all(reader(engine), query)  # one statement: no transaction around it
     balance = next(int(r.amount) for r in rows if r.id is None)
     return balance, {int(r.id) for r in rows if r.id is not None}

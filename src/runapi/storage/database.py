@@ -56,17 +56,23 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-async def read_one(engine: AsyncEngine, query: sa.Executable) -> Any:
-    """The first row (`sa.Row`) of one read statement, or None; retried once if its pooled connection
-    had been dropped (a database restart, an idle cut): the retry gets a new connection."""
+async def read_all(engine: AsyncEngine, query: sa.Executable) -> list[Any]:
+    """The rows (`sa.Row`) of one read statement, retried once if its pooled connection had been
+    dropped (a database restart, an idle cut): the retry gets a new connection."""
     for attempt in (1, 2):
         try:
             async with engine.connect() as conn:
-                return (await conn.execute(query)).first()
+                return list((await conn.execute(query)).all())
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
+
+
+async def read_one(engine: AsyncEngine, query: sa.Executable) -> Any:
+    """The first row (`sa.Row`) of one read statement, or None (retried as `read_all`)."""
+    rows = await read_all(engine, query)
+    return rows[0] if rows else None
 
 
 def alembic_config(url: str) -> Config:
