@@ -73,8 +73,8 @@ def test_database_away_mid_traffic_loses_no_charge(sim_url: str) -> None:
 
 
 def test_a_cold_key_after_the_database_dropped_every_connection_is_served(sim_url: str) -> None:
-    """Pooled connections are not pinged before use (a round trip per read): a read on a connection the
-    server dropped fails once and is retried on a new one, so the caller never sees the drop."""
+    """Every pooled connection dropped by the server (a restart): the next cold key's reads get new
+    connections, so the caller never sees the drop."""
     with temporary_database() as database_url, tcp_proxy(PG_PORT) as proxy:
         upgrade(database_url)
         proxied = database_url.replace(f":{PG_PORT}/", f":{proxy.port}/")

@@ -38,14 +38,15 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine with the right pool and pragmas for the backend.
 
-    PostgreSQL connections are not pinged at checkout (`pool_pre_ping` costs a round trip each
-    time): a connection the server dropped fails its statement, SQLAlchemy then discards every
-    connection opened before the failure, and `read_one` retries a read once on a fresh one."""
+    PostgreSQL connections are pinged at checkout (`pool_pre_ping`, a round trip): every caller of
+    the engine (admin API, reports, tasks) then survives a database restart without an error. The
+    request path reads only on a cache miss (`read_all`, which also retries a read whose connection
+    dropped between the ping and the statement)."""
     if is_sqlite(url):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
@@ -57,7 +58,7 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 
 async def read_all(engine: AsyncEngine, query: sa.Executable) -> list[Any]:
-    """The rows (`sa.Row`) of one read statement, retried once if its pooled connection had been
+    """The rows (`sa.Row`) of one read statement, retried once if its connection turned out to be
     dropped (a database restart, an idle cut): the retry gets a new connection."""
     for attempt in (1, 2):
         try:
