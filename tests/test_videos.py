@@ -11,14 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 from standardwebhooks import Webhook
 
 from runapi.simulator.media_routes import SAMPLE_MP4
 from tests.support.gateway import RunningGateway, sqlite_url
 from tests.support.sdk_clients import SdkClients
-from tests.support.tasks import Receiver, client, fast_tasks, run_task_gateway, serve_receiver, wait_for
+from tests.support.tasks import (
+    Receiver,
+    client,
+    fast_tasks,
+    run_task_gateway,
+    serve_receiver,
+    wait_for,
+)
 
 PRICE = Decimal("0.2")  # cogvideox-3, per video (builtin catalog)
 ZAI_SUBMIT = "/api/paas/v4/videos/generations"
@@ -205,5 +211,8 @@ def test_the_cached_url_expires_with_the_media_retention(sim_url: str, tmp_path:
             url = http.get(f"/v1/tasks/{video_id}").json()["output_url"]
         first = httpx.get(url)
         assert first.status_code == 200 and first.content == SAMPLE_MP4
-        gone = wait_for(lambda: (answer := httpx.get(url)).status_code == 410 and answer, 20, 0.2)
-        assert "expired" in gone.json()["error"]["message"]
+        def expired() -> httpx.Response | None:
+            answer = httpx.get(url)
+            return answer if answer.status_code == 410 else None
+
+        assert "expired" in wait_for(expired, 20, 0.2).json()["error"]["message"]

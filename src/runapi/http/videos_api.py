@@ -20,7 +20,14 @@ from runapi.media.runtime import MediaRuntime
 from runapi.pipeline import Principal
 from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, text_param
-from runapi.tasks import NewVideo, Task, TaskRuntime, decode_video_body, idempotency_key, video_object
+from runapi.tasks import (
+    NewVideo,
+    Task,
+    TaskRuntime,
+    decode_video_body,
+    idempotency_key,
+    video_object,
+)
 
 __all__ = ["routes"]
 

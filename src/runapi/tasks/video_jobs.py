@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
+from runapi.clock import utcnow
 from runapi.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from runapi.media.results import KeptVideo, keep_video
 from runapi.media.store import MediaTooLarge
-from runapi.clock import utcnow
 from runapi.pipeline import video_settlement
 from runapi.providers import Deployment, VideoJobs
 from runapi.tasks.host import TaskHost
