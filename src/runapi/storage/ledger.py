@@ -8,6 +8,9 @@ call cost more than its hold and the free balance), a `writeoff` row in the same
 gives the uncovered part back: the balance ends where the capped charge leaves it, and the loss is
 an explicit line (issue 20.8). The write-off's `generation_id` is its generation's ID followed by
 `WRITEOFF_SUFFIX` (that column is unique, and 40 characters long).
+
+A video task's credit hold is durable (`tasks.video_store`): a `hold` entry at submission and a
+`release` entry when the task ends, each under a unique `generation_id` of its own.
 """
 
 from __future__ import annotations
