@@ -35,7 +35,8 @@ USER = {"role": "user", "content": "hi"}
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    ({"input": "hi"}, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]),
+    ({"input": "hi"}, [USER]),  # one text part is sent as plain content, which every chat upstream takes
+    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}, [USER]),
     ({"input": [USER], "instructions": "Be brief."}, [{"role": "system", "content": "Be brief."}, USER]),
     ({"input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "a"},
                                                                      {"type": "input_text", "text": "b"}]}, USER]},

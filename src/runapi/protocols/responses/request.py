@@ -75,10 +75,14 @@ def decode_responses_request(body: bytes) -> tuple[ResponsesRequest, dict[str, A
     return decode_typed_body(body, ResponsesRequest, whole_numbers=("max_output_tokens",))
 
 
+_NO_TEXT = TextConfig()
+
+
 def echo_params(request: ResponsesRequest) -> dict[str, Any]:
     """The request's parameters as the `response` object repeats them (OpenAI's defaults where unset)."""
-    text = request.text or TextConfig()
-    fmt = {k: v for k, v in msgspec.to_builtins(text.format or TextFormat()).items() if v is not None}
+    text = request.text or _NO_TEXT
+    fmt = ({k: v for k, v in msgspec.to_builtins(text.format).items() if v is not None} if text.format
+           else {"type": "text"})
     reasoning = request.reasoning
     return {
         "instructions": request.instructions,

@@ -98,6 +98,9 @@ def _user_parts(content: Any, param: str) -> str | list[dict[str, Any]]:
         return content
     if not isinstance(content, list):
         raise InvalidRequest("`content` must be a string or a list of content parts.", param=param)
+    if (len(content) == 1 and isinstance(content[0], dict) and content[0].get("type") in _TEXT_PARTS
+            and isinstance(content[0].get("text"), str)):
+        return str(content[0]["text"])  # one text part: plain content, which every chat upstream takes
     parts: list[dict[str, Any]] = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
