@@ -57,6 +57,10 @@ class VideoSteps:
 
     async def step(self, task: Task, worker: str) -> Task | None:
         """Run the task's next step; the task if it finished, else None (rescheduled, or lost)."""
+        if task.cancel_requested:  # asked while a step ran (the step then handed it back)
+            finished = await self.store.finish(task, worker, "cancelled", cost_nanos=0, event_for=self.event_for)
+            self.gw.credit.invalidate(task.account_id)
+            return finished
         if task.deadline_at is not None and utcnow() >= task.deadline_at:
             return await self._fail(task, worker, video_error(
                 f"The video was not ready within {self.settings.video_timeout:g} s; nothing was charged.",
