@@ -90,8 +90,8 @@ async def get_video_content(request: Request) -> Response:
     """The video (or its thumbnail) from the media store, with byte ranges; 404 until it is completed."""
     runtime = _runtime(request)
     principal = await principal_of(request)
-    task = await _video(request, runtime, principal)
     variant = choice_param(request.query_params, "variant", ("video", "thumbnail")) or "video"
+    task = await _video(request, runtime, principal)
     output = await runtime.video_output(task)
     if output is None:
         state = "was deleted or has expired" if task.status == "succeeded" else f"is {video_object(task)['status']}"
