@@ -4,6 +4,7 @@ cached output URL, exact per-video billing through a durable hold, and FAIL, can
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Iterator
 from decimal import Decimal
@@ -15,6 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from runapi.simulator.media_routes import SAMPLE_MP4
+from runapi.simulator.png import render_png
 from tests.support.gateway import RunningGateway, sqlite_url
 from tests.support.sdk_clients import SdkClients
 from tests.support.tasks import (
@@ -216,3 +218,46 @@ def test_the_cached_url_expires_with_the_media_retention(sim_url: str, tmp_path:
             return answer if answer.status_code == 410 else None
 
         assert "expired" in wait_for(expired, 20, 0.2).json()["error"]["message"]
+
+
+def test_a_video_in_flight_holds_its_price_until_it_ends(gw: RunningGateway, sim: httpx.Client) -> None:
+    account, key = gw.create_account("0.3")
+    sim.post("/_sim/faults", json={"faults": ["stall"]}).raise_for_status()
+    with client(gw, key) as http:
+        first = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "one"}).raise_for_status().json()["id"]
+        wait_video(http, first, "in_progress")
+        refused = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "two"})
+        assert refused.status_code == 402  # $0.1 available while $0.2 is held
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+        assert gw.balance(account) == Decimal("0.1")
+        http.post(f"/v1/tasks/{first}/cancel").raise_for_status()
+        wait_video(http, first, "failed")
+        second = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "two"}).raise_for_status().json()["id"]
+        wait_video(http, second, "completed")
+    assert gw.balance(account) == gw.ledger_sum(account) == Decimal("0.3") - PRICE
+
+
+def test_an_idempotent_retry_gets_the_same_video_held_once(gw: RunningGateway, sim_url: str) -> None:
+    account, key = gw.create_account("1")
+    body = {"model": "cogvideox-3", "prompt": "again", "seconds": "10"}
+    submitted = sim_submissions(sim_url)
+    with client(gw, key) as http:
+        first = http.post("/v1/videos", json=body, headers={"Idempotency-Key": "video-7"}).raise_for_status()
+        retry = http.post("/v1/videos", json=body, headers={"Idempotency-Key": "video-7"}).raise_for_status()
+        other = http.post("/v1/videos", json={**body, "prompt": "else"}, headers={"Idempotency-Key": "video-7"})
+        assert retry.json()["id"] == first.json()["id"] and retry.headers["idempotent-replayed"] == "true"
+        assert other.status_code == 409
+        assert wait_video(http, first.json()["id"], "completed")["seconds"] == "10"
+    assert sim_submissions(sim_url) - submitted == 1
+    assert kinds(gw, account) == [("topup", Decimal(1)), ("hold", -PRICE), ("release", PRICE), ("charge", -PRICE)]
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API is scheduled:DeprecationWarning")
+def test_an_uploaded_input_reference_reaches_the_provider_as_an_image_url(gw: RunningGateway, sim: httpx.Client) -> None:
+    _, key = gw.create_account("1")
+    png = render_png("reference", 16, 16)
+    created = _clients.open(gw.base_url, key).videos.create(
+        model="cogvideox-3", prompt="animate this", input_reference=("ref.png", png, "image/png"))
+    submitted = wait_for(lambda: (sent := sim.get("/_sim/stats").json()["last_request"]) and sent.get("request_id") == created.id and sent)
+    assert submitted["image_url"] == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert submitted["prompt"] == "animate this" and submitted["model"] == "cogvideox-3"

@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 
 from runapi.clock import utcnow
 from runapi.errors import Conflict, InvalidRequest
-from runapi.pipeline import Principal
 from runapi.outbound.callback_guard import CallbackGuard
+from runapi.outbound.output_urls import OutputSigner, output_secret
+from runapi.pipeline import Principal
 from runapi.tasks.host import TaskHost
 from runapi.tasks.idempotency import IdempotencyStore, fingerprint
-from runapi.outbound.output_urls import OutputSigner, output_secret
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.render import event_payload, task_object
 from runapi.tasks.store import TaskStore
