@@ -21,12 +21,8 @@ from standardwebhooks.webhooks import Webhook
 
 from runapi.clock import utcnow
 from runapi.config import TaskSettings
-from runapi.outbound.callback_guard import (
-    CallbackGuard,
-    CallbackRefused,
-    GuardedResolver,
-)
 from runapi.storage import MAX_IDLE_S, ChangeProbe, IdleGate, poll
+from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore
 
