@@ -80,21 +80,14 @@ def measure(base_url: str, key: str, calls: int, days: int) -> dict[str, list[fl
 async def explain(database_url: str, account_id: str, days: int) -> str:
     """The plans of the per-account usage query, the all-accounts revenue query and the dashboard's totals."""
     from runapi.storage import UsageFilter, create_engine
-    from runapi.storage.usage import (
-        account_usage_query,
-        deployment_usage_query,
-        totals_queries,
-        writeoff_query,
-    )
+    from runapi.storage.usage import account_usage_query, deployment_usage_query, totals_queries
 
     engine = create_engine(database_url)
     today = datetime.now(UTC).date()
     queries = {
         "usage by day and model, one account": account_usage_query(
-            engine, UsageFilter(start=today - timedelta(days=days - 1), end=today, account_id=account_id)),
+            UsageFilter(start=today - timedelta(days=days - 1), end=today, account_id=account_id)),
         "revenue by deployment, all accounts, 30 days": deployment_usage_query(
-            UsageFilter(start=today - timedelta(days=29), end=today)),
-        "write-offs by deployment, all accounts, 30 days": writeoff_query(
             UsageFilter(start=today - timedelta(days=29), end=today)),
         **totals_queries(),
     }

@@ -205,7 +205,7 @@ def _bench_tier_toml() -> str:
 
 def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite", postgres: bool = False,
                   command: list[str] | None = None, source: Path | None = None, workers: int = 1,
-                  shared_state: bool = False, serve_args: list[str] | None = None) -> Target:
+                  shared_state: bool = False, serve_args: list[str] | None = None, server_toml: str = "") -> Target:
     """`runapi serve` (full pipeline) in front of `upstream`, with a funded account and its key.
 
     `command` replaces `python -m runapi.cli.main serve` (for A/B experiments); it gets
@@ -213,7 +213,8 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     `src` folder instead of the installed package (`--baseline`). `workers` > 1 runs `serve --workers N`
     sharing limits and holds through Redis (127.0.0.1:6379), as several workers must; `shared_state` sets
     up one worker the same way (the like-for-like baseline of a scaling figure). `serve_args` are added to
-    `runapi serve`'s (`--no-access-log` for the row without the access log). The gateway's log (JSON lines,
+    `runapi serve`'s (`--no-access-log` for the row without the access log); `server_toml`, lines of its
+    `[server]` table (the loop-lag probe of `bench/stalls.py`). The gateway's log (JSON lines,
     one per request) goes to `serve.log` in its directory."""
     directory = workdir / name
     directory.mkdir(exist_ok=True)
@@ -222,7 +223,8 @@ def start_gateway(workdir: Path, upstream: Target, *, name: str = "runapi-sqlite
     # `embeddings` scenario) on the simulator.
     config.write_text(f'[providers.zai]\nbase_url = "{upstream.base_url}/v1"\n'
                       f'[providers.anthropic]\nbase_url = "{upstream.base_url}"\n'
-                      f'[providers.openai]\nbase_url = "{upstream.base_url}/v1"\n' + _bench_tier_toml())
+                      f'[providers.openai]\nbase_url = "{upstream.base_url}/v1"\n' + _bench_tier_toml()
+                      + (f"[server]\n{server_toml}\n" if server_toml else ""))
     env = {**os.environ, "RUNAPI_CONFIG": str(config), "RUNAPI_ADMIN_TOKEN": ADMIN_TOKEN, "ZAI_API_KEY": "sk-bench",
            "ANTHROPIC_API_KEY": "sk-ant-bench", "OPENAI_API_KEY": "sk-bench"}
     env.pop("RUNAPI_REDIS_URL", None)

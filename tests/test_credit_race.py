@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.gateway import ADMIN_TOKEN, run_gateway
 from tests.support.redis_server import redis_server
+from tests.support.rollups import rollup_mismatches_of
 
 CALLERS = 24
 TOPUPS_PER_LOOP = 30
@@ -129,3 +130,4 @@ def test_balance_never_negative_while_topups_tier_changes_and_revocations_race(
         assert outcomes.get(402, 0) > 0  # and callers were really refused for want of credit
         assert _running_minimum(entries) >= 0
         assert gateway.balance(account) == gateway.ledger_sum(account) >= 0
+        assert rollup_mismatches_of(database_url) == []  # the reports' roll-ups, written with the rows

@@ -186,7 +186,7 @@ def _operator_journey(browser: Any, gateway: RunningGateway, account: str) -> di
         row.locator("input[name='amount_usd']").fill("50")
         row.locator("input[name='note']").fill("dashboard top-up")
         row.locator("button[type='submit']").click()
-        page.wait_for_url(f"**/admin/dashboard?topped_up={account}*")
+        page.wait_for_url(f"**/admin/dashboard?page=1&topped_up={account}*")
         assert page.locator("#topup-done").is_visible()
         result = {"before": before, "after": row.locator("td.balance").inner_text(),
                   "tier": row.locator("td").nth(2).inner_text(),
@@ -257,3 +257,25 @@ def test_dashboard_lists_the_accounts_tasks(web: httpx.Client, gateway: RunningG
     row = row[:row.index("</tr>")]
     assert '<td class="task-status">succeeded</td>' in row and "glm-4.5-air" in row
     assert format_usd(Decimal(str(task["cost"]))) in row
+
+
+def test_operator_dashboard_pages_its_accounts(web: httpx.Client, gateway: RunningGateway) -> None:
+    """Newest first, 50 a page, each page's balances and spend read for its own accounts; a top-up from page 2
+    comes back to page 2 with its notice."""
+    created = [gateway.create_account("1")[0] for _ in range(51)]
+    token = csrf_of(web.get("/admin/dashboard/login").text)
+    assert web.post("/admin/dashboard/login", data={"csrf_token": token, "token": ADMIN_TOKEN}).status_code == 303
+    first = web.get("/admin/dashboard").text
+    rows = re.findall(r'<tr data-account="([^"]+)">', first)
+    assert rows[:50] == created[::-1][:50] and len(rows) == 50
+    pages = re.search(r"Page (\d+) of (\d+)", first)
+    assert pages is not None and pages.group(1) == "1" and int(pages.group(2)) >= 2
+    second = web.get("/admin/dashboard?page=2").text
+    assert created[0] in re.findall(r'<tr data-account="([^"]+)">', second)
+    assert 'rel="prev"' in second
+    answer = web.post("/admin/dashboard/topup", data={"csrf_token": csrf_of(second), "account_id": created[0],
+                                                      "amount_usd": "2", "page": "2"})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/dashboard?page=2&")
+    notice = web.get(answer.headers["location"]).text
+    assert 'id="topup-done"' in notice and format_usd(Decimal(3)) in notice
+    assert web.get("/admin/dashboard?page=0").status_code == 400

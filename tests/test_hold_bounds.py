@@ -40,6 +40,7 @@ from runapi.storage.settlement_sink_pg import PostgresSettlementSink
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, run_gateway
 from tests.support.limits import hold_nanos
 from tests.support.postgres import temporary_database
+from tests.support.rollups import rollup_mismatches_of
 from tests.test_settlement_sink import settlement
 
 NANO = Decimal("1e-9")
@@ -138,6 +139,7 @@ def test_what_a_balance_cannot_cover_is_an_explicit_write_off(database_url: str,
         shown = re.search(r'id="write-off">([^<]+)<', page)
         assert shown is not None and str(nanos_to_usd(cost - hold)) in shown.group(1).replace(",", "")
         assert call(gw, key, body).status_code == 402  # and the empty account is served no more
+        assert rollup_mismatches_of(database_url) == []  # the report read the write-off from its roll-up
 
 
 async def _sink_rows(sink_kind: str, url: str) -> tuple[dict[str, int], list[tuple[Any, ...]], int, dict[str, int]]:
@@ -173,14 +175,17 @@ def test_every_sink_writes_the_full_charge_and_its_write_off_once(sink_kind: str
         with temporary_database() as url:
             upgrade(url)
             written, rows, balance, again = asyncio.run(_sink_rows(sink_kind, url))
+            mismatches = rollup_mismatches_of(url)
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'runapi.db'}"
         upgrade(url)
         written, rows, balance, again = asyncio.run(_sink_rows(sink_kind, url))
+        mismatches = rollup_mismatches_of(url)
     assert rows == [("topup", 4_000, None, ""), ("charge", -10_000, "gen-short", ""),
                     ("writeoff", 6_000, "gen-short" + WRITEOFF_SUFFIX, WRITEOFF_NOTE)]
     assert set(written) == {"gen-short"} and again == {}  # the retry wrote nothing twice
     assert balance == 0
+    assert mismatches == []  # the write-off reached the report roll-up, once
 
 
 @pytest.mark.parametrize("body", [

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"errors", "money", "clock", "logs", "simulator"},  # the ground floor: values, no I/O of ours
     {"query", "outage", "media_location"},
     {"storage", "transport"},
-    {"catalog", "health", "metrics", "protocols", "outbound"},
+    {"catalog", "health", "metrics", "stalls", "protocols", "outbound"},
     {"limits", "accounting"},
     {"config"},
     {"public_url", "providers", "media"},

@@ -45,6 +45,7 @@ from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server
+from tests.support.rollups import rollup_mismatches_of
 from tests.support.sse import decode
 from tests.support.tcp_proxy import tcp_proxy
 
@@ -451,6 +452,7 @@ def test_concurrent_overruns_on_two_gateways_never_overdraw(redis_gateways: list
     # A call is charged less than its cost only when nothing was left: then the account is empty.
     assert not short or balance == 0
     assert balance < OVERRUN_HOLD * NANO  # the last calls were refused (402) for want of credit, not lost
+    assert rollup_mismatches_of(first.settings.database_url) == []  # two writers' roll-ups (and write-offs) exact
 
 
 async def test_an_overrun_keeps_its_capped_charge_when_redis_is_away(engine: AsyncEngine,

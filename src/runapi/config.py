@@ -59,6 +59,8 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     epoch_poll_interval: float = 0.5
     idle_poll_max: float = 10.0
     spend_reload_interval: float = 30.0  # seconds a cached spent total (spend caps) is trusted before a re-read
+    # Seconds between event-loop lag probes (`runapi_event_loop_lag_seconds`, `stalls.py`); 0: no probe.
+    loop_lag_probe: float = 0.0
 
 
 class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

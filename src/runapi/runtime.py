@@ -34,6 +34,7 @@ from runapi.health import (
 )
 from runapi.limits import Clock, LimitControl, create_limit_control
 from runapi.metrics import Metrics
+from runapi.stalls import StallWatch
 from runapi.pipeline import (
     Authenticator,
     CircuitBreakers,
@@ -95,6 +96,7 @@ class Gateway:
         self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
+        self.stalls = StallWatch(self.metrics.registry, settings.server.loop_lag_probe)
         self.health = ModelHealth(health_clock)  # health windows and circuits share the monotonic clock
         self.circuits = CircuitBreakers(server.circuit_failures, server.circuit_cooldown, health_clock,
                                         accounts=server.circuit_accounts, window=server.circuit_window,
@@ -139,6 +141,7 @@ class Gateway:
         self._providers = {"openai": OpenAICompatible(self._upstream, self.timeouts),
                            "anthropic": AnthropicProvider(self._upstream, self.timeouts)}
         self._poller = asyncio.get_running_loop().create_task(self._poll_epoch(), name="epoch-poller")
+        self.stalls.start()
         if self.changes is not None:
             self.changes.start()
         await self._recover_journal()
@@ -180,6 +183,7 @@ class Gateway:
 
     async def _stop_gateway(self) -> None:
         await stop_task(self._poller)
+        await self.stalls.stop()
         async with contextlib.AsyncExitStack() as steps:  # run last-pushed first
             steps.push_async_callback(self.engine.dispose)
             steps.push_async_callback(self.response_store.close)

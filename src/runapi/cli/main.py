@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from rich.table import Table
 
 from runapi.cli.accounts_cmd import accounts_app, credits_app, keys_app
 from runapi.cli.common import command_group, console, errors, settings_or_exit
@@ -17,7 +18,15 @@ from runapi.cli.skill_cmd import skill_app
 from runapi.cli.tasks_cmd import tasks_app
 from runapi.cli.usage_cmd import register as register_usage
 from runapi.logs import LOG_FORMATS, LogFormat, logging_config
-from runapi.storage import SchemaMismatch, check_schema, create_engine, upgrade
+from runapi.storage import (
+    RollupMismatch,
+    SchemaMismatch,
+    check_schema,
+    create_engine,
+    rebuild_rollups,
+    rollup_mismatches,
+    upgrade,
+)
 
 app = command_group("RunAPI: an OpenAI-compatible LLM gateway with exact per-token billing.",
                     pretty_exceptions_show_locals=False)
@@ -38,6 +47,36 @@ def db_upgrade() -> None:
     settings = settings_or_exit()
     upgrade(settings.database_url)
     console.print("[green]Database schema is up to date.[/green]")
+
+
+@db_app.command("reconcile")
+def db_reconcile(rebuild: bool = typer.Option(False, "--rebuild",
+                                              help="Recompute the roll-ups from the rows (settlements wait)")) -> None:
+    """Check the report roll-ups (usage by day, balances) against the generation and ledger rows."""
+    settings = settings_or_exit()
+
+    async def check() -> list[RollupMismatch]:
+        engine = create_engine(settings.database_url)
+        try:
+            if rebuild:
+                await rebuild_rollups(engine)
+            return await rollup_mismatches(engine)
+        finally:
+            await engine.dispose()
+
+    with console.status("Summing every generation and ledger row …"):
+        wrong = asyncio.run(check())
+    if not wrong:
+        console.print("[green]The roll-ups agree with the generation and ledger rows.[/green]")
+        return
+    table = Table("table", "group", "roll-up", "rows", title=f"{len(wrong)} roll-up rows disagree")
+    for mismatch in wrong[:50]:
+        table.add_row(mismatch.table, " · ".join(mismatch.key), ", ".join(map(str, mismatch.rollup)),
+                      ", ".join(map(str, mismatch.rows)))
+    console.print(table)
+    errors.print("[red]The roll-ups disagree with the rows (a hand edit, or tables restored from different "
+                 "backups?). `runapi db reconcile --rebuild` recomputes them from the rows.[/red]")
+    raise typer.Exit(1)
 
 
 def _check_schema(database_url: str) -> None:

@@ -23,6 +23,7 @@ from runapi.storage import (
     KeyLimits,
     Ledger,
     LedgerEntry,
+    balances_by_account,
 )
 
 Announce = Callable[[Change], Awaitable[None]]
@@ -49,14 +50,19 @@ class AccountService:
         """By ID or by name; raises `NotFound`."""
         return await self._store.find_account(id_or_name)
 
-    async def list_accounts(self) -> list[Account]:
-        return await self._store.list_accounts()
+    async def list_accounts(self, offset: int = 0, limit: int | None = None, *,
+                            newest_first: bool = False) -> list[Account]:
+        """Accounts, oldest (or newest) first; a page of them with `offset` and `limit`."""
+        return await self._store.list_accounts(offset, limit, newest_first=newest_first)
+
+    async def count_accounts(self) -> int:
+        return await self._store.count_accounts()
 
     async def balance(self, account_id: str) -> int:
-        """The committed balance (Σ ledger) in nano-dollars, counting every settlement answered so far."""
+        """The committed balance (Σ ledger, from its roll-up) in nano-dollars, counting every settlement
+        answered so far."""
         await self._settlements.flush()
-        balance, _ = await self._ledger.balance(account_id)
-        return balance
+        return (await balances_by_account(self._engine, [account_id])).get(account_id, 0)
 
     async def available(self, account_id: str) -> int:
         """The balance less the holds of calls in flight."""

@@ -48,15 +48,15 @@ class UsageService:
         await self._settlements.flush()
         return await self._ledger.generations(account_id, limit=limit)
 
-    async def balances(self) -> dict[str, int]:
-        """Every account's balance in nano-dollars (accounts without entries are absent)."""
+    async def balances(self, account_ids: list[str] | None = None) -> dict[str, int]:
+        """Balances in nano-dollars, of every account or of `account_ids` (accounts without entries are absent)."""
         await self._settlements.flush()
-        return await balances_by_account(self._engine)
+        return await balances_by_account(self._engine, account_ids)
 
-    async def spend_by_account(self) -> dict[str, int]:
-        """Every account's lifetime spend in nano-dollars."""
+    async def spend_by_account(self, account_ids: list[str] | None = None) -> dict[str, int]:
+        """Lifetime spend in nano-dollars, of every account or of `account_ids`."""
         await self._settlements.flush()
-        return await spend_by_account(self._engine)
+        return await spend_by_account(self._engine, account_ids)
 
     def month(self) -> str:
         """The current month (`YYYY-MM`, UTC), as spend caps count it."""

@@ -33,6 +33,7 @@ from runapi.storage.ledger import WRITEOFF_SUFFIX, Ledger, Settlement
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
 from runapi.storage.redis_client import Rider, per_group, redis_client, run_scripts
 from runapi.storage.responses import ResponseStore, StoredResponse, timestamp
+from runapi.storage.rollups import RollupMismatch, rebuild_rollups, rollup_mismatches
 from runapi.storage.schema import (
     accounts,
     generations,
@@ -45,7 +46,14 @@ from runapi.storage.schema import (
     webhook_events,
     webhook_secrets,
 )
-from runapi.storage.seed import SeedModel, SeedPlan, SeedResult, has_traffic, seed, unreconciled
+from runapi.storage.seed import (
+    SeedModel,
+    SeedPlan,
+    SeedResult,
+    has_traffic,
+    seed,
+    unreconciled,
+)
 from runapi.storage.settlement_sink import (
     SettlementSink,
     SqliteSettlementSink,
@@ -85,6 +93,7 @@ __all__ = [
     "LedgerEntry",
     "ResponseStore",
     "Rider",
+    "RollupMismatch",
     "SchemaMismatch",
     "SeedModel",
     "SeedPlan",
@@ -114,7 +123,9 @@ __all__ = [
     "per_group",
     "poll",
     "read_epoch",
+    "rebuild_rollups",
     "redis_client",
+    "rollup_mismatches",
     "run_scripts",
     "seed",
     "server_secrets",

@@ -95,10 +95,19 @@ class AccountStore:
             raise NotFound(f"no account with ID or name {id_or_name!r}")
         return _account(row)
 
-    async def list_accounts(self) -> list[Account]:
+    async def list_accounts(self, offset: int = 0, limit: int | None = None, *,
+                            newest_first: bool = False) -> list[Account]:
+        """Accounts, oldest (or newest) first; a page of them with `offset` and `limit`."""
+        order = (accounts.c.created_at.desc(), accounts.c.id.desc()) if newest_first else (accounts.c.created_at,
+                                                                                          accounts.c.id)
+        query = sa.select(accounts).order_by(*order).offset(offset).limit(limit)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(accounts).order_by(accounts.c.created_at))).all()
+            rows = (await conn.execute(query)).all()
         return [_account(r) for r in rows]
+
+    async def count_accounts(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(accounts))).scalar_one())
 
     async def set_tier(self, account_id: str, tier: str) -> None:
         async with self.engine.begin() as conn:

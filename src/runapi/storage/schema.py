@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -58,10 +60,6 @@ ledger = sa.Table(
              sqlite_where=sa.text("kind = 'writeoff'")),
 )
 
-# What a usage aggregate sums, after the columns it filters and groups by.
-USAGE_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-                 "cost_nanos", "unit", "units")
-
 generations = sa.Table(
     "generations",
     metadata,
@@ -96,12 +94,50 @@ generations = sa.Table(
     sa.Column("unit", sa.String(16), nullable=False, server_default="tokens"),
     sa.Column("units", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("price_unit", sa.String(32), nullable=False, server_default="0"),
-    # Covering indexes (migration 0008): the usage aggregates read them alone, never the table rows.
-    sa.Index("ix_generations_account_usage", "account_id", "created_at", "model", "status", "key_id",
-             *USAGE_COLUMNS),
-    sa.Index("ix_generations_created_usage", "created_at", "model", "provider", "upstream_model", "status",
-             *USAGE_COLUMNS),
+    sa.Index("ix_generations_account_created", "account_id", "created_at"),
+    sa.Index("ix_generations_created", "created_at"),
     sa.Index("ix_generations_key_created", "key_id", "created_at"),
+)
+
+# Roll-ups the reports read (migration 0009), kept exact by triggers in the transaction that writes the
+# generations and ledger rows, with the sums of `storage/usage.py` (billed = succeeded or cancelled;
+# failed generations only counted). `usage_daily`: per account, UTC day, key, model and unit (customer
+# usage); `usage_daily_deployments`: per UTC day and deployment over all accounts, in 16 shards by
+# account on PostgreSQL (the revenue report).
+ROLLUP_SUMS = ("requests", "failed", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+               "reasoning_tokens", "cost_nanos", "units")
+ACCOUNT_ROLLUP_KEY = ("account_id", "day", "key_id", "model", "unit")
+DEPLOYMENT_ROLLUP_KEY = ("day", "model", "provider", "upstream_model", "unit", "shard")
+_ROLLUP_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "day": sa.Date(), "shard": sa.SmallInteger(), "account_id": sa.String(40), "key_id": sa.String(40),
+    "unit": sa.String(16), "provider": sa.String(100)}
+
+
+def _rollup_columns(key: tuple[str, ...], sums: tuple[str, ...]) -> list[sa.Column[Any]]:
+    return [*[sa.Column(name, _ROLLUP_TYPES.get(name, sa.String(200)), nullable=False) for name in key],
+            *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in sums]]
+
+
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    *_rollup_columns(ACCOUNT_ROLLUP_KEY, ROLLUP_SUMS),
+    sa.PrimaryKeyConstraint(*ACCOUNT_ROLLUP_KEY, name="pk_usage_daily"),
+)
+
+usage_daily_deployments = sa.Table(
+    "usage_daily_deployments",
+    metadata,
+    *_rollup_columns(DEPLOYMENT_ROLLUP_KEY, (*ROLLUP_SUMS, "write_off_nanos")),
+    sa.PrimaryKeyConstraint(*DEPLOYMENT_ROLLUP_KEY, name="pk_usage_daily_deployments"),
+)
+
+# Σ ledger per account (migration 0009), kept by a trigger on the ledger.
+account_balances = sa.Table(
+    "account_balances",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("balance_nanos", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # One row; bumped by every change that caches elsewhere must notice (revocations, top-ups).
@@ -139,7 +175,7 @@ tasks = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp, nullable=True),
     sa.Column("finished_at", Timestamp, nullable=True),
-    # Video jobs (migration 0009): the upstream job, and the credit held for it from submission.
+    # Video jobs (migration 0010): the upstream job, and the credit held for it from submission.
     sa.Column("upstream_id", sa.String(200), nullable=True),
     sa.Column("upstream_state", sa.String(16), nullable=True),  # NULL | submitting | submitted
     sa.Column("provider_name", sa.String(200), nullable=True),

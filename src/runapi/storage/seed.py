@@ -27,7 +27,15 @@ from runapi.clock import utcnow
 from runapi.money import Pricing, Usage, cost_nanos
 from runapi.storage.accounts import KEY_PREFIX, KEY_SECRET_BYTES, hash_key, new_id
 from runapi.storage.records import Generation
-from runapi.storage.schema import accounts, api_keys, generations, ledger
+from runapi.storage.schema import (
+    account_balances,
+    accounts,
+    api_keys,
+    generations,
+    ledger,
+    usage_daily,
+    usage_daily_deployments,
+)
 
 SEED_NOTE = "seed"
 SEED_NAME_PREFIX = "seed-"
@@ -207,7 +215,7 @@ async def settle_statistics(engine: AsyncEngine) -> None:
         return
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        for table in (accounts, api_keys, generations, ledger):
+        for table in (accounts, api_keys, generations, ledger, usage_daily, usage_daily_deployments, account_balances):
             await conn.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
 
 

@@ -6,6 +6,7 @@ The session carries a fingerprint of the admin token, so rotating the token ends
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from decimal import Decimal, InvalidOperation
@@ -16,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runapi.accounting import revenue_report
-from runapi.errors import InvalidRequest, PermissionDenied
+from runapi.errors import InvalidRequest, NotFound, PermissionDenied
 from runapi.health import DeploymentHealth, HealthReport
 from runapi.money import usd_to_nanos
-from runapi.query import text_param
+from runapi.query import int_param, text_param
 from runapi.runtime import Gateway
 from runapi.services import FeedbackReport, UsageFilter
 from runapi.web import reports
@@ -36,6 +37,7 @@ from runapi.web.sessions import (
 COOKIE = "runapi_admin"
 COOKIE_PATH = "/admin/dashboard"
 REVENUE_DAYS = 30
+ACCOUNTS_PER_PAGE = 50  # the accounts table shows one page, newest first; balances and spend are read for it alone
 REPORTS_SHOWN = 200
 MAX_TOPUP_USD = Decimal(1_000_000_000)  # keeps every balance far inside a signed 64-bit nano-dollar count
 
@@ -134,7 +136,8 @@ class AdminDashboard:
         account = await gw.accounts.get_account(form.get("account_id", ""))
         nanos = parse_usd(form.get("amount_usd", ""))
         await gw.accounts.add_credit(account.id, "topup", nanos, form.get("note", "").strip()[:500])
-        return see_other(f"/admin/dashboard?topped_up={account.id}#accounts")
+        page = int_param(form, "page", 1, 1, 10**9)
+        return see_other(f"/admin/dashboard?page={page}&topped_up={account.id}#accounts")
 
     async def index(self, request: Request) -> Response:
         self._check_enabled()
@@ -142,18 +145,27 @@ class AdminDashboard:
         if session is None:
             return see_other("/admin/dashboard/login")
         gw: Gateway = request.app.state.gateway
-        accounts = await gw.accounts.list_accounts()
-        balances = await gw.usage.balances()
-        spend = await gw.usage.spend_by_account()
+        total = await gw.accounts.count_accounts()
+        pages = max(1, -(-total // ACCOUNTS_PER_PAGE))
+        page = min(int_param(request.query_params, "page", 1, 1, 10**9), pages)
+        accounts = await gw.accounts.list_accounts((page - 1) * ACCOUNTS_PER_PAGE, ACCOUNTS_PER_PAGE,
+                                                   newest_first=True)
+        topped_up = text_param(request.query_params, "topped_up")
+        shown = [a.id for a in accounts] + ([topped_up] if topped_up else [])
+        balances = await gw.usage.balances(shown)
+        spend = await gw.usage.spend_by_account(shown)
         first, last = reports.period(REVENUE_DAYS)
         revenue = revenue_report(await gw.usage.by_deployment(UsageFilter(start=first, end=last)), gw.catalog)
         quality_reports = await gw.feedback.reports(limit=REPORTS_SHOWN)
-        topped_up = text_param(request.query_params, "topped_up")
+        topped_up_account = None
+        if topped_up:
+            with contextlib.suppress(NotFound):
+                topped_up_account = await gw.accounts.get_account(topped_up)
         return render_page(request, "admin_dashboard.html", {
             "accounts": accounts, "balances": balances, "spend": spend, "revenue": revenue,
             "revenue_days": REVENUE_DAYS, "revenue_start": first, "revenue_end": last,
             "revenue_models": [(m["model"], usd_to_nanos(m["revenue"])) for m in revenue["data"]],
             "health": health_rows(gw), "csrf_token": session["csrf"],
             "reports": reports_by_model(quality_reports), "reports_shown": REPORTS_SHOWN,
-            "topped_up": next((a for a in accounts if a.id == topped_up), None),
+            "topped_up": topped_up_account, "accounts_total": total, "page": page, "pages": pages,
         }, private=True)

@@ -8,15 +8,15 @@
   entry) and the charge fixed then (units × unit price), so a restart settles the same amounts.
 - `deadline_at`: when the job is given up (timeout, free); `polls`: status polls so far (backoff).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009 (usage roll-ups)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
