@@ -27,6 +27,7 @@ from runapi.http import (
     responses_api,
     tasks_api,
     usage_api,
+    videos_api,
 )
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         *admin_api.routes,
         *tasks_api.routes,
         *media_api.routes,
+        *videos_api.routes,
         *limits_api.routes,
         *usage_api.routes,
         *web_routes(settings),

@@ -55,8 +55,14 @@ def raise_for_status(status: int, body: bytes, headers: Any) -> None:
     raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
 
 
+async def get_from_upstream(client: UpstreamClient, timeouts: Timeouts, url: str,
+                            headers: dict[str, str]) -> UpstreamResponse:
+    """GET `url`, as `post_to_upstream` posts (the same timeouts and error translation)."""
+    return await post_to_upstream(client, timeouts, url, headers, b"", method=b"GET")
+
+
 async def post_to_upstream(client: UpstreamClient, timeouts: Timeouts, url: str, headers: dict[str, str],
-                           body: bytes) -> UpstreamResponse:
+                           body: bytes, *, method: bytes = b"POST") -> UpstreamResponse:
     """POST `body`; returns the response once its head arrived with a success status.
 
     The caller must release the response. Raises `UpstreamTimeout` when the head takes longer
@@ -65,7 +71,7 @@ async def post_to_upstream(client: UpstreamClient, timeouts: Timeouts, url: str,
     """
     try:
         response = await client.post(url, headers, body, connect_timeout=timeouts.connect,
-                                     head_timeout=timeouts.first_byte, idle_timeout=timeouts.idle)
+                                     head_timeout=timeouts.first_byte, idle_timeout=timeouts.idle, method=method)
     except TimeoutError as exc:  # before OSError: TimeoutError is one
         raise UpstreamTimeout("the upstream did not answer in time") from exc
     except OSError as exc:
