@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from runapi.simulator.media_routes import SAMPLE_MP4
 from runapi.simulator.png import render_png
 from tests.support.gateway import RunningGateway, sqlite_url
+from tests.support.rollups import rollup_mismatches_of
 from tests.support.sdk_clients import SdkClients
 from tests.support.tasks import (
     Receiver,
@@ -104,6 +105,8 @@ def test_openai_sdk_creates_retrieves_and_downloads_a_video_charged_once(gw: Run
     ledger = kinds(gw, account)
     assert ledger == [("topup", Decimal(1)), ("hold", -PRICE), ("release", PRICE), ("charge", -PRICE)]
     assert gw.balance(account) == gw.ledger_sum(account) == Decimal(1) - PRICE
+    # The report roll-ups took the video's generation, hold, release and charge with their rows.
+    assert rollup_mismatches_of(gw.settings.database_url) == []
     with client(gw, key) as http:
         task = http.get(f"/v1/tasks/{created.id}").raise_for_status().json()
         generation = http.get(f"/v1/generations/{task['generation_id']}").raise_for_status().json()
