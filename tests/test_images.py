@@ -135,19 +135,20 @@ def test_the_hold_is_n_times_the_worst_unit_price(gw: RunningGateway, sim_url: s
     assert gw.balance(account) == Decimal("0.9") - 3 * Decimal("0.011")
 
 
-@pytest.mark.parametrize(("model", "x_sim", "status"), [
-    ("gpt-image", {"fault": "filtered"}, 400),  # the provider's content filter: the whole call refused
-    ("cogview-4", {"fault": "filtered"}, 400),
-    ("gpt-image", {"fault": "500"}, 503),
+@pytest.mark.parametrize(("model", "x_sim", "status", "code"), [
+    # The provider's content filter refuses the whole call: OpenAI's code, from OpenAI's and from Z.ai's 1301.
+    ("gpt-image", {"fault": "filtered"}, 400, "content_policy_violation"),
+    ("cogview-4", {"fault": "filtered"}, 400, "content_policy_violation"),
+    ("gpt-image", {"fault": "500"}, 503, "upstream_unavailable"),
 ])
 def test_filtered_or_undeliverable_images_are_free(gw: RunningGateway, model: str, x_sim: dict[str, Any],
-                                                   status: int) -> None:
+                                                   status: int, code: str) -> None:
     account, key = gw.create_account("1")
     with client(gw, key) as sdk, pytest.raises(openai.APIStatusError) as caught:
         sdk.images.generate(model=model, prompt="anything", extra_body={"x_sim": x_sim})
     assert caught.value.status_code == status
     error = caught.value.response.json()["error"]
-    assert set(error) >= {"message", "type", "code"} and error["message"]
+    assert set(error) >= {"message", "type", "code"} and error["message"] and error["code"] == code
     rows = gw.admin.get("/admin/generations", params={"account_id": account}).json()["data"]
     assert [r["status"] for r in rows] == ["failed"] and Decimal(str(rows[0]["cost"])) == 0
     assert gw.balance(account) == Decimal(1) == gw.ledger_sum(account)
