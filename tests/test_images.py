@@ -95,6 +95,24 @@ def test_url_images_are_our_signed_copies_fetched_without_a_key_and_billed_exact
     assert bad.status_code in (401, 403)
 
 
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_an_image_the_provider_could_not_deliver_is_not_billed(gw: RunningGateway, response_format: str) -> None:
+    """Three asked, the provider's third undeliverable (an expired URL, or bad base64): two answered, two
+    billed, the third counted as failed, end to end."""
+    account, key = gw.create_account("2")
+    raw = client(gw, key).images.with_raw_response.generate(
+        model="gpt-image", prompt="three owls", n=3, quality="high", response_format=response_format,  # type: ignore[arg-type]
+        extra_body={"x_sim": {"fault": "partial"}})
+    answer = raw.parse()
+    assert len(answer.data) == 2
+    body = decode(raw.http_response.content)
+    assert (body["usage"]["images"], body["usage"]["failed_images"]) == (2, 1)
+    row = generation(gw, key, raw.headers["x-runapi-generation-id"])
+    assert (row["status"], row["units"]) == ("succeeded", 2)
+    assert Decimal(str(row["cost"])) == 2 * Decimal("0.167") == Decimal(str(body["usage"]["cost"]))
+    assert gw.balance(account) == Decimal(2) - 2 * Decimal("0.167") == gw.ledger_sum(account)
+
+
 def test_b64_json_answers_the_stored_copy_at_the_size_and_quality_price(gw: RunningGateway) -> None:
     account, key = gw.create_account("1")
     raw = client(gw, key).images.with_raw_response.generate(model="gpt-image", prompt="a blue bird", size="1536x1024",
