@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     add_baselines(rows)
     report.print_table(rows, console)
-    for text, value, verdict in report.target_checks(rows):
+    for text, value, verdict in report.target_checks(rows, rounds=samples):
         console.print(f"target: {text}: {value} → {verdict}")
     elapsed = time.monotonic() - t0
     mode = " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         durations += (f" Every cell was measured {args.rounds} times, the targets taking turns within the cell; "
                       "each row is its target's median round by CPU per request (by req/s for direct).")
     sections["results"] = report.results_section(rows, durations)
-    sections["targets"] = report.targets_section(rows)
+    sections["targets"] = report.targets_section(rows, samples)
     if profiled:
         sections["profile"] = profile_section(profiled, "runapi-sqlite")
     report.write_results(output, sections)
