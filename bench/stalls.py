@@ -6,7 +6,8 @@ Starts the simulator and `runapi serve` (SQLite; and PostgreSQL + Redis with `--
 event-loop lag probe on (`[server] loop_lag_probe`, `runapi/stalls.py`), drives the scenario at c=16
 and reads the gateway's /metrics before and after: the garbage collector's pauses by generation and
 the loop's lag (how late a timer ran: the time some callback held the loop). Prints, per gateway,
-p50/p99 and the stalls: how many, how long in all, and their share of the run.
+p50/p99 and the stalls: how many, how long in all, and their share of the run, and how often the
+kernel took the CPU from the event loop for another process (its involuntary context switches).
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def stall_lines(before: Buckets, after: Buckets, seconds: float, requests: int) 
     return lines
 
 
+def involuntary_switches(pid: int) -> int:
+    """How often the kernel took the CPU from the process's main thread (another process wanted it)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -81,15 +90,18 @@ def main() -> None:
                                              server_toml=f"loop_lag_probe = {args.probe}"))
             for target in targets:
                 drive(target, scenario, args.concurrency, 2.0, workdir)  # warm
-                before = scrape(target)
+                assert target.pid is not None
+                before, switches = scrape(target), involuntary_switches(target.pid)
                 load = drive(target, scenario, args.concurrency, args.seconds, workdir)
-                after = scrape(target)
+                after, switches = scrape(target), involuntary_switches(target.pid) - switches
                 print(f"### {target.name}, {scenario.name} at c={args.concurrency}, {args.seconds:g} s "
                       f"(probe every {args.probe * 1000:g} ms)\n")
                 print(f"- {load.requests:,} requests: p50 {load.p50_ms:.2f} ms, p90 {load.p90_ms:.2f} ms, "
                       f"p99 {load.p99_ms:.2f} ms (p99/p50 {load.p99_ms / max(load.p50_ms, 1e-9):.2f})")
                 for line in stall_lines(before, after, args.seconds, load.requests):
                     print(f"- {line}")
+                print(f"- the kernel took the CPU from the event loop {switches:,} times "
+                      f"({switches / args.seconds:,.0f}/s: other processes on the same cores)")
                 print()
         finally:
             for target in targets:

@@ -95,6 +95,24 @@ def test_url_images_are_our_signed_copies_fetched_without_a_key_and_billed_exact
     assert bad.status_code in (401, 403)
 
 
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_an_image_the_provider_could_not_deliver_is_not_billed(gw: RunningGateway, response_format: str) -> None:
+    """Three asked, the provider's third undeliverable (an expired URL, or bad base64): two answered, two
+    billed, the third counted as failed, end to end."""
+    account, key = gw.create_account("2")
+    raw = client(gw, key).images.with_raw_response.generate(
+        model="gpt-image", prompt="three owls", n=3, quality="high", response_format=response_format,  # type: ignore[arg-type]
+        extra_body={"x_sim": {"fault": "partial"}})
+    answer = raw.parse()
+    assert len(answer.data) == 2
+    body = decode(raw.http_response.content)
+    assert (body["usage"]["images"], body["usage"]["failed_images"]) == (2, 1)
+    row = generation(gw, key, raw.headers["x-runapi-generation-id"])
+    assert (row["status"], row["units"]) == ("succeeded", 2)
+    assert Decimal(str(row["cost"])) == 2 * Decimal("0.167") == Decimal(str(body["usage"]["cost"]))
+    assert gw.balance(account) == Decimal(2) - 2 * Decimal("0.167") == gw.ledger_sum(account)
+
+
 def test_b64_json_answers_the_stored_copy_at_the_size_and_quality_price(gw: RunningGateway) -> None:
     account, key = gw.create_account("1")
     raw = client(gw, key).images.with_raw_response.generate(model="gpt-image", prompt="a blue bird", size="1536x1024",
@@ -135,19 +153,20 @@ def test_the_hold_is_n_times_the_worst_unit_price(gw: RunningGateway, sim_url: s
     assert gw.balance(account) == Decimal("0.9") - 3 * Decimal("0.011")
 
 
-@pytest.mark.parametrize(("model", "x_sim", "status"), [
-    ("gpt-image", {"fault": "filtered"}, 400),  # the provider's content filter: the whole call refused
-    ("cogview-4", {"fault": "filtered"}, 400),
-    ("gpt-image", {"fault": "500"}, 503),
+@pytest.mark.parametrize(("model", "x_sim", "status", "code"), [
+    # The provider's content filter refuses the whole call: OpenAI's code, from OpenAI's and from Z.ai's 1301.
+    ("gpt-image", {"fault": "filtered"}, 400, "content_policy_violation"),
+    ("cogview-4", {"fault": "filtered"}, 400, "content_policy_violation"),
+    ("gpt-image", {"fault": "500"}, 503, "upstream_unavailable"),
 ])
 def test_filtered_or_undeliverable_images_are_free(gw: RunningGateway, model: str, x_sim: dict[str, Any],
-                                                   status: int) -> None:
+                                                   status: int, code: str) -> None:
     account, key = gw.create_account("1")
     with client(gw, key) as sdk, pytest.raises(openai.APIStatusError) as caught:
         sdk.images.generate(model=model, prompt="anything", extra_body={"x_sim": x_sim})
     assert caught.value.status_code == status
     error = caught.value.response.json()["error"]
-    assert set(error) >= {"message", "type", "code"} and error["message"]
+    assert set(error) >= {"message", "type", "code"} and error["message"] and error["code"] == code
     rows = gw.admin.get("/admin/generations", params={"account_id": account}).json()["data"]
     assert [r["status"] for r in rows] == ["failed"] and Decimal(str(rows[0]["cost"])) == 0
     assert gw.balance(account) == Decimal(1) == gw.ledger_sum(account)

@@ -79,6 +79,9 @@ class TaskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     webhook_retry_window: float = 86400.0  # retries stop (delivery failed) this long after the event
     webhook_secret_grace: float = 86400.0  # a rotated-out secret still signs for this long
     webhook_allow: tuple[str, ...] = ()  # hosts, IPs or CIDRs exempt from the callback_url SSRF guard
+    video_poll_initial: float = 5.0  # first wait before polling a submitted video job; grows x1.5 per poll
+    video_poll_max: float = 30.0  # longest wait between two polls
+    video_timeout: float = 3600.0  # a video job not done this long after submission is given up (free)
 
 
 class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

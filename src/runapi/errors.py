@@ -128,8 +128,9 @@ class UpstreamRejected(UpstreamError):
     code = "upstream_rejected"
     retryable = False
 
-    def __init__(self, message: str, *, upstream_status: int = 400, param: str | None = None) -> None:
-        super().__init__(message, param=param)
+    def __init__(self, message: str, *, upstream_status: int = 400, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
         self.upstream_status = upstream_status
         self.status = upstream_status if 400 <= upstream_status < 500 else 502
 

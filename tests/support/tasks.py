@@ -31,11 +31,13 @@ def fast_tasks(**overrides: Any) -> TaskSettings:
 
 @contextlib.contextmanager
 def run_task_gateway(database_url: str, sim_url: str, tasks: TaskSettings = FAST,
-                     server: dict[str, Any] | None = None, **env: str) -> Iterator[RunningGateway]:
-    """A gateway (tasks on) in front of the simulator; `server` sets `[server]` settings, `env` adds
-    RUNAPI_* variables."""
+                     server: dict[str, Any] | None = None, providers: dict[str, dict[str, Any]] | None = None,
+                     media: dict[str, Any] | None = None, **env: str) -> Iterator[RunningGateway]:
+    """A gateway (tasks on) in front of the simulator; `server` sets `[server]` settings, `providers` and
+    `media` those tables (see `simulator_config`), `env` adds RUNAPI_* variables."""
     upgrade(database_url)
-    config = msgspec.structs.replace(simulator_config(sim_url, **(server or {})), tasks=tasks)
+    config = msgspec.structs.replace(simulator_config(sim_url, providers=providers, media=media, **(server or {})),
+                                     tasks=tasks)
     settings = gateway_settings(database_url, config, **env)
     app = create_app(settings)
     with serve_asgi(app) as base_url:

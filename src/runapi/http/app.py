@@ -27,6 +27,7 @@ from runapi.http import (
     responses_api,
     tasks_api,
     usage_api,
+    videos_api,
 )
 from runapi.http.access_log import AccessLog
 from runapi.http.chat import ChatCompletionsEndpoint
@@ -77,6 +78,9 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+GC_THRESHOLD0 = 20_000  # net container allocations between gen-0 collections in `runapi serve` (default 700)
+
+
 def create_app(settings: Settings, *, clock: Clock = time.time,
                health_clock: Callable[[], float] = time.monotonic, freeze_gc: bool = False) -> Starlette:
     """The gateway as an ASGI app. The gateway starts (schema check, pools) in the lifespan.
@@ -94,6 +98,11 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
                 # collector's sight, a full collection no longer walks it while requests wait (50-75 ms
                 # pauses, the p99 of a busy gateway, before this).
                 gc.freeze()
+                # A gen-0 collection every 700 net allocations ran on the transient peaks of the requests in
+                # flight (c=16: ~70 a second, 11 µs of CPU per request, and the p99's pauses); the
+                # requests' objects die by reference counting, so 20,000 still bounds cyclic garbage
+                # (bench/RESULTS.md, "Tail latency"; `runapi_gc_pause_seconds` shows them).
+                gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
             yield
         finally:
             await gateway.stop()
@@ -118,6 +127,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time,
         *admin_api.routes,
         *tasks_api.routes,
         *media_api.routes,
+        *videos_api.routes,
         *limits_api.routes,
         *usage_api.routes,
         *web_routes(settings),

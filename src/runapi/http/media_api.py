@@ -21,7 +21,7 @@ from runapi.media.runtime import MediaRuntime
 from runapi.query import optional_int_param, text_param
 from runapi.outbound import OutputExpired
 
-__all__ = ["routes"]
+__all__ = ["routes", "stored_media_response"]
 
 MAX_EXPIRES = 10**12  # an `expires` (Unix seconds) beyond this is not one we signed
 
@@ -49,9 +49,17 @@ async def get_media(request: Request) -> Response:
     media.signer.verify_media(key, expires, text_param(params, "signature"), time.time(),
                               f"This media URL expired at {_utc(expires or 0)}: {kept}. "
                               "Generate it again for a new URL.")
+    return await stored_media_response(request, media, key, expires or 0,
+                                       f"This media is no longer kept: {kept}.")
+
+
+async def stored_media_response(request: Request, media: MediaRuntime, key: str, expires: int,
+                                gone_message: str) -> Response:
+    """A kept object (a single byte range when asked), cacheable until `expires` (Unix seconds);
+    410 `gone_message` when the store no longer has it."""
     size = await media.store.size(key)
     if size is None:
-        raise OutputExpired(f"This media is no longer kept: {kept}.", code="media_expired")
+        raise OutputExpired(gone_message, code="media_expired")
     try:
         byte_range = parse_range(request.headers.get("range"), size)
     except RangeNotSatisfiable:
@@ -62,7 +70,7 @@ async def get_media(request: Request) -> Response:
         return answer
     start, end = (0, size) if byte_range is None else (byte_range.start, byte_range.end)
     headers = {"accept-ranges": "bytes", "content-length": str(end - start),
-               "cache-control": f"private, max-age={max(0, (expires or 0) - int(time.time()))}, immutable",
+               "cache-control": f"private, max-age={max(0, expires - int(time.time()))}, immutable",
                "etag": f'"{key.rsplit("/", 1)[-1]}"'}
     if byte_range is not None:
         headers["content-range"] = byte_range.content_range()

@@ -153,6 +153,16 @@ def _images_request() -> dict[str, Any]:
     return {"title": "ImagesRequest", **schema}
 
 
+def _videos_request() -> dict[str, Any]:
+    """`POST /v1/videos`: OpenAI's fields (JSON, or the multipart form the openai SDK posts) and the provider's."""
+    text = {"type": "string"}
+    return {"title": "VideosRequest", "type": "object", "required": ["model"], "properties": {
+        "model": {"type": "string", "minLength": 1}, "prompt": text,
+        "seconds": {"type": "string", "pattern": "^[0-9]+$"}, "size": text,
+        "input_reference": {"description": "An image file (multipart), or {\"image_url\": URL or data URL}"},
+        "quality": text, "fps": {"type": "integer"}, "with_audio": {"type": "boolean"}, "image_url": text}}
+
+
 MAX_IMAGES = 10
 MAX_EMBEDDING_DIMENSIONS = 8192
 MAX_EMBEDDING_INPUTS = 2048
@@ -160,7 +170,7 @@ MAX_EMBEDDING_INPUTS = 2048
 
 _TAGS = [  # (path prefix, tag), first match wins: how /docs groups the operations
     ("/v1/chat/", "OpenAI-compatible"), ("/v1/responses", "OpenAI-compatible"), ("/v1/completions", "OpenAI-compatible"),
-    ("/v1/embeddings", "OpenAI-compatible"), ("/v1/images/", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
+    ("/v1/embeddings", "OpenAI-compatible"), ("/v1/images/", "OpenAI-compatible"), ("/v1/videos", "OpenAI-compatible"), ("/v1/models", "Models"), ("/v1/messages", "Anthropic-compatible"),
     ("/v1/generations", "Your account"), ("/v1/usage", "Your account"), ("/v1/webhooks", "Tasks and webhooks"),
     ("/v1/tasks", "Tasks and webhooks"), ("/v1/outputs", "Tasks and webhooks"),
     ("/v1/media", "Tasks and webhooks"), ("/admin/dashboard", "Web pages"),
@@ -182,6 +192,11 @@ def build_openapi() -> dict[str, Any]:
     _refine_bodies(components)
     components["EmbeddingsRequest"] = _embeddings_request()
     components["ImagesRequest"] = _images_request()
+    components["VideosRequest"] = _videos_request()
+    video_ok = {"type": "object", "required": ["id", "object", "status", "model", "created_at", "progress"]}
+    create_video = _op("Create a video: an asynchronous task billed per video delivered (poll GET /v1/videos/{id}; "
+                       "FAIL, timeout and cancellation are free)", body="VideosRequest", ok_schema=video_ok)
+    create_video["requestBody"]["content"]["multipart/form-data"] = {"schema": _ref("VideosRequest")}
     chat_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}},
                "text/event-stream": {"schema": _SSE_EVENT}}
     responses_ok = {"application/json": {"schema": {"type": "object", "required": ["id", "object", "output"]}},
@@ -209,6 +224,18 @@ def build_openapi() -> dict[str, Any]:
             "Generate images, answered as signed cached output URLs or base64 (each model's sizes, qualities and "
             "images per request: its `input_schema` in GET /v1/models/{id})",
             body="ImagesRequest", ok_schema={"type": "object", "required": ["created", "data", "model", "usage"]})},
+        "/v1/videos": {"post": create_video,
+                       "get": _op("List your videos", ok_schema=_LIST, params=_query(
+                           limit=_limit(100), after=_TEXT, order={"type": "string", "enum": ["desc"]}))},
+        "/v1/videos/{video_id}": {
+            "get": _op("One of your videos", ok_schema=video_ok, params=_path("video_id")),
+            "delete": _op("Cancel a video in progress (free), or delete a finished one's stored files",
+                          params=_path("video_id"))},
+        "/v1/videos/{video_id}/content": {"get": _op(
+            "A completed video's MP4 (or `variant=thumbnail`), with byte ranges",
+            ok_content={"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}}},
+            params=_path("video_id") + _query(variant={"type": "string", "enum": ["video", "thumbnail"]}))},
         "/v1/messages": {"post": _op("Anthropic Messages (JSON or SSE)", body="MessagesRequest",
                                      ok_content=messages_ok, error=_ANTHROPIC_ERROR)},
         "/v1/messages/count_tokens": {"post": _op("Count a Messages request's input tokens", body="CountTokensRequest",

@@ -22,6 +22,8 @@ from runapi.pipeline.responses import (
     prepare_responses_call,
 )
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
+from runapi.pipeline.reservation import Reservation
+from runapi.pipeline.videos import hold_video, video_settlement
 
 __all__ = [
     "CALL_FACTS",
@@ -31,6 +33,7 @@ __all__ = [
     "ChatStream",
     "CircuitBreakers",
     "Completed",
+    "Reservation",
     "FailedAuthGuard",
     "Principal",
     "RedisFailedAuthGuard",
@@ -44,10 +47,12 @@ __all__ = [
     "deployment_key",
     "deployments_for",
     "fallback_models",
+    "hold_video",
     "open_chat_stream",
     "open_messages_stream",
     "open_responses_stream",
     "open_text_stream",
     "prepare_messages_call",
     "prepare_responses_call",
+    "video_settlement",
 ]

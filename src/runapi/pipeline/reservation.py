@@ -85,6 +85,12 @@ class Reservation:
             self._credit.charged(self.hold, settlement.charge_nanos, settlement.ledger_id)
         self.admission.settled(settlement)
 
+    def kept_in_ledger(self, ledger_id: int) -> None:
+        """The credit hold was written to the ledger as entry `ledger_id` (a video's durable `hold` entry):
+        count it as committed, as a charge is, and close the rest (the call's slot, its spend hold)."""
+        self._credit.charged(self.hold, self.hold.amount, ledger_id)
+        self.admission.close()
+
     def release(self) -> None:
         """The call ends without a settlement: give everything back."""
         self._credit.release(self.hold)

@@ -5,7 +5,16 @@ from runapi.providers.anthropic import (
     AnthropicProvider,
     NativeMessages,
 )
-from runapi.providers.base import Deployment, Embeddings, EmbeddingsReply, Images, Provider, TextCompletions
+from runapi.providers.base import (
+    Deployment,
+    Embeddings,
+    EmbeddingsReply,
+    Images,
+    Provider,
+    TextCompletions,
+    VideoJobs,
+    VideoJobState,
+)
 from runapi.providers.openai_compat import OpenAICompatible
 
 __all__ = [
@@ -19,4 +28,6 @@ __all__ = [
     "OpenAICompatible",
     "Provider",
     "TextCompletions",
+    "VideoJobState",
+    "VideoJobs",
 ]

@@ -79,3 +79,26 @@ class Images(Protocol):
     async def generate_images(self, request: dict[str, Any], deployment: Deployment) -> list[dict[str, Any]]:
         """Call the upstream's image endpoint with `request` (its `model` replaced); the answer's `data`
         items (`url` or `b64_json` each)."""
+
+
+class VideoJobState(msgspec.Struct, frozen=True):
+    """Where an upstream video job stands: `state` processing, succeeded (with `video_url`, maybe
+    `cover_url`) or failed (with `error`, the provider's reason)."""
+
+    state: str  # processing | succeeded | failed
+    video_url: str = ""
+    cover_url: str = ""
+    error: str = ""
+
+
+@runtime_checkable
+class VideoJobs(Protocol):
+    """An upstream that generates videos asynchronously (an optional provider ability): submit a job,
+    then poll it until it ends."""
+
+    async def submit_video(self, request: dict[str, Any], deployment: Deployment, request_id: str) -> str:
+        """Submit a job for `request` (the provider's video body, its `model` replaced), tagged with our
+        `request_id`; the provider's job ID. Raises `UpstreamError` when the provider refused it."""
+
+    async def video_status(self, job_id: str, deployment: Deployment) -> VideoJobState:
+        """One poll of the job `job_id`."""

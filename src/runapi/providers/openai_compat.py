@@ -18,11 +18,13 @@ import msgspec
 from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.money import Usage
 from runapi.protocols.openai import UpstreamChunk, UpstreamReply
-from runapi.providers.base import Deployment, EmbeddingsReply
+from runapi.providers import zai_videos
+from runapi.providers.base import Deployment, EmbeddingsReply, VideoJobState
 from runapi.transport import (
     Timeouts,
     UpstreamClient,
     error_message,
+    get_from_upstream,
     iter_sse_batches,
     post_to_upstream,
     read_upstream_body,
@@ -200,6 +202,20 @@ class OpenAICompatible:
         if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
             raise UpstreamUnavailable("the upstream images answer has no data list")
         return items
+
+    async def submit_video(self, request: dict[str, Any], deployment: Deployment, request_id: str) -> str:
+        """Submit a video job in Z.ai's asynchronous shape (`zai_videos`); the provider's job ID."""
+        url, headers, _ = self._target({}, deployment, zai_videos.SUBMIT_PATH)
+        body = zai_videos.submit_body(request, deployment.upstream_model, request_id)
+        response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
+        return zai_videos.parse_submission(await read_upstream_body(response, self._timeouts))
+
+    async def video_status(self, job_id: str, deployment: Deployment) -> VideoJobState:
+        """One poll of a Z.ai video job (`GET /async-result/{id}`)."""
+        url, headers, _ = self._target({}, deployment, zai_videos.result_path(job_id))
+        headers.pop("content-type", None)
+        response = await get_from_upstream(self._client, self._timeouts, url, headers)
+        return zai_videos.parse_job_state(await read_upstream_body(response, self._timeouts))
 
     async def _stream(self, request: dict[str, Any], deployment: Deployment, path: str,
                       ) -> AsyncIterator[list[UpstreamChunk]]:

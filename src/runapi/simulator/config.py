@@ -10,7 +10,7 @@ from .script import ScriptTurn
 
 __all__ = ["FAULTS", "SimulatorConfig", "with_overrides"]
 
-FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event", "fail", "filtered"})
+FAULTS = frozenset({"429", "500", "cut", "stall", "bad_json", "error_event", "fail", "filtered", "partial"})
 """Fault names understood by `SimulatorConfig.fault` and `POST /_sim/faults`."""
 
 _NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -36,7 +36,8 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     85 for a small OpenAI image to tens of thousands for some models).
 
     Media: a video job finishes `video_delay_ms` after submission; the fault "fail" ends it FAIL,
-    "stall" never finishes it. "filtered" refuses an image request as the content filter does.
+    "stall" never finishes it. "filtered" refuses an image request as the content filter does;
+    "partial" makes its last image undeliverable.
     Generated media URLs expire `media_url_ttl_s` seconds after they were issued (0: at once).
     """
 

@@ -156,10 +156,12 @@ class MediaRoutes:
         items: list[dict[str, str]] = []
         for index in range(call.n):
             png = render_png(f"{call.prompt}#{index}", call.width, call.height)
+            broken = fault == "partial" and index == call.n - 1  # the last image cannot be delivered
             if call.response_format == "b64_json":
-                items.append({"b64_json": base64.b64encode(png).decode()})
+                items.append({"b64_json": "not base64!" if broken else base64.b64encode(png).decode()})
             else:
-                items.append({"url": self._keep("image/png", png, config.media_url_ttl_s, base_url, ".png")})
+                ttl = 0.0 if broken else config.media_url_ttl_s  # expired at once: its GET answers 403
+                items.append({"url": self._keep("image/png", png, ttl, base_url, ".png")})
         body = images_body(call, shape, int(time.time()), items, count_words(call.prompt))
         return SimResponse(200, body)
 

@@ -8,6 +8,9 @@ call cost more than its hold and the free balance), a `writeoff` row in the same
 gives the uncovered part back: the balance ends where the capped charge leaves it, and the loss is
 an explicit line (issue 20.8). The write-off's `generation_id` is its generation's ID followed by
 `WRITEOFF_SUFFIX` (that column is unique, and 40 characters long).
+
+A video task's credit hold is durable (`tasks.video_store`): a `hold` entry at submission and a
+`release` entry when the task ends, each under a unique `generation_id` of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from runapi.storage.epoch import bump_epoch
 from runapi.storage.records import Generation, LedgerEntry
 from runapi.storage.schema import generations, ledger
 
-ENTRY_KINDS = ("topup", "charge", "refund", "adjustment", "writeoff")
+ENTRY_KINDS = ("topup", "charge", "refund", "adjustment", "writeoff", "hold", "release")
+_WRITTEN_BY_THE_GATEWAY = ("charge", "writeoff", "hold", "release")  # not by hand (add_entry)
 WRITEOFF_SUFFIX = ":wo"
 WRITEOFF_NOTE = "the balance could not cover this generation's cost"
 
@@ -94,7 +98,7 @@ class Ledger:
 
     async def add_entry(self, account_id: str, kind: str, amount_nanos: int, note: str = "") -> LedgerEntry:
         """Append a top-up, refund or adjustment. A negative entry may not take the balance below zero."""
-        if kind not in ENTRY_KINDS or kind in ("charge", "writeoff"):
+        if kind not in ENTRY_KINDS or kind in _WRITTEN_BY_THE_GATEWAY:
             raise InvalidRequest(f"entry kind must be one of topup, refund, adjustment, not {kind!r}")
         if kind == "topup" and amount_nanos <= 0:
             raise InvalidRequest("a top-up must be a positive amount")
@@ -127,7 +131,7 @@ class Ledger:
         """
         try:
             async with self.engine.begin() as conn:
-                return await self._insert(conn, batch)
+                return await self.insert_settlements(conn, batch)
         except IntegrityError:
             written: dict[str, int] = {}
             for item in batch:  # one at a time, skipping what is already there
@@ -135,11 +139,13 @@ class Ledger:
                     exists = (await conn.execute(sa.select(generations.c.id)
                                                  .where(generations.c.id == item.generation.id))).first()
                     if exists is None:
-                        written.update(await self._insert(conn, [item]))
+                        written.update(await self.insert_settlements(conn, [item]))
             return written
 
     @staticmethod
-    async def _insert(conn: AsyncConnection, batch: list[Settlement]) -> dict[str, int]:
+    async def insert_settlements(conn: AsyncConnection, batch: list[Settlement]) -> dict[str, int]:
+        """Insert generation rows and their charges (and write-offs) in the caller's transaction:
+        {generation ID: ledger entry ID}. `IntegrityError` if a generation is already recorded."""
         await conn.execute(generations.insert(), [generation_row(s) for s in batch])
         charges = [s for s in batch if billed_nanos(s) > 0]
         if not charges:

@@ -48,7 +48,7 @@ ledger = sa.Table(
     metadata,
     sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
     sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # topup | charge | refund | adjustment
+    sa.Column("kind", sa.String(16), nullable=False),  # topup | charge | refund | adjustment | writeoff | hold | release
     sa.Column("amount_nanos", sa.BigInteger, nullable=False),  # signed; charges are negative
     sa.Column("generation_id", sa.String(40), nullable=True, unique=True),  # one charge per generation
     sa.Column("note", sa.String(500), nullable=False, server_default=""),
@@ -158,7 +158,7 @@ tasks = sa.Table(
     sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("key_id", sa.String(40), nullable=False),
     sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("endpoint", sa.String(40), nullable=False),  # chat.completions | messages
+    sa.Column("endpoint", sa.String(40), nullable=False),  # chat.completions | messages | videos
     sa.Column("request", sa.Text, nullable=False),  # the input, JSON
     sa.Column("callback_url", sa.String(2000), nullable=True),
     sa.Column("metadata_json", sa.Text, nullable=True),
@@ -175,6 +175,16 @@ tasks = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp, nullable=True),
     sa.Column("finished_at", Timestamp, nullable=True),
+    # Video jobs (migration 0010): the upstream job, and the credit held for it from submission.
+    sa.Column("upstream_id", sa.String(200), nullable=True),
+    sa.Column("upstream_state", sa.String(16), nullable=True),  # NULL | submitting | submitted
+    sa.Column("provider_name", sa.String(200), nullable=True),
+    sa.Column("upstream_model", sa.String(200), nullable=True),
+    sa.Column("hold_nanos", sa.BigInteger, nullable=True),  # the `hold` ledger entry's amount
+    sa.Column("price_nanos", sa.BigInteger, nullable=True),  # the charge on success (units × unit price)
+    sa.Column("units", sa.Integer, nullable=True),
+    sa.Column("deadline_at", Timestamp, nullable=True),  # given up (free) after this
+    sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_status_run_after", "status", "run_after"),
     sa.Index("ix_tasks_account_created", "account_id", "created_at"),
 )

@@ -10,7 +10,7 @@ import msgspec
 from runapi.clock import as_utc
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-ENDPOINTS = {"chat.completions": "/v1/chat/completions", "messages": "/v1/messages"}
+ENDPOINTS = {"chat.completions": "/v1/chat/completions", "messages": "/v1/messages", "videos": "/v1/videos"}
 
 
 class Task(msgspec.Struct, frozen=True):
@@ -35,10 +35,24 @@ class Task(msgspec.Struct, frozen=True):
     error: dict[str, Any] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Video jobs (`endpoint` "videos"): the upstream job and the credit held for it (see `video_store`).
+    upstream_id: str | None = None
+    upstream_state: str | None = None  # None | submitting | submitted
+    provider_name: str | None = None
+    upstream_model: str | None = None
+    hold_nanos: int | None = None
+    price_nanos: int | None = None
+    units: int | None = None
+    deadline_at: datetime | None = None
+    polls: int = 0
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def is_video(self) -> bool:
+        return self.endpoint == "videos"
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -46,7 +60,7 @@ class Task(msgspec.Struct, frozen=True):
         metadata_json = data.pop("metadata_json")
         data["metadata"] = None if metadata_json is None else msgspec.json.decode(metadata_json)
         data["error"] = None if data["error"] is None else msgspec.json.decode(data["error"])
-        for name in ("created_at", "run_after", "locked_until", "started_at", "finished_at"):
+        for name in ("created_at", "run_after", "locked_until", "started_at", "finished_at", "deadline_at"):
             data[name] = as_utc(data[name])
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)

@@ -25,7 +25,7 @@ def task_object(task: Task, *, result: bytes | None = None, output_url: str | No
         "object": "task",
         "model": task.model,
         "endpoint": ENDPOINTS[task.endpoint],
-        "status": task.status,
+        "status": "running" if task.is_video and task.status == "queued" and task.upstream_state else task.status,
         "created_at": _unix(task.created_at),
         "started_at": _unix(task.started_at),
         "finished_at": _unix(task.finished_at),

@@ -18,16 +18,18 @@ import msgspec
 from sqlalchemy.exc import IntegrityError
 
 from runapi.clock import utcnow
-from runapi.errors import Conflict
-from runapi.pipeline import Principal
+from runapi.errors import Conflict, InvalidRequest
 from runapi.outbound.callback_guard import CallbackGuard
+from runapi.outbound.output_urls import OutputSigner, output_secret
+from runapi.pipeline import Principal
 from runapi.tasks.host import TaskHost
 from runapi.tasks.idempotency import IdempotencyStore, fingerprint
-from runapi.outbound.output_urls import OutputSigner, output_secret
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.render import event_payload, task_object
 from runapi.tasks.store import TaskStore
-from runapi.tasks.submission import NewTask, prepare
+from runapi.tasks.submission import MAX_METADATA_KEYS, NewTask, prepare
+from runapi.tasks.video_render import VideoOutput
+from runapi.tasks.video_submission import NewVideo, create_video_task
 from runapi.tasks.webhook_store import WebhookStore, event_row
 from runapi.tasks.webhooks import WebhookSender
 from runapi.tasks.worker import TaskWorkers
@@ -75,6 +77,10 @@ class TaskRuntime:
                      idempotency_key: str | None = None) -> tuple[Task, bool]:
         """Queue a task: (task, replayed). A retry with the same `Idempotency-Key` and body gets the
         same task back (replayed); the same key with another body is `Conflict`."""
+        if new.endpoint == "/v1/videos":
+            fields = {**new.input, "model": new.model or new.input.get("model")}
+            return await self.submit_video(principal, NewVideo(fields=fields, origin=origin, callback_url=new.callback_url,
+                                                               metadata=new.metadata), idempotency_key)
         prepared = prepare(self.gw, new)
         if new.callback_url is not None:
             await self.guard.check(new.callback_url)
@@ -99,6 +105,26 @@ class TaskRuntime:
         self.workers.wake()
         return task, False
 
+    async def submit_video(self, principal: Principal, new: NewVideo,
+                           idempotency_key: str | None = None) -> tuple[Task, bool]:
+        """Queue a video task with its price held (see `video_submission`): (task, replayed)."""
+        if new.metadata is not None and len(new.metadata) > MAX_METADATA_KEYS:
+            raise InvalidRequest(f"metadata may have at most {MAX_METADATA_KEYS} keys.", param="metadata")
+        if new.callback_url is not None:
+            await self.guard.check(new.callback_url)
+            await self.webhooks.secret(principal.account_id)
+        task, replayed = await create_video_task(self.gw, self.store, self.idempotency, principal, new,
+                                                 idempotency_key)
+        self.workers.wake()
+        return task, replayed
+
+    async def video_output(self, task: Task) -> VideoOutput | None:
+        """A delivered video task's kept output, while it is kept."""
+        output = await self.store.output(task.id) if task.status == "succeeded" else None
+        if output is None or output.expires_at <= utcnow():
+            return None
+        return msgspec.json.decode(output.body, type=VideoOutput)
+
     async def cancel(self, principal: Principal, task_id: str) -> Task:
         """Cancel a queued task at once, or stop a running one (here, or on its instance within a
         lease/3). A task that already finished is `Conflict`."""
@@ -107,6 +133,8 @@ class TaskRuntime:
             raise Conflict(f"Task {task_id} already {task.status}; only queued or running tasks can be cancelled.",
                            code="task_finished")
         task = await self.store.cancel(task_id, principal.account_id, self.event_for)
+        if task.is_video:  # its hold may have been released in the ledger
+            self.gw.credit.invalidate(task.account_id)
         if task.status == "cancelled":
             if task.callback_url:
                 self.sender.wake()
@@ -129,14 +157,22 @@ class TaskRuntime:
         """The task's API object, with its result and a signed output URL while the output is kept."""
         if task.status != "succeeded":
             return task_object(task)
-        output = await self.store.output(task.id) if with_result else None
+        output = await self.store.output(task.id) if with_result or task.is_video else None
         if output is None or output.expires_at <= utcnow():
             return task_object(task)
-        return task_object(task, result=output.body, output_url=self.output_url(task, output.expires_at),
-                           output_expires_at=output.expires_at)
+        return task_object(task, result=output.body if with_result else None,
+                           output_url=self._output_url(task, output), output_expires_at=output.expires_at)
+
+    def _output_url(self, task: Task, output: TaskOutput) -> str:
+        """A video task's cached video URL (the MP4 itself); any other task's signed result URL."""
+        if task.is_video:
+            return msgspec.json.decode(output.body, type=VideoOutput).video_url
+        return self.output_url(task, output.expires_at)
 
     async def views(self, tasks: list[Task]) -> list[dict[str, Any]]:
         """Task objects for a list: output URLs, but no results."""
+        if any(t.is_video for t in tasks):
+            return [await self.view(t, with_result=False) for t in tasks]
         expiries = await self.store.output_expiries([t.id for t in tasks if t.status == "succeeded"])
         now = utcnow()
         return [task_object(t, output_url=self.output_url(t, expiries[t.id]), output_expires_at=expiries[t.id])
@@ -148,7 +184,7 @@ class TaskRuntime:
             return None
         data = task_object(task)
         if output is not None:
-            data = task_object(task, result=output.body, output_url=self.output_url(task, output.expires_at),
+            data = task_object(task, result=output.body, output_url=self._output_url(task, output),
                                output_expires_at=output.expires_at)
         return event_row(task.id, task.account_id, task.callback_url, f"task.{task.status}",
                          event_payload(f"task.{task.status}", data))

@@ -21,6 +21,8 @@ from runapi.clock import as_utc, utcnow
 from runapi.errors import NotFound
 from runapi.storage import (
     WRITEOFF_SUFFIX,
+    Ledger,
+    Settlement,
     generations,
     idempotency_keys,
     ledger,
@@ -29,6 +31,7 @@ from runapi.storage import (
     webhook_events,
 )
 from runapi.tasks.records import Task, TaskOutput
+from runapi.tasks.video_store import release_hold
 
 EventFactory = Callable[[Task, TaskOutput | None], dict[str, Any] | None]
 """Builds the webhook outbox row for a task that just reached a final state (or None: no callback)."""
@@ -95,9 +98,11 @@ class TaskStore:
         return Task.from_row(row)
 
     async def list(self, account_id: str | None = None, *, status: str | None = None, limit: int = 20,
-                   after: str | None = None) -> list[Task]:
+                   after: str | None = None, endpoint: str | None = None) -> list[Task]:
         """Newest first; `after` is the last task ID of the previous page."""
         query = sa.select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+        if endpoint is not None:
+            query = query.where(tasks.c.endpoint == endpoint)
         if account_id is not None:
             query = query.where(tasks.c.account_id == account_id)
         if status is not None:
@@ -170,8 +175,9 @@ class TaskStore:
 
     async def finish(self, task: Task, worker: str, status: str, *, cost_nanos: int | None = None,
                      error: dict[str, Any] | None = None, output: TaskOutput | None = None,
-                     event_for: EventFactory | None = None) -> Task | None:
-        """Record a run's final state, its output and its webhook event in one transaction.
+                     event_for: EventFactory | None = None, settlement: Settlement | None = None) -> Task | None:
+        """Record a run's final state, its output and its webhook event in one transaction; for a video
+        task also the release of its credit hold and (`settlement`) its generation row and charge.
 
         Returns the finished task, or None if this worker no longer holds the task (its lease was
         taken over), in which case nothing is written.
@@ -185,11 +191,16 @@ class TaskStore:
                 .returning(*tasks.c))).first()
             if row is None:
                 return None
+            finished = Task.from_row(row)
+            if finished.is_video:
+                await release_hold(conn, finished)
+            if settlement is not None:
+                await Ledger.insert_settlements(conn, [settlement])
             if output is not None:
                 await conn.execute(task_outputs.insert().values(
                     task_id=task.id, account_id=task.account_id, body=output.body, content_type=output.content_type,
                     created_at=now, expires_at=output.expires_at))
-            return await self._emit(conn, Task.from_row(row), output, event_for)
+            return await self._emit(conn, finished, output, event_for)
 
     async def cancel(self, task_id: str, account_id: str, event_for: EventFactory | None = None) -> Task:
         """Cancel a queued task at once; flag a running one (its worker stops it). Returns the task."""
@@ -200,7 +211,10 @@ class TaskStore:
                                      tasks.c.status == "queued")
                 .values(status="cancelled", finished_at=now, error=None).returning(*tasks.c))).first()
             if row is not None:
-                return await self._emit(conn, Task.from_row(row), None, event_for)
+                cancelled = Task.from_row(row)
+                if cancelled.is_video:
+                    await release_hold(conn, cancelled)
+                return await self._emit(conn, cancelled, None, event_for)
             await conn.execute(tasks.update().where(tasks.c.id == task_id, tasks.c.account_id == account_id,
                                                     tasks.c.status == "running").values(cancel_requested=True))
         return await self.get(task_id, account_id)
@@ -233,6 +247,10 @@ class TaskStore:
             return None
         return TaskOutput(task_id=row.task_id, body=bytes(row.body), content_type=row.content_type,
                           expires_at=as_utc(row.expires_at))  # type: ignore[arg-type]
+
+    async def delete_output(self, task_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(task_outputs.delete().where(task_outputs.c.task_id == task_id))
 
     async def output_expiries(self, task_ids: Sequence[str]) -> dict[str, datetime]:
         """{task ID: output expiry} for those of `task_ids` whose output is still kept."""

@@ -22,7 +22,7 @@ MAX_METADATA_KEYS = 16
 class NewTask(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any]
     model: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
-    endpoint: Literal["/v1/chat/completions", "/v1/messages"] = "/v1/chat/completions"
+    endpoint: Literal["/v1/chat/completions", "/v1/messages", "/v1/videos"] = "/v1/chat/completions"
     callback_url: str | None = None
     metadata: dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=512)]] | None = None
 

@@ -31,11 +31,17 @@ from runapi.tasks.host import TaskHost
 from runapi.tasks.records import Task, TaskOutput
 from runapi.tasks.runners import RUNNERS
 from runapi.tasks.store import EventFactory, TaskStore
+from runapi.tasks.video_jobs import VideoSteps
 
 log = logging.getLogger("runapi.tasks")
 
 INTERNAL_ERROR = {"message": "The task failed unexpectedly; the failure was logged.", "type": "server_error",
                   "param": None, "code": None}
+
+
+def interrupted_error(task: Task) -> dict[str, Any]:
+    return {"message": f"The task was interrupted {task.runs - 1} times (its worker stopped) and was given up.",
+            "type": "server_error", "param": None, "code": "task_interrupted"}
 
 
 def worker_name() -> str:
@@ -53,6 +59,7 @@ class TaskWorkers:
         self.event_for = event_for
         self.on_event = on_event
         self.name = worker_name()
+        self.videos = VideoSteps(gw, store, event_for)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()  # cancelled on the customer's request, not by a shutdown
         self._finishing: set[str] = set()
@@ -104,6 +111,9 @@ class TaskWorkers:
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(task.id, runner))
         generation_id: str | None = None
         try:
+            if task.is_video:  # one generation per video task, charged in its final transaction
+                await self._step_video(task)
+                return
             generation_id, charged = await self.store.generation_for_run(task)
             await self._execute(task, generation_id, charged)
         except asyncio.CancelledError:
@@ -140,11 +150,17 @@ class TaskWorkers:
                 self.cancel_local(task_id)
                 return
 
+    async def _step_video(self, task: Task) -> None:
+        if task.runs > self.settings.max_runs:
+            await self._finish(task, "failed", error=interrupted_error(task))
+            return
+        finished = await self.videos.step(task, self.name)
+        if finished is not None and finished.callback_url:
+            self.on_event()
+
     async def _execute(self, task: Task, generation_id: str, charged: bool) -> None:
         if not charged and task.runs > self.settings.max_runs:
-            await self._finish(task, "failed", error={
-                "message": f"The task was interrupted {task.runs - 1} times (its worker stopped) and was given up.",
-                "type": "server_error", "param": None, "code": "task_interrupted"})
+            await self._finish(task, "failed", error=interrupted_error(task))
             return
         await self.store.set_generation(task.id, self.name, generation_id)
         try:
@@ -184,6 +200,8 @@ class TaskWorkers:
             cost_nanos = 0
         finished = await self.store.finish(task, self.name, status, cost_nanos=cost_nanos, error=error,
                                            output=output, event_for=self.event_for)
+        if task.is_video:  # its hold was released in the ledger
+            self.gw.credit.invalidate(task.account_id)
         if finished is None:
             log.warning("task %s was taken over by another worker; this run's outcome (%s) is dropped",
                         task.id, status)

@@ -12,6 +12,7 @@ from runapi.transport.sse import (
 from runapi.transport.upstream_http import (
     Timeouts,
     error_message,
+    get_from_upstream,
     post_to_upstream,
     read_upstream_body,
     response_too_large,
@@ -25,6 +26,7 @@ __all__ = [
     "UpstreamResponse",
     "error_message",
     "frame",
+    "get_from_upstream",
     "iter_sse_batches",
     "parse_sse_event",
     "post_to_upstream",

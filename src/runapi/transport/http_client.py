@@ -446,9 +446,10 @@ class UpstreamClient:
             raise UpstreamConnectionError(f"connecting took longer than {connect_timeout:g} s") from None
         return conn
 
-    def _head(self, origin: _Origin, headers: dict[str, str], length: int) -> bytes:
-        lines = [b"POST ", origin.target, b" HTTP/1.1\r\nhost: ", origin.host_header,
-                 b"\r\ncontent-length: ", str(length).encode(), b"\r\n"]
+    def _head(self, origin: _Origin, headers: dict[str, str], length: int, method: bytes = b"POST") -> bytes:
+        lines = [method, b" ", origin.target, b" HTTP/1.1\r\nhost: ", origin.host_header, b"\r\n"]
+        if method != b"GET":
+            lines += [b"content-length: ", str(length).encode(), b"\r\n"]
         names = set()
         for name, value in headers.items():
             lines.append(_header_line(name, value))
@@ -460,13 +461,19 @@ class UpstreamClient:
         lines.append(b"\r\n")
         return b"".join(lines)
 
+    async def get(self, url: str, headers: dict[str, str], *, connect_timeout: float, head_timeout: float,
+                  idle_timeout: float) -> UpstreamResponse:
+        """GET `url` and wait for the answer's head (as `post`, without a body)."""
+        return await self.post(url, headers, b"", connect_timeout=connect_timeout, head_timeout=head_timeout,
+                               idle_timeout=idle_timeout, method=b"GET")
+
     async def post(self, url: str, headers: dict[str, str], body: bytes, *, connect_timeout: float,
-                   head_timeout: float, idle_timeout: float) -> UpstreamResponse:
+                   head_timeout: float, idle_timeout: float, method: bytes = b"POST") -> UpstreamResponse:
         """POST `body` and wait for the answer's head (`head_timeout` covers connecting too)."""
         if self._closed:
             raise UpstreamConnectionError("the upstream client is closed")
         origin = _origin(url)
-        head = self._head(origin, headers, len(body))
+        head = self._head(origin, headers, len(body), method)
         deadline = asyncio.get_running_loop().time() + head_timeout
         conn = self._pooled(origin.key)
         while True:

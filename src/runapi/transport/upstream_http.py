@@ -27,16 +27,31 @@ class Timeouts(msgspec.Struct, frozen=True):
     max_response_bytes: int = 32 * 1024 * 1024  # a larger answer (or stream event) is an UpstreamError
 
 
-def error_message(body: bytes) -> str:
-    """The provider's own error message from an error body (OpenAI or Anthropic shape), if any."""
+# Providers' codes for "refused by the content filter" → OpenAI's, so clients recognise it whatever the
+# upstream: Z.ai's 1301 (https://docs.z.ai/api-reference/api-code), OpenAI's own.
+CONTENT_POLICY = "content_policy_violation"
+_CONTENT_POLICY_CODES = frozenset({"1301", CONTENT_POLICY})
+
+
+def _error_object(body: bytes) -> dict[str, Any]:
     try:
         data = _decode_any(body)
     except msgspec.DecodeError:
-        return ""
+        return {}
     error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:500]
-    return ""
+    return error if isinstance(error, dict) else {}
+
+
+def error_message(body: bytes) -> str:
+    """The provider's own error message from an error body (OpenAI or Anthropic shape), if any."""
+    message = _error_object(body).get("message")
+    return message[:500] if isinstance(message, str) else ""
+
+
+def error_code(body: bytes) -> str | None:
+    """OpenAI's code for a provider's refusal we translate (the content filter), else None."""
+    code = _error_object(body).get("code")
+    return CONTENT_POLICY if str(code) in _CONTENT_POLICY_CODES else None
 
 
 def raise_for_status(status: int, body: bytes, headers: Any) -> None:
@@ -52,11 +67,18 @@ def raise_for_status(status: int, body: bytes, headers: Any) -> None:
     if status >= 500 or status in (401, 403, 404, 408):
         # 401/403: our provider key is wrong; 404: the deployment's model is gone. Not the client's fault.
         raise UpstreamUnavailable(f"the upstream failed with HTTP {status}" + (f": {message}" if message else ""))
-    raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status)
+    raise UpstreamRejected(message or f"the upstream rejected the request with HTTP {status}", upstream_status=status,
+                           code=error_code(body))
+
+
+async def get_from_upstream(client: UpstreamClient, timeouts: Timeouts, url: str,
+                            headers: dict[str, str]) -> UpstreamResponse:
+    """GET `url`, as `post_to_upstream` posts (the same timeouts and error translation)."""
+    return await post_to_upstream(client, timeouts, url, headers, b"", method=b"GET")
 
 
 async def post_to_upstream(client: UpstreamClient, timeouts: Timeouts, url: str, headers: dict[str, str],
-                           body: bytes) -> UpstreamResponse:
+                           body: bytes, *, method: bytes = b"POST") -> UpstreamResponse:
     """POST `body`; returns the response once its head arrived with a success status.
 
     The caller must release the response. Raises `UpstreamTimeout` when the head takes longer
@@ -65,7 +87,7 @@ async def post_to_upstream(client: UpstreamClient, timeouts: Timeouts, url: str,
     """
     try:
         response = await client.post(url, headers, body, connect_timeout=timeouts.connect,
-                                     head_timeout=timeouts.first_byte, idle_timeout=timeouts.idle)
+                                     head_timeout=timeouts.first_byte, idle_timeout=timeouts.idle, method=method)
     except TimeoutError as exc:  # before OSError: TimeoutError is one
         raise UpstreamTimeout("the upstream did not answer in time") from exc
     except OSError as exc:
