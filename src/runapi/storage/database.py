@@ -11,8 +11,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,15 +39,27 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine with the right pool and pragmas for the backend.
 
-    PostgreSQL connections are pinged at checkout (`pool_pre_ping`, a round trip): every caller of
-    the engine (admin API, reports, tasks) then survives a database restart without an error. The
-    request path reads only on a cache miss (`read_all`, which also retries a read whose connection
-    dropped between the ping and the statement)."""
+    PostgreSQL connections are pinged at checkout, so every caller of the engine (admin API, reports,
+    tasks) survives a database restart without an error. SQLAlchemy's `pool_pre_ping` does it in three
+    round trips (BEGIN, an empty statement, ROLLBACK) on a connection not yet in autocommit; `_ping`
+    sends the empty statement alone. The request path reads only on a cache miss (`read_all`, which
+    also retries a read whose connection dropped between the ping and the statement)."""
     if is_sqlite(url):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20)
+    event.listen(engine.sync_engine, "checkout", _ping)
+    return engine
+
+
+def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """One round trip on a pooled PostgreSQL connection before it is handed out; a dead one is
+    replaced (the pool retries the checkout on `DisconnectionError`)."""
+    try:
+        await_only(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as exc:  # noqa: BLE001 - any failure means this connection is unusable
+        raise DisconnectionError(f"pooled connection failed its ping: {exc!r}") from exc
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
