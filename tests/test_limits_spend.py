@@ -16,8 +16,6 @@ from redis import Redis
 
 from runapi.money import NANOS_PER_USD, nanos_to_usd
 from tests.support.gateway import RunningGateway, run_gateway, sqlite_url
-from tests.support.postgres import temporary_database
-from tests.support.redis_server import redis_server
 from tests.support.limits import (
     account_in_tier,
     chat,
@@ -27,6 +25,8 @@ from tests.support.limits import (
     key_id,
     tier,
 )
+from tests.support.postgres import temporary_database
+from tests.support.redis_server import redis_server
 
 TIERS = {"open": tier(), "capped": tier(monthly_cap="0.0005")}
 

@@ -58,7 +58,7 @@ def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     replaced (the pool retries the checkout on `DisconnectionError`)."""
     try:
         await_only(dbapi_connection.driver_connection.fetchrow(";"))
-    except Exception as exc:  # noqa: BLE001 - any failure means this connection is unusable
+    except Exception as exc:  # any failure means this connection is unusable
         raise DisconnectionError(f"pooled connection failed its ping: {exc!r}") from exc
 
 
