@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
+import fastjsonschema
 import jsonschema  # type: ignore[import-untyped]  # no stubs pinned; used through two calls
 import msgspec
 
@@ -136,6 +138,15 @@ def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(schema_json: bytes) -> Callable[[Any], Any]:
+    """The schema compiled to Python by fastjsonschema: about 1 µs for a valid body against jsonschema's
+    50. The schemas use only keywords whose meaning drafts 7 and 2020-12 share (`tests/test_input_schema.py`
+    checks the two agree), so it is compiled as draft 7, the newest fastjsonschema knows."""
+    schema = {key: value for key, value in json.loads(schema_json).items() if key != "$schema"}
+    return fastjsonschema.compile(schema)
+
+
 def _field(error: jsonschema.ValidationError) -> str:
     """`input[2]`-style path of the failing value (the missing property for a `required` error)."""
     path = ""
@@ -152,9 +163,15 @@ def _field(error: jsonschema.ValidationError) -> str:
 
 
 def check_request(schema: JsonSchema, body: Any) -> None:
-    """Raise `InvalidRequest` (400, `param` = the field) if `body` breaks `schema`."""
-    validator = _validator(_encode(schema))  # a schema is built the same way each time: its bytes are its key
-    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    """Raise `InvalidRequest` (400, `param` = the field) if `body` breaks `schema`: the compiled check
+    passes valid bodies; jsonschema judges the rest and names the field."""
+    key = _encode(schema)  # a schema is built the same way each time: its bytes are its key
+    try:
+        _compiled(key)(body)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass
+    error = jsonschema.exceptions.best_match(_validator(key).iter_errors(body))
     if error is None:
         return
     field = _field(error)
