@@ -264,3 +264,30 @@ def test_an_uploaded_input_reference_reaches_the_provider_as_an_image_url(gw: Ru
     submitted = wait_for(lambda: (sent := sim.get("/_sim/stats").json()["last_request"]) and sent.get("request_id") == created.id and sent)
     assert submitted["image_url"] == "data:image/png;base64," + base64.b64encode(png).decode()
     assert submitted["prompt"] == "animate this" and submitted["model"] == "cogvideox-3"
+
+
+def test_a_video_in_flight_counts_against_the_keys_spend_cap(gw: RunningGateway, sim: httpx.Client) -> None:
+    """The hold of a video in flight is spend toward the key's cap, in this process's cached totals and in a
+    fresh read of the ledger (a refusal re-reads), until the video ends: delivered, it stays spent; failed,
+    it is given back."""
+    account, key = gw.create_account("5")
+    [key_id] = [k["id"] for k in gw.admin.get(f"/admin/accounts/{account}/keys").raise_for_status().json()["data"]]
+    gw.admin.patch(f"/admin/keys/{key_id}/limits", json={"spend_cap_usd": "0.3"}).raise_for_status()
+    sim.post("/_sim/faults", json={"faults": ["stall"]}).raise_for_status()
+    with client(gw, key) as http:
+        first = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "one"}).raise_for_status().json()["id"]
+        wait_video(http, first, "in_progress")
+        refused = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "two"})
+        assert refused.status_code == 402 and refused.json()["error"]["code"] == "key_spend_cap_exceeded"
+        gw.gateway.limits.spend.invalidate()  # forget the cached totals: the ledger alone must say it
+        again = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "two"})
+        assert again.status_code == 402 and again.json()["error"]["code"] == "key_spend_cap_exceeded"
+        http.post(f"/v1/tasks/{first}/cancel").raise_for_status()
+        wait_video(http, first, "failed")
+        gw.gateway.limits.spend.invalidate()  # the release is read from the ledger
+        sim.post("/_sim/faults", json={"faults": []}).raise_for_status()
+        second = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "two"}).raise_for_status().json()["id"]
+        wait_video(http, second, "completed")
+        third = http.post("/v1/videos", json={"model": "cogvideox-3", "prompt": "three"})
+        assert third.status_code == 402 and third.json()["error"]["code"] == "key_spend_cap_exceeded"
+    assert gw.balance(account) == gw.ledger_sum(account) == Decimal(5) - PRICE

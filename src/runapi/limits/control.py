@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -83,6 +84,13 @@ class Admission:
             self._control.spend.charged(row.key_id, row.account_id, settlement.charge_nanos, settlement.ledger_id,
                                         row.created_at)
         self.close(_tokens(settlement))
+
+    def kept_in_ledger(self, key_id: str, account_id: str, amount: int, ledger_id: int, moment: datetime) -> None:
+        """The call's credit hold was written to the ledger (a video task's `hold` entry): count it toward
+        the spend caps as a charge (the cap's reads count `hold` entries too), then close."""
+        if amount:
+            self._control.spend.charged(key_id, account_id, amount, ledger_id, moment)
+        self.close()
 
     def _finish(self, actual_tokens: int, charge_nanos: int) -> None:
         if not self._open:

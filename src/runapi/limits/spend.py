@@ -30,7 +30,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runapi.clock import utcnow
 from runapi.errors import BudgetExceeded
 from runapi.money import nanos_to_usd
-from runapi.storage import WRITEOFF_SUFFIX, generations, ledger, read_one, reader
+from runapi.storage import (
+    HOLD_PREFIX,
+    RELEASE_PREFIX,
+    TASK_ID_PREFIX,
+    WRITEOFF_SUFFIX,
+    generations,
+    ledger,
+    read_one,
+    reader,
+    tasks,
+)
 
 RELOAD_S = 30.0  # the default of `[server] spend_reload_interval`
 SIGNAL_RELOAD_S = 600.0  # a total kept up to date by `others` is still re-read this often
@@ -234,18 +244,30 @@ class SpendGuard:
 
     async def _query(self, scope: Scope) -> tuple[int, int]:
         kind, owner, month = scope
-        # What was paid: charges less their write-offs (the part a balance could not cover, `ledger.py`).
-        query = sa.select(sa.func.coalesce(sa.func.sum(-ledger.c.amount_nanos), 0),
-                          sa.func.coalesce(sa.func.max(ledger.c.id), 0)).where(ledger.c.kind.in_(("charge", "writeoff")))
+        # What was paid: charges less their write-offs (the part a balance could not cover, `ledger.py`),
+        # and what video tasks in flight hold (a `hold` entry, given back by its `release`).
+        totals = (sa.func.coalesce(sa.func.sum(-ledger.c.amount_nanos), 0), sa.func.coalesce(sa.func.max(ledger.c.id), 0))
         if kind == "key":
             of_generation = sa.or_(ledger.c.generation_id == generations.c.id,
                                    ledger.c.generation_id == generations.c.id + WRITEOFF_SUFFIX)
-            query = query.select_from(ledger.join(generations, of_generation)).where(generations.c.key_id == owner)
+            charges = sa.select(*totals).select_from(ledger.join(generations, of_generation)) \
+                .where(ledger.c.kind.in_(("charge", "writeoff")), generations.c.key_id == owner)
+            task = sa.func.substr(tasks.c.id, len(TASK_ID_PREFIX) + 1)  # the task ID's hex part
+            of_task = sa.or_(ledger.c.generation_id == sa.literal(HOLD_PREFIX) + task,
+                             ledger.c.generation_id == sa.literal(RELEASE_PREFIX) + task)
+            held = sa.select(*totals).select_from(ledger.join(tasks, of_task)) \
+                .where(ledger.c.kind.in_(("hold", "release")), tasks.c.key_id == owner)
+            queries = [charges, held]
         else:
-            query = query.where(ledger.c.account_id == owner)
+            queries = [sa.select(*totals).where(ledger.c.kind.in_(("charge", "writeoff", "hold", "release")),
+                                                ledger.c.account_id == owner)]
         if month is not None:
             start, end = month_bounds(month)
-            query = query.where(ledger.c.created_at >= start, ledger.c.created_at < end)
-        row = await read_one(self._engine, query)
-        assert row is not None  # an aggregate always has a row
-        return int(cast(int, row[0])), int(cast(int, row[1]))  # coalesce() is typed `object`
+            queries = [query.where(ledger.c.created_at >= start, ledger.c.created_at < end) for query in queries]
+        nanos = high = 0
+        for query in queries:
+            row = await read_one(self._engine, query)
+            assert row is not None  # an aggregate always has a row
+            nanos += int(cast(int, row[0]))  # coalesce() is typed `object`
+            high = max(high, int(cast(int, row[1])))
+        return nanos, high

@@ -16,6 +16,7 @@ Every close is idempotent: a reservation is closed once, whichever way comes fir
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from runapi.accounting import CreditGuard, Hold
 from runapi.limits import Admission, Caller, LimitControl, RateLimitStatus
@@ -85,11 +86,13 @@ class Reservation:
             self._credit.charged(self.hold, settlement.charge_nanos, settlement.ledger_id)
         self.admission.settled(settlement)
 
-    def kept_in_ledger(self, ledger_id: int) -> None:
-        """The credit hold was written to the ledger as entry `ledger_id` (a video's durable `hold` entry):
-        count it as committed, as a charge is, and close the rest (the call's slot, its spend hold)."""
-        self._credit.charged(self.hold, self.hold.amount, ledger_id)
-        self.admission.close()
+    def kept_in_ledger(self, ledger_id: int, key_id: str, moment: datetime) -> None:
+        """The credit hold was written to the ledger as entry `ledger_id` at `moment` (a video's durable
+        `hold` entry): count it as committed, as a charge is, toward the balance and the key's and
+        tier's spend caps, and close the rest (the call's slot)."""
+        amount = self.hold.amount
+        self._credit.charged(self.hold, amount, ledger_id)
+        self.admission.kept_in_ledger(key_id, self.hold.account_id, amount, ledger_id, moment)
 
     def release(self) -> None:
         """The call ends without a settlement: give everything back."""

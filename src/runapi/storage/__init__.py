@@ -31,7 +31,7 @@ from runapi.storage.feedback import (
 )
 from runapi.storage.idle_gate import MAX_IDLE_S, ChangeProbe, IdleGate, poll
 from runapi.storage.invalidation import Change, ChangeBus
-from runapi.storage.ledger import WRITEOFF_SUFFIX, Ledger, Settlement
+from runapi.storage.ledger import HOLD_PREFIX, RELEASE_PREFIX, TASK_ID_PREFIX, WRITEOFF_SUFFIX, Ledger, Settlement
 from runapi.storage.records import Account, ApiKey, Generation, KeyLimits, LedgerEntry
 from runapi.storage.redis_client import Rider, per_group, redis_client, run_scripts
 from runapi.storage.responses import ResponseStore, StoredResponse, timestamp
@@ -78,6 +78,9 @@ __all__ = [
     "MAX_COMMENT_CHARS",
     "MAX_IDLE_S",
     "MAX_REPORTS_LISTED",
+    "HOLD_PREFIX",
+    "RELEASE_PREFIX",
+    "TASK_ID_PREFIX",
     "WRITEOFF_SUFFIX",
     "Account",
     "AccountStore",

@@ -30,6 +30,11 @@ from runapi.storage.schema import generations, ledger
 ENTRY_KINDS = ("topup", "charge", "refund", "adjustment", "writeoff", "hold", "release")
 _WRITTEN_BY_THE_GATEWAY = ("charge", "writeoff", "hold", "release")  # not by hand (add_entry)
 WRITEOFF_SUFFIX = ":wo"
+# A video task's durable credit hold and its release (`tasks/video_store.py`): `generation_id` is one of these
+# prefixes and the task ID's hex part (`task_<hex>`), so spend caps can find the task's key (`limits/spend.py`).
+HOLD_PREFIX = "hold-"
+RELEASE_PREFIX = "release-"
+TASK_ID_PREFIX = "task_"
 WRITEOFF_NOTE = "the balance could not cover this generation's cost"
 
 

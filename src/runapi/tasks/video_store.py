@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runapi.clock import utcnow
-from runapi.storage import bump_epoch, idempotency_keys, ledger, tasks
+from runapi.storage import HOLD_PREFIX, RELEASE_PREFIX, TASK_ID_PREFIX, bump_epoch, idempotency_keys, ledger, tasks
 from runapi.tasks.records import Task
 
 __all__ = ["VideoJobStore", "hold_entry_id", "release_hold", "video_generation_id"]
@@ -35,11 +35,11 @@ def video_generation_id(task_id: str) -> str:
 
 
 def hold_entry_id(task_id: str) -> str:
-    return "hold-" + task_id.removeprefix("task_")
+    return HOLD_PREFIX + task_id.removeprefix(TASK_ID_PREFIX)
 
 
 def _release_entry_id(task_id: str) -> str:
-    return "release-" + task_id.removeprefix("task_")
+    return RELEASE_PREFIX + task_id.removeprefix(TASK_ID_PREFIX)
 
 
 async def release_hold(conn: AsyncConnection, task: Task) -> bool:

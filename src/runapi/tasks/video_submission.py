@@ -77,5 +77,5 @@ async def create_video_task(gw: TaskHost, store: TaskStore, idempotency: Idempot
     except BaseException:
         reservation.release()
         raise
-    reservation.kept_in_ledger(entry_id)
+    reservation.kept_in_ledger(entry_id, principal.key_id, task.created_at)
     return task, False
