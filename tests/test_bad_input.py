@@ -129,10 +129,13 @@ def test_oversized_body_is_413_before_it_is_read(gateway: RunningGateway, victim
     chunked = httpx.post(f"{gateway.base_url}{CHAT}", content=chunks(),
                          headers={"authorization": f"Bearer {victim[1]}", **JSON})
     assert_openai_error(chunked, 413, "invalid_request_error")
-    for path in ("/v1/tasks", "/v1/messages"):
+    for path in ("/v1/tasks", "/v1/videos", "/v1/messages"):
         response = httpx.post(f"{gateway.base_url}{path}", content=b"x" * (limit + 1),
                               headers={"authorization": f"Bearer {victim[1]}", **JSON})
         assert response.status_code == 413, (path, response.text)
+        chunked = httpx.post(f"{gateway.base_url}{path}", content=chunks(),
+                             headers={"authorization": f"Bearer {victim[1]}", **JSON})
+        assert chunked.status_code == 413, (path, chunked.text)
 
 
 def test_huge_max_tokens_is_capped_at_the_model_maximum(gateway: RunningGateway) -> None:

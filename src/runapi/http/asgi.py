@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.requests import ClientDisconnect, Request
+
 from runapi.errors import AuthError, InvalidRequest, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -43,6 +45,15 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """A Starlette route's request body, refusing more than `limit` bytes with 413 as `read_body` does
+    (from Content-Length, then while it streams: a chunked body is never read past the limit)."""
+    try:
+        return await read_body(request.receive, header_map(request.scope), limit)
+    except ClientGone as exc:
+        raise ClientDisconnect() from exc
 
 
 def client_address(scope: Scope) -> str | None:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from runapi.errors import InvalidRequest, PayloadTooLarge
 from runapi.http.account_api import generation_json, principal_of
 from runapi.http.admin_api import admin_gateway
+from runapi.http.asgi import bounded_body
 from runapi.http.responses import json_response
 from runapi.query import int_param, text_param
 from runapi.runtime import Gateway
@@ -47,9 +48,7 @@ def decode_feedback(body: bytes) -> FeedbackRequest:
 async def post_feedback(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     principal = await principal_of(request)
-    if int(request.headers.get("content-length") or 0) > MAX_FEEDBACK_BODY:
-        raise PayloadTooLarge(f"A report is at most {MAX_FEEDBACK_BODY} bytes.")
-    report = decode_feedback(await request.body())
+    report = decode_feedback(await bounded_body(request, MAX_FEEDBACK_BODY))
     feedback, created = await gw.feedback.submit(
         principal.account_id, principal.key_id, request.path_params["generation_id"], report.category, report.comment)
     return json_response(feedback_json(feedback), status_code=201 if created else 200)

@@ -11,13 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from runapi.clock import utcnow
-from runapi.errors import PayloadTooLarge
 from runapi.http.account_api import principal_of
 from runapi.http.admin_api import admin_gateway
+from runapi.http.asgi import bounded_body
 from runapi.http.responses import json_response
+from runapi.outbound import OutputExpired
 from runapi.public_url import public_root
 from runapi.query import choice_param, int_param, optional_int_param, text_param
-from runapi.outbound import OutputExpired
 from runapi.tasks import (
     DeliveryAttempt,
     TaskRuntime,
@@ -42,12 +42,7 @@ def _status_param(request: Request) -> str | None:
 async def create_task(request: Request) -> Response:
     runtime = _runtime(request)
     principal = await principal_of(request)
-    limit = runtime.gw.settings.server.max_body_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    body = await bounded_body(request, runtime.gw.settings.server.max_body_bytes)
     new, raw = decode_new_task(body)
     key = idempotency_key({k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()})
     origin = public_root(runtime.gw.settings.server, request.scope)

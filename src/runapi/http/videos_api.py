@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runapi.errors import NotFound, PayloadTooLarge
+from runapi.errors import NotFound
 from runapi.http.account_api import principal_of
+from runapi.http.asgi import bounded_body
 from runapi.http.media_api import stored_media_response
 from runapi.http.responses import json_response
 from runapi.media.runtime import MediaRuntime
@@ -52,12 +53,7 @@ async def _video_json(runtime: TaskRuntime, task: Task) -> Response:
 async def create_video(request: Request) -> Response:
     runtime = _runtime(request)
     principal = await principal_of(request)
-    limit = runtime.gw.settings.server.max_body_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    body = await bounded_body(request, runtime.gw.settings.server.max_body_bytes)
     fields = decode_video_body(request.headers.get("content-type", ""), body)
     key = idempotency_key({k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()})
     origin = public_root(runtime.gw.settings.server, request.scope)
