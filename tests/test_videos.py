@@ -49,12 +49,7 @@ def gw(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 
 
 _clients = SdkClients()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    _clients.close_all()
+_close_clients = _clients.closed_after_module()
 
 
 def video(http: httpx.Client, video_id: str) -> dict[str, Any]:

@@ -3,7 +3,11 @@ unclosed keep-alive socket's ResourceWarning would fail whichever later test the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import openai
+import pytest
 
 
 class SdkClients:
@@ -19,3 +23,13 @@ class SdkClients:
     def close_all(self) -> None:
         while self._open:
             self._open.pop().close()
+
+    def closed_after_module(self) -> Callable[..., Any]:
+        """An autouse fixture closing every client at the end of the module that assigns it to a name:
+        `_close_clients = _clients.closed_after_module()`."""
+        @pytest.fixture(scope="module", autouse=True, name="_close_sdk_clients")
+        def close() -> Iterator[None]:
+            yield
+            self.close_all()
+
+        return close
