@@ -187,6 +187,7 @@ tasks = sa.Table(
     sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_status_run_after", "status", "run_after"),
     sa.Index("ix_tasks_account_created", "account_id", "created_at"),
+    sa.Index("ix_tasks_key_id", "key_id"),  # a key's video tasks in flight, for its spend cap (migration 0011)
 )
 
 # A finished task's output, served at its signed URL until `expires_at`, then purged.
