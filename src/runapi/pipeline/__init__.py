@@ -4,7 +4,7 @@ from runapi.pipeline.auth import Authenticator, Principal
 from runapi.pipeline.auth_guard import FailedAuthGuard
 from runapi.pipeline.auth_guard_redis import RedisFailedAuthGuard
 from runapi.pipeline.call_facts import CALL_FACTS, CallFacts
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import ChatStream, Completed, complete_chat, open_chat_stream
 from runapi.pipeline.circuit import CircuitBreakers
 from runapi.pipeline.completions import complete_text, open_text_stream
@@ -16,13 +16,13 @@ from runapi.pipeline.messages import (
     open_messages_stream,
     prepare_messages_call,
 )
+from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.responses import (
     complete_responses,
     open_responses_stream,
     prepare_responses_call,
 )
 from runapi.pipeline.routing import deployment_key, deployments_for, fallback_models
-from runapi.pipeline.reservation import Reservation
 from runapi.pipeline.videos import hold_video, video_settlement
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Authenticator",
     "CallFacts",
     "CallServices",
+    "known_model",
     "ChatStream",
     "CircuitBreakers",
     "Completed",

@@ -11,8 +11,9 @@ import random
 from typing import Protocol
 
 from runapi.accounting import CreditGuard, SettlementWriter
-from runapi.catalog import Catalog, ModelEntry
+from runapi.catalog import Catalog, ModelEntry, require_mode
 from runapi.config import ServerSettings
+from runapi.errors import NotFound
 from runapi.health import ModelHealth
 from runapi.limits import LimitControl
 from runapi.pipeline.circuit import CircuitBreakers
@@ -48,3 +49,19 @@ class CallServices(Protocol):
 
     def provider_for(self, deployment: Deployment) -> Provider:
         """The adapter that speaks `deployment`'s protocol."""
+
+
+class ModelCatalog(Protocol):
+    def model(self, name: str) -> ModelEntry | None: ...
+
+
+def known_model(gw: ModelCatalog, name: str, mode: str | None = None) -> ModelEntry:
+    """The catalog entry `name` resolves to, or `NotFound` (404 `model_not_found`); with `mode`, a model of
+    another mode is refused too (`require_mode`), before anything is held."""
+    entry = gw.model(name)
+    if entry is None:
+        raise NotFound(f"The model `{name}` does not exist. GET /v1/models lists the models.",
+                       param="model", code="model_not_found")
+    if mode is not None:
+        require_mode(entry.id, entry.mode, mode, entry.endpoint)
+    return entry

@@ -14,12 +14,12 @@ from typing import Any
 
 import msgspec
 
-from runapi.catalog import ModelEntry, require_mode
-from runapi.errors import NotFound, UpstreamError, UpstreamUnavailable
+from runapi.catalog import ModelEntry
+from runapi.errors import UpstreamError, UpstreamUnavailable
 from runapi.limits import UNSET_MAX_TOKENS_ESTIMATE, RateLimitStatus
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.hold_bound import PromptShape, hold_usage, prompt_shape
 from runapi.pipeline.metering import CallRecord
@@ -63,11 +63,7 @@ async def begin_call(gw: CallServices, principal: Principal, request: ChatReques
                  ) -> tuple[CallRecord, Reservation, list[Deployment]]:
     """Resolve the model, admit the call and reserve the most it can cost (the caller settles or
     releases the reservation)."""
-    entry = gw.model(request.model)
-    if entry is None:
-        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
-    require_mode(entry.id, entry.mode, "text", entry.endpoint)  # before any hold: a media model has no token price
+    entry = known_model(gw, request.model, "text")  # before any hold: a media model has no token price
     shape = prompt_shape(request)
     record = CallRecord(account_id=principal.account_id, key_id=principal.key_id, entry=entry,
                         stream=bool(request.stream), started=started, client_request_id=client_request_id,

@@ -18,7 +18,7 @@ from runapi.catalog import ModelEntry
 from runapi.errors import NotFound, UpstreamUnavailable
 from runapi.money import cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import (
     ChatStream,
     Completed,
@@ -53,10 +53,7 @@ ALTERNATIVES = "`POST /v1/chat/completions` or `POST /v1/responses`"
 
 
 def _check_model(gw: CallServices, request: CompletionRequest) -> ModelEntry:
-    entry = gw.model(request.model)
-    if entry is None:
-        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
+    entry = known_model(gw, request.model)
     if not any(text_provider(gw, d) is not None for d in gw.deployments[entry.id]):
         raise NotFound(f"The model `{entry.id}` does not serve legacy text completions (`/v1/completions`); "
                        f"use {ALTERNATIVES}, which every model serves.", param="model",

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from runapi.catalog import check_request, require_mode
-from runapi.errors import NotFound, UpstreamUnavailable
+from runapi.catalog import check_request
+from runapi.errors import UpstreamUnavailable
 from runapi.money import Usage, cost_nanos, nanos_to_usd
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import Completed, fail_call
 from runapi.pipeline.embeddings_format import (
     encode_vector,
@@ -59,11 +59,7 @@ async def create_embeddings(gw: CallServices, principal: Principal, model: str, 
                             started: float, client_request_id: str | None = None,
                             generation_id: str | None = None) -> Completed:
     """One embeddings call, settled (durably) before it is returned."""
-    entry = gw.model(model)
-    if entry is None:
-        raise NotFound(f"The model `{model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
-    require_mode(entry.id, entry.mode, "embedding", entry.endpoint)
+    entry = known_model(gw, model, "embedding")
     check_request(entry.input_schema(), raw)  # 400 naming the field, before any hold
     bound = input_token_bound(raw["input"])
     order = attempt_plan(entry, gw.fallbacks, gw.deployments, gw.rng)

@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from runapi.catalog import ModelEntry, check_request, require_mode
-from runapi.errors import NotFound, UpstreamUnavailable
+from runapi.catalog import ModelEntry, check_request
+from runapi.errors import UpstreamUnavailable
 from runapi.media.results import KeptImages, keep_images
 from runapi.media.runtime import MediaRuntime
 from runapi.money import UnitPricing, nanos_to_usd, usd_to_nanos
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import Completed, fail_call
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
@@ -58,11 +58,7 @@ async def create_images(gw: CallServices, media: MediaRuntime, principal: Princi
                         base_url: str, started: float, client_request_id: str | None = None,
                         generation_id: str | None = None) -> Completed:
     """One images call, settled (durably) before it is returned."""
-    entry = gw.model(model)
-    if entry is None:
-        raise NotFound(f"The model `{model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
-    require_mode(entry.id, entry.mode, "image", entry.endpoint)
+    entry = known_model(gw, model, "image")
     check_request(entry.input_schema(), raw)  # 400 naming the field, before any hold
     n = int(raw.get("n") or 1)
     size, quality = str(raw.get("size") or ""), str(raw.get("quality") or "")

@@ -17,11 +17,10 @@ from typing import Any, cast
 
 import msgspec
 
-from runapi.catalog import require_mode
-from runapi.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRejected
+from runapi.errors import InvalidRequest, UpstreamError, UpstreamRejected
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
@@ -214,11 +213,7 @@ async def count_message_tokens(gw: CallServices, body: bytes, headers: Mapping[s
     """`/v1/messages/count_tokens`: the upstream's count from a native deployment, else the gateway's
     estimate (prompt bytes / 3, as for holds). Free, and no generation is recorded."""
     request, raw = decode_messages_request(body, CountTokensRequest)
-    entry = gw.model(request.model)
-    if entry is None:
-        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
-    require_mode(entry.id, entry.mode, "text", entry.endpoint)
+    entry = known_model(gw, request.model, "text")
     call = MessagesCall({**raw, "max_tokens": 1}, headers, beta=beta)
     for deployment in attempt_order(gw.deployments[entry.id], gw.rng):
         native = native_provider(gw.provider_for(deployment))

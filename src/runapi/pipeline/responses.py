@@ -19,7 +19,7 @@ import msgspec
 from runapi.errors import InvalidRequest, NotFound, UpstreamError
 from runapi.money import Usage, cost_nanos, estimate_tokens, nanos_to_usd
 from runapi.pipeline.auth import Principal
-from runapi.pipeline.call_services import CallServices
+from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import ChatStream, Completed, begin_call, fail_call
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
@@ -101,10 +101,7 @@ async def prepare_responses_call(gw: ResponsesServices, principal: Principal, bo
     """Validate a Responses body and translate it, with its stored context; raises `InvalidRequest` naming
     the bad field, `NotFound` for a `previous_response_id` that is not the account's."""
     request, raw = decode_responses_request(body)
-    entry = gw.model(request.model)
-    if entry is None:  # before the translation's checks, as chat answers an unknown model first
-        raise NotFound(f"The model `{request.model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
+    entry = known_model(gw, request.model)  # before the translation's checks, as chat answers an unknown model first
     if request.background:
         raise InvalidRequest("Background responses are not supported by this gateway.", param="background")
     if raw.get("conversation") is not None:

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from runapi.catalog import require_mode
-from runapi.errors import InvalidRequest, NotFound
+from runapi.errors import InvalidRequest
+from runapi.pipeline import known_model
 from runapi.tasks.host import TaskHost
 from runapi.tasks.runners import check_input
 
@@ -73,9 +73,5 @@ def prepare(gw: TaskHost, new: NewTask) -> PreparedTask:
         exc.message = exc.message.replace("Invalid request body", "Invalid task input")
         exc.args = (exc.message,)
         raise
-    entry = gw.model(model)
-    if entry is None:
-        raise NotFound(f"The model `{model}` does not exist. GET /v1/models lists the models.",
-                       param="model", code="model_not_found")
-    require_mode(entry.id, entry.mode, "text", entry.endpoint)
+    entry = known_model(gw, model, "text")
     return PreparedTask(model=entry.id, endpoint=endpoint, request=request)
