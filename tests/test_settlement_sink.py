@@ -247,3 +247,36 @@ async def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_p
         await sink.close()
         await opened.sqlite.close()
         await opened.engine.dispose()
+
+
+async def test_a_big_batch_commits_in_runs_on_the_loop_which_serves_others_between_them(tmp_path: Path) -> None:
+    """A backlog of 300 rows is 5 transactions of at most 64 on the loop's connection, not one in the thread
+    (where `sqlite3` waits for the GIL once per row while the loop is busy); the loop turns between runs,
+    and another connection sees each run committed in turn."""
+    opened = await open_store(tmp_path)
+    sink = SqliteSettlementSink(str(opened.path), inline_rows=64)
+    reader = sqlite3.connect(opened.path)
+    seen: list[int] = []
+    running = True
+
+    async def watch() -> None:
+        while running:
+            seen.append(reader.execute("SELECT count(*) FROM generations").fetchone()[0])
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        batch = [settlement(opened.account_id, f"gen-run-{n:03d}", 1 + n % 7) for n in range(300)]
+        written = await sink.record(batch)
+        running = False
+        await watcher
+        assert {64, 128, 192, 256} <= set(seen) and max(seen) < 300  # each run committed, the loop turning
+        _, charges = await opened.rows()
+        assert written == {row[4]: row[0] for row in charges if row[4]}
+        assert len(written) == 300 and -sum(row[3] for row in charges if row[4]) == sum(1 + n % 7 for n in range(300))
+    finally:
+        running = False
+        reader.close()
+        await sink.close()
+        await opened.sqlite.close()
+        await opened.engine.dispose()
