@@ -59,8 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 1, quick 0.5)")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: the plan's)")
-    parser.add_argument("--targets", default="direct,nginx,runapi-sqlite,runapi-sqlite-nolog",
-                        help="comma-separated targets (direct,nginx,runapi-sqlite, runapi-sqlite-nolog: the same "
+    parser.add_argument("--targets", default="",
+                        help="comma-separated targets (default: direct,nginx,floor-asgi,runapi-sqlite,"
+                             "runapi-sqlite-nolog; --quick leaves floor-asgi out) (direct,nginx,runapi-sqlite, "
+                             "runapi-sqlite-nolog: the same "
                              "without its access log; also floor-raw and floor-asgi, a "
                              "bare Python proxy with RunAPI's upstream client: bench/floor.py); "
                              "--postgres adds runapi-postgres, --litellm litellm, --portkey portkey")
@@ -77,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _gateway_targets(args: argparse.Namespace) -> list[str]:
-    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    default = "direct,nginx,runapi-sqlite,runapi-sqlite-nolog" if args.quick else FULL_TARGETS
+    names = [n.strip() for n in (args.targets or default).split(",") if n.strip()]
     if args.postgres and "runapi-postgres" not in names:
         names.append("runapi-postgres")
     if args.litellm and "litellm" not in names:
@@ -130,6 +133,9 @@ def _start(name: str, workdir: Path, upstream: Target) -> Target:
 
 
 PEERS = ("litellm", "portkey")  # other projects' gateways, measured where they can serve a scenario
+# A full run's targets: the floor of a Python proxy (uvicorn + RunAPI's upstream client, no pipeline) next to
+# nginx, so each run shows how much of RunAPI's cost any Python ASGI gateway pays.
+FULL_TARGETS = "direct,nginx,floor-asgi,runapi-sqlite,runapi-sqlite-nolog"
 
 
 def median_row(samples: list[Row]) -> Row:

@@ -26,6 +26,8 @@ from bench.procs import Child, free_port, wait_for_port
 from bench.scenarios import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, Scenario
 
 UPSTREAM_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH, EMBEDDINGS_PATH})  # what the simulator serves
+# The floor proxies relay every body to the upstream's chat completions: they stand in for plain chat only.
+FLOOR_SCENARIOS = frozenset({"json", "stream20", "prompt32k", "paced"})
 PEER_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH})  # what the peer gateways are set up for
 
 PYTHON = sys.executable
@@ -49,12 +51,14 @@ class Target:
     child: Child | None = None
     scenario_headers: Callable[[Scenario], dict[str, str]] | None = None  # Portkey's routing headers
     paths: frozenset[str] | None = None  # the endpoints it serves (None: every scenario's)
+    scenarios: frozenset[str] | None = None  # the scenarios it can stand in for (None: any on its paths)
     cleanup: list[Child] = field(default_factory=list)
     drop_database: str = ""
 
     def serves(self, scenario: Scenario) -> bool:
         """Whether the scenario's endpoint exists here (the simulator, and so nginx, has no /v1/responses)."""
-        return self.paths is None or scenario.path in self.paths
+        return ((self.paths is None or scenario.path in self.paths)
+                and (self.scenarios is None or scenario.name in self.scenarios))
 
     def headers_for(self, scenario: Scenario) -> dict[str, str]:
         """Extra headers for the scenario's requests (none for most targets)."""
@@ -160,7 +164,7 @@ def start_floor(workdir: Path, upstream: Target, mode: str) -> Target:
     except RuntimeError:
         child.stop()
         raise RuntimeError(f"{name} did not start:\n{child.log_tail()}") from None
-    return Target(name, f"http://127.0.0.1:{port}", child=child, paths=UPSTREAM_PATHS)
+    return Target(name, f"http://127.0.0.1:{port}", child=child, paths=UPSTREAM_PATHS, scenarios=FLOOR_SCENARIOS)
 
 
 async def _pg_admin(sql: str) -> None:

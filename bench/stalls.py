@@ -1,6 +1,6 @@
 """Tail latency at c=16, and what stalls the event loop behind it (issue 24 item 6).
 
-    python -m bench.stalls [--seconds 20] [--postgres] [--probe 0.002] [--scenario json]
+    python -m bench.stalls [--seconds 20] [--postgres] [--probe 0.002] [--scenario json] [--pin]
 
 Starts the simulator and `runapi serve` (SQLite; and PostgreSQL + Redis with `--postgres`) with the
 event-loop lag probe on (`[server] loop_lag_probe`, `runapi/stalls.py`), drives the scenario at c=16
@@ -13,7 +13,11 @@ kernel took the CPU from the event loop for another process (its involuntary con
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -69,6 +73,40 @@ def involuntary_switches(pid: int) -> int:
     return 0
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
+
+
+def _pids(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+@contextmanager
+def others_on(cpu: int) -> Iterator[None]:
+    """This process (so the simulator and the load generator it starts), PostgreSQL's and Redis's processes
+    on `cpu` for the block; everything back on every core after it."""
+    every = set(range(os.cpu_count() or 1))
+    services = [p for name in ("postgres", "redis-server") for p in _pids(name)]
+    os.sched_setaffinity(0, {cpu})
+    for pid in services:
+        pin(pid, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, every)
+        for pid in services:
+            try:
+                pin(pid, every)
+            except FileNotFoundError:
+                pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -76,7 +114,16 @@ def main() -> None:
     parser.add_argument("--probe", type=float, default=0.002, help="seconds between loop-lag probes")
     parser.add_argument("--scenario", default="json", choices=sorted(SCENARIOS))
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pin", action="store_true",
+                        help="the gateway alone on CPU 0; everything else (load, simulator, databases) on CPU 1")
     args = parser.parse_args()
+    if args.pin and (os.cpu_count() or 1) < 2:
+        raise SystemExit("--pin needs 2 cores")
+    with others_on(1) if args.pin else nullcontext():
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     scenario = SCENARIOS[args.scenario]
     with tempfile.TemporaryDirectory(prefix="runapi-stalls-") as tmp:
         workdir = Path(tmp)
@@ -89,13 +136,15 @@ def main() -> None:
                 targets.append(start_gateway(workdir, upstream, name="runapi-postgres", postgres=True,
                                              server_toml=f"loop_lag_probe = {args.probe}"))
             for target in targets:
-                drive(target, scenario, args.concurrency, 2.0, workdir)  # warm
                 assert target.pid is not None
+                if args.pin:
+                    pin(target.pid, {0})
+                drive(target, scenario, args.concurrency, 2.0, workdir)  # warm
                 before, switches = scrape(target), involuntary_switches(target.pid)
                 load = drive(target, scenario, args.concurrency, args.seconds, workdir)
                 after, switches = scrape(target), involuntary_switches(target.pid) - switches
                 print(f"### {target.name}, {scenario.name} at c={args.concurrency}, {args.seconds:g} s "
-                      f"(probe every {args.probe * 1000:g} ms)\n")
+                      f"(probe every {args.probe * 1000:g} ms{'; gateway pinned to CPU 0' if args.pin else ''})\n")
                 print(f"- {load.requests:,} requests: p50 {load.p50_ms:.2f} ms, p90 {load.p90_ms:.2f} ms, "
                       f"p99 {load.p99_ms:.2f} ms (p99/p50 {load.p99_ms / max(load.p50_ms, 1e-9):.2f})")
                 for line in stall_lines(before, after, args.seconds, load.requests):
