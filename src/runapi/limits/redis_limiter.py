@@ -13,6 +13,7 @@ Times come from the limiter's clock; instances are assumed NTP-synchronised.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -31,7 +32,7 @@ from runapi.limits.rates import (
     ScopeStatus,
     Ticket,
 )
-from runapi.storage import Rider, per_group, redis_client, run_scripts
+from runapi.storage import AutoPipeline, Rider, per_group, redis_client, run_scripts
 
 log = logging.getLogger("runapi.limits")
 
@@ -180,8 +181,11 @@ class RedisRateLimiter:
         self._redis = client
         self._prefix = prefix
         self._lease_ms = int(lease_s * 1000)
+        self._instance = secrets.token_hex(6)  # tickets are this plus a count: unique without a random draw each
+        self._members = itertools.count()
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
+        self._pipeline = AutoPipeline(client)
         self._with_rider: dict[str, AsyncScript] = {}  # by the rider's source
         self._pending: list[tuple[Ticket, int]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -199,20 +203,20 @@ class RedisRateLimiter:
         return keys
 
     async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int, rider: Rider | None = None) -> Decision:
-        member = secrets.token_hex(8)
+        member = f"{self._instance}{next(self._members):x}"
+        charges = tuple(q.token_cost(tokens) for q in quotas)
         args: list[int | str] = [int(self.clock() * 1000), member, PERIOD_MS, self._lease_ms]
-        for quota in quotas:
-            args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests,
-                     quota.token_cost(tokens)]
+        for quota, charge in zip(quotas, charges, strict=True):
+            args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests, charge]
         keys = self._keys(group, quotas)
         if rider is None:
-            reply = await self._acquire(keys=keys, args=args)
+            reply = await self._pipeline.run(self._acquire, keys, args)
         else:
             script = self._with_rider.get(rider.source)
             if script is None:
                 script = self._with_rider[rider.source] = self._redis.register_script(
                     _WITH_RIDER.format(acquire=ACQUIRE, rider=rider.source))
-            both = await script(keys=[*keys, *rider.keys], args=[len(keys), len(args), *args, *rider.args])
+            both = await self._pipeline.run(script, [*keys, *rider.keys], [len(keys), len(args), *args, *rider.args])
             reply = both[0]
             rider.reply = both[1] if len(both) > 1 else None
         out = [int(x) for x in reply]
@@ -220,8 +224,7 @@ class RedisRateLimiter:
         if out[0]:
             return Decision(statuses, denied=_DIMENSIONS[out[0]], denied_scope=quotas[out[1] - 1].scope,
                             retry_after_ms=out[2])
-        ticket = Ticket(id=member, group=group, quotas=tuple(quotas),
-                        charges=tuple(q.token_cost(tokens) for q in quotas))
+        ticket = Ticket(id=member, group=group, quotas=tuple(quotas), charges=charges)
         return Decision(statuses, ticket=ticket)
 
     def release(self, ticket: Ticket, actual_tokens: int) -> None:

@@ -1,0 +1,144 @@
+"""Auto-pipelining of Lua script calls: the calls made in one event-loop turn go to Redis as one
+pipeline (one connection checkout, one socket write, the replies read in one go), as ioredis's
+`enableAutoPipelining` does. At c=16 several admissions reach Redis together; each paid the write
+syscall (on loopback it runs Redis's receive path) and redis-py's per-command layers on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class _Call:
+    __slots__ = ("command", "future", "script")
+
+    def __init__(self, script: AsyncScript, command: bytes, future: asyncio.Future[Any]) -> None:
+        self.script = script
+        self.command = command
+        self.future = future
+
+
+class AutoPipeline:
+    """Runs `(script, keys, args)` as EVALSHA, batching the calls of one loop turn.
+
+    A call waits at most one loop turn before it is sent; each batch checks out its own pooled
+    connection, so batches in flight do not wait for each other. Per call: its reply, or its own
+    error (a script error goes only to its caller); a call that failed with NOSCRIPT (Redis's script
+    cache was emptied: a restart, SCRIPT FLUSH) is sent again after loading its script, and only
+    that call: the others of its batch ran, and a script that takes a credit hold must not run twice.
+    Faults of the connection are the pool's client's: one retry (of the calls not yet answered),
+    then every caller of the batch gets the `ConnectionError`, as fast as a single command fails.
+    A caller cancelled before its batch is sent is left out of it; one cancelled later does not
+    disturb the others (its script has run, as with a single command cancelled mid-read)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._queue: list[_Call] = []
+        self._senders: set[asyncio.Task[None]] = set()
+
+    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        try:
+            command = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise DataError(f"Invalid input of type {type(exc).__name__}: {exc}") from None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Call(script, command, future))
+        if len(self._queue) == 1:  # the first of this turn: the sender runs once the turn's callers are in
+            sender = asyncio.get_running_loop().create_task(self._send())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await future
+
+    async def _send(self) -> None:
+        batch = collections.deque(call for call in self._queue if not call.future.done())
+        self._queue = []
+        if not batch:
+            return
+        try:
+            connection: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self._exchange(connection, batch)
+            finally:
+                await self._pool.release(connection)
+        except BaseException as exc:  # the callers still waiting get it; nobody awaits this task
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _exchange(self, connection: AbstractConnection, pending: collections.deque[_Call]) -> None:
+        """Send `pending` (answered calls leave it), loading scripts Redis did not know, and retrying
+        once on a connection fault."""
+        load: dict[str, AsyncScript] = {}
+        retried = False
+        while pending:
+            try:
+                noscript = await self._round_trip(connection, pending, list(load.values()))
+            except (RedisConnectionError, RedisTimeoutError):
+                if retried:
+                    raise
+                retried = True
+                await connection.disconnect()
+                continue
+            if not noscript:
+                return
+            load = {call.script.sha: call.script for call in noscript}
+            pending.extend(noscript)
+
+    async def _round_trip(self, connection: AbstractConnection, pending: collections.deque[_Call],
+                          load: list[AsyncScript]) -> list[_Call]:
+        """One write, then the replies: each answered call leaves `pending` as its reply is read, so
+        after a fault `pending` holds only the calls still unanswered. Returns the NOSCRIPT ones."""
+        packed = [hiredis.pack_command(("SCRIPT", "LOAD", script.script)) for script in load]  # type: ignore[arg-type]
+        packed += [call.command for call in pending]
+        await connection.send_packed_command(b"".join(packed))
+        load_errors: dict[str, ResponseError] = {}
+        for script in load:
+            try:
+                await connection.read_response()
+            except ResponseError as exc:  # a script that does not compile: its callers get why
+                load_errors[script.sha] = exc
+        noscript: list[_Call] = []
+        while pending:
+            call = pending[0]
+            try:
+                reply = await connection.read_response()
+            except NoScriptError as exc:
+                pending.popleft()
+                if call.script.sha in load_errors:
+                    _set(call, load_errors[call.script.sha])
+                elif load:
+                    _set(call, exc)
+                else:
+                    noscript.append(call)
+                continue
+            except ResponseError as exc:
+                pending.popleft()
+                _set(call, exc)
+                continue
+            pending.popleft()
+            if not call.future.done():
+                call.future.set_result(reply)
+        return noscript
+
+
+def _set(call: _Call, error: BaseException) -> None:
+    if not call.future.done():
+        call.future.set_exception(error)
+
+
+def _fail(calls: Sequence[_Call] | collections.deque[_Call], error: BaseException) -> None:
+    for call in calls:
+        if isinstance(error, asyncio.CancelledError):
+            call.future.cancel()
+        else:
+            _set(call, error)
