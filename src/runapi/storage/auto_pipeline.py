@@ -68,6 +68,9 @@ class AutoPipeline:
             connection: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 await self._exchange(connection, batch)
+            except BaseException:
+                await connection.disconnect(nowait=True)  # replies may be left unread: not reusable as is
+                raise
             finally:
                 await self._pool.release(connection)
         except BaseException as exc:  # the callers still waiting get it; nobody awaits this task
@@ -76,28 +79,32 @@ class AutoPipeline:
                 raise
 
     async def _exchange(self, connection: AbstractConnection, pending: collections.deque[_Call]) -> None:
-        """Send `pending` (answered calls leave it), loading scripts Redis did not know, and retrying
-        once on a connection fault."""
-        load: dict[str, AsyncScript] = {}
+        """Send `pending` until each call is answered (it then leaves `pending`), loading the scripts Redis
+        did not know, and sending the calls not yet answered once more after a connection fault."""
+        load: list[AsyncScript] = []
         retried = False
         while pending:
+            noscript: list[_Call] = []
             try:
-                noscript = await self._round_trip(connection, pending, list(load.values()))
+                await self._round_trip(connection, pending, load, noscript)
             except (RedisConnectionError, RedisTimeoutError):
+                pending.extendleft(reversed(noscript))
                 if retried:
                     raise
                 retried = True
                 await connection.disconnect()
                 continue
-            if not noscript:
-                return
-            load = {call.script.sha: call.script for call in noscript}
+            except BaseException:
+                pending.extendleft(reversed(noscript))
+                raise
+            load = list({call.script.sha: call.script for call in noscript}.values())
             pending.extend(noscript)
 
     async def _round_trip(self, connection: AbstractConnection, pending: collections.deque[_Call],
-                          load: list[AsyncScript]) -> list[_Call]:
-        """One write, then the replies: each answered call leaves `pending` as its reply is read, so
-        after a fault `pending` holds only the calls still unanswered. Returns the NOSCRIPT ones."""
+                          load: list[AsyncScript], noscript: list[_Call]) -> None:
+        """`load` (SCRIPT LOAD) and `pending` in one write, then the replies. Each call leaves `pending`
+        as its reply is read: answered, or into `noscript` when Redis did not know its script (and it
+        was not just loaded)."""
         packed = [hiredis.pack_command(("SCRIPT", "LOAD", script.script)) for script in load]  # type: ignore[arg-type]
         packed += [call.command for call in pending]
         await connection.send_packed_command(b"".join(packed))
@@ -107,7 +114,6 @@ class AutoPipeline:
                 await connection.read_response()
             except ResponseError as exc:  # a script that does not compile: its callers get why
                 load_errors[script.sha] = exc
-        noscript: list[_Call] = []
         while pending:
             call = pending[0]
             try:
@@ -116,7 +122,7 @@ class AutoPipeline:
                 pending.popleft()
                 if call.script.sha in load_errors:
                     _set(call, load_errors[call.script.sha])
-                elif load:
+                elif load:  # loaded on this connection a moment ago, and flushed again: give up
                     _set(call, exc)
                 else:
                     noscript.append(call)
@@ -128,7 +134,6 @@ class AutoPipeline:
             pending.popleft()
             if not call.future.done():
                 call.future.set_result(reply)
-        return noscript
 
 
 def _set(call: _Call, error: BaseException) -> None:
