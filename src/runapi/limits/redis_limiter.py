@@ -32,7 +32,7 @@ from runapi.limits.rates import (
     ScopeStatus,
     Ticket,
 )
-from runapi.storage import AutoPipeline, Rider, per_group, redis_client, run_scripts
+from runapi.storage import AutoPipeline, Rider, per_group, redis_client
 
 log = logging.getLogger("runapi.limits")
 
@@ -237,22 +237,24 @@ class RedisRateLimiter:
         delay = 0.05
         while self._pending:
             batch, self._pending = self._pending, []
-            try:
-                # One script: a NOSCRIPT fails every call of the batch alike, so re-sending it is safe.
-                await run_scripts(self._redis, self._release_calls(batch))
+            now = int(self.clock() * 1000)
+            chunks = per_group(batch, lambda item: item[0].group)  # one RELEASE per account and run of tickets
+            # Through the admissions' pipeline: the releases share their write. A call that failed (Redis
+            # away) is kept with its tickets and sent again; those that ran are not (RELEASE corrects token
+            # buckets by a delta, so it must not run twice).
+            outcomes = await self._pipeline.run_many([self._release_call(group, tickets, now)
+                                                      for group, tickets in chunks])
+            failed = [(tickets, outcome) for (_, tickets), outcome in zip(chunks, outcomes, strict=True)
+                      if isinstance(outcome, BaseException)]
+            if not failed:
                 delay = 0.05
-            except Exception:  # Redis away: keep the releases (leases bound the damage) and retry
-                log.warning("could not release %d rate-limit tickets; retrying", len(batch), exc_info=True)
-                self._pending = batch + self._pending
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                continue
+            kept = [item for tickets, _ in failed for item in tickets]
+            log.warning("could not release %d rate-limit tickets; retrying", len(kept), exc_info=failed[0][1])
+            self._pending = kept + self._pending  # leases bound the damage meanwhile
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
         self._idle.set()
-
-    def _release_calls(self, batch: list[tuple[Ticket, int]]) -> list[tuple[AsyncScript, list[str], list[int | str]]]:
-        """One RELEASE call per account for up to `PER_SCRIPT_CALL` of its tickets."""
-        now = int(self.clock() * 1000)
-        return [self._release_call(group, tickets, now)
-                for group, tickets in per_group(batch, lambda item: item[0].group)]
 
     def _release_call(self, group: str, tickets: list[tuple[Ticket, int]], now: int
                       ) -> tuple[AsyncScript, list[str], list[int | str]]:

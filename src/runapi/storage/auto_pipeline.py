@@ -47,17 +47,28 @@ class AutoPipeline:
         self._senders: set[asyncio.Task[None]] = set()
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        """The script's reply; raises its error (`ResponseError`), or the connection's."""
+        return await self._enqueue(script, keys, args)
+
+    async def run_many(self, calls: Sequence[tuple[AsyncScript, Sequence[str], Sequence[int | str]]]
+                       ) -> list[Any]:
+        """`run` for each call, in the same batch: per call, its reply or the exception it raised."""
+        futures = [self._enqueue(script, keys, args) for script, keys, args in calls]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    def _enqueue(self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]) -> asyncio.Future[Any]:
         try:
             command = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))  # type: ignore[arg-type]
         except TypeError as exc:
             raise DataError(f"Invalid input of type {type(exc).__name__}: {exc}") from None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append(_Call(script, command, future))
         if len(self._queue) == 1:  # the first of this turn: the sender runs once the turn's callers are in
-            sender = asyncio.get_running_loop().create_task(self._send())
+            sender = loop.create_task(self._send())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
-        return await future
+        return future
 
     async def _send(self) -> None:
         batch = collections.deque(call for call in self._queue if not call.future.done())
