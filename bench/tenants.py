@@ -127,7 +127,8 @@ def start(gateway: Gateway, workdir: Path) -> None:
 
 def redis_stats(port: int) -> dict[str, tuple[int, int]]:
     """`INFO commandstats`: command → (calls, usec) (commands run by scripts counted too, their time also
-    in the script's), and `INFO cpu` as `cpu` → (0, the server's CPU microseconds)."""
+    in the script's), `INFO cpu` as `cpu` → (0, the server's CPU microseconds), and `INFO stats`'s read
+    events as `reads` → (count, 0): one per batch of commands a client's write delivered (≈ round trips)."""
     out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"], capture_output=True, text=True,
                          check=False).stdout
     stats = {}
@@ -135,6 +136,8 @@ def redis_stats(port: int) -> dict[str, tuple[int, int]]:
               if line.startswith(("used_cpu_sys:", "used_cpu_user:")))
     stats["cpu"] = (0, int(cpu * 1e6))
     for line in out.splitlines():
+        if line.startswith("total_reads_processed:"):  # read events: about one per round trip received
+            stats["reads"] = (int(line.split(":")[1]), 0)
         if line.startswith("cmdstat_"):
             name, _, rest = line.partition(":")
             fields = dict(item.split("=") for item in rest.split(","))
@@ -189,8 +192,9 @@ def cell(gateway: Gateway, scenario: str, rotate: bool, duration: float, workdir
         "p99_ms": round(load.p99_ms, 2)}
     if redis_port:
         after = redis_stats(redis_port)
-        calls = {k: after[k][0] - before_redis.get(k, (0, 0))[0] for k in after if k not in ("cpu", "info")}
+        calls = {k: after[k][0] - before_redis.get(k, (0, 0))[0] for k in after if k not in ("cpu", "info", "reads")}
         per = max(1, load.requests)
+        row["redis_reads_per_req"] = round((after["reads"][0] - before_redis["reads"][0]) / per, 2)
         row["redis_cmds_per_req"] = round(sum(calls.values()) / per, 2)
         row["redis_scripts_per_req"] = round(sum(v for k, v in calls.items() if k.startswith("eval")) / per, 2)
         row["redis_cpu_usec_per_req"] = round((after["cpu"][1] - before_redis["cpu"][1]) / per, 1)
@@ -291,7 +295,7 @@ def _checkout(ref: str, workdir: Path) -> Path:
 
 def summary(rows: list[dict[str, object]]) -> None:
     """Medians per (gateway, scenario, keys): CPU per request against the same gateway's 1-key cell and
-    against `fresh`'s, Redis commands and scripts, PostgreSQL round trips (with `--count-pg`)."""
+    against `fresh`'s, Redis commands, scripts and read events (≈ round trips), PostgreSQL round trips (with `--count-pg`)."""
     groups: dict[tuple[str, str, str], list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault((str(row["gateway"]), str(row["scenario"]), str(row["keys"])), []).append(row)
@@ -301,14 +305,14 @@ def summary(rows: list[dict[str, object]]) -> None:
         return statistics.median(values) if values else float("nan")
 
     print("\n| gateway | scenario | keys | CPU ms/req | × its 1 key | × fresh, 1 key | Redis cmds | Redis scripts "
-          "| PG round trips |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| Redis reads | PG round trips |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (gateway, scenario, keys), group in groups.items():
         cpu = med(group, "cpu_ms_per_req")
         own = med(groups.get((gateway, scenario, "1 key")), "cpu_ms_per_req")
         fresh = med(groups.get(("fresh", scenario, "1 key")), "cpu_ms_per_req")
         print(f"| {gateway} | {scenario} | {keys} | {cpu:.3f} | {cpu / own:.2f} | {cpu / fresh:.2f} "
               f"| {med(group, 'redis_cmds_per_req'):.1f} | {med(group, 'redis_scripts_per_req'):.2f} "
-              f"| {med(group, 'pg_round_trips_per_req'):.2f} |")
+              f"| {med(group, 'redis_reads_per_req'):.2f} | {med(group, 'pg_round_trips_per_req'):.2f} |")
 
 
 if __name__ == "__main__":

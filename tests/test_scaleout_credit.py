@@ -43,6 +43,7 @@ from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client
+from tests.support.clock import ManualClock
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rollups import rollup_mismatches_of
@@ -526,6 +527,45 @@ async def test_a_hold_rides_the_rate_limiters_admission(engine: AsyncEngine, ins
         assert balance == USD - 4 * (HOLD // 2)
         assert await settled_available(b, account, balance) == balance
     finally:
+        await limiter.close()
+
+
+async def test_a_script_flush_mid_traffic_takes_each_riding_hold_once(engine: AsyncEngine, instances: list[Instance],
+                                                                       redis_srv: RedisServer) -> None:
+    """Admissions with riding holds, batched per loop turn (`AutoPipeline`), while Redis's script cache is
+    emptied: the calls that failed with NOSCRIPT run again, the others do not, so each admission is
+    counted once by the rate limiter and each hold is held once."""
+    account = await new_account(engine)  # $1
+    a, b = instances
+    small, calls = USD // 200, 120
+    limiter = RedisRateLimiter.from_url(redis_srv.url, ManualClock(time.time()))  # no refill while it runs
+    flusher = redis_client(redis_srv.url)
+    quota = [Quota(f"acct:{account}", requests_per_minute=calls)]
+    holds: list[Hold] = []
+    halfway = asyncio.Event()
+
+    async def caller() -> None:
+        for _ in range(calls // 8):
+            rider = a.guard.rider(account, small)
+            assert rider is not None
+            decision = await limiter.acquire(account, quota, 1, rider)
+            hold = a.guard.take(rider)
+            assert decision.ticket is not None and hold is not None
+            holds.append(hold)
+            if len(holds) >= calls // 3:
+                halfway.set()
+
+    async def flush() -> None:
+        await halfway.wait()
+        await flusher.script_flush()
+
+    try:
+        await a.guard.reserve(account, small)  # warm: the account is loaded, the holds ride from here on
+        await asyncio.gather(*(caller() for _ in range(8)), flush())
+        assert (await limiter.acquire(account, quota, 1)).denied == "requests"  # `calls` admissions counted
+        assert len(holds) == calls and await b.guard.available(account) == USD - (calls + 1) * small
+    finally:
+        await flusher.aclose()
         await limiter.close()
 
 

@@ -13,6 +13,7 @@ Times come from the limiter's clock; instances are assumed NTP-synchronised.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -31,7 +32,7 @@ from runapi.limits.rates import (
     ScopeStatus,
     Ticket,
 )
-from runapi.storage import Rider, per_group, redis_client, run_scripts
+from runapi.storage import AutoPipeline, Rider, per_group, redis_client
 
 log = logging.getLogger("runapi.limits")
 
@@ -180,8 +181,11 @@ class RedisRateLimiter:
         self._redis = client
         self._prefix = prefix
         self._lease_ms = int(lease_s * 1000)
+        self._instance = secrets.token_hex(6)  # tickets are this plus a count: unique without a random draw each
+        self._members = itertools.count()
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
+        self._pipeline = AutoPipeline(client)
         self._with_rider: dict[str, AsyncScript] = {}  # by the rider's source
         self._pending: list[tuple[Ticket, int]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -199,20 +203,20 @@ class RedisRateLimiter:
         return keys
 
     async def acquire(self, group: str, quotas: Sequence[Quota], tokens: int, rider: Rider | None = None) -> Decision:
-        member = secrets.token_hex(8)
+        member = f"{self._instance}{next(self._members):x}"
+        charges = tuple(q.token_cost(tokens) for q in quotas)
         args: list[int | str] = [int(self.clock() * 1000), member, PERIOD_MS, self._lease_ms]
-        for quota in quotas:
-            args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests,
-                     quota.token_cost(tokens)]
+        for quota, charge in zip(quotas, charges, strict=True):
+            args += [quota.requests_per_minute, quota.tokens_per_minute, quota.concurrent_requests, charge]
         keys = self._keys(group, quotas)
         if rider is None:
-            reply = await self._acquire(keys=keys, args=args)
+            reply = await self._pipeline.run(self._acquire, keys, args)
         else:
             script = self._with_rider.get(rider.source)
             if script is None:
                 script = self._with_rider[rider.source] = self._redis.register_script(
                     _WITH_RIDER.format(acquire=ACQUIRE, rider=rider.source))
-            both = await script(keys=[*keys, *rider.keys], args=[len(keys), len(args), *args, *rider.args])
+            both = await self._pipeline.run(script, [*keys, *rider.keys], [len(keys), len(args), *args, *rider.args])
             reply = both[0]
             rider.reply = both[1] if len(both) > 1 else None
         out = [int(x) for x in reply]
@@ -220,8 +224,7 @@ class RedisRateLimiter:
         if out[0]:
             return Decision(statuses, denied=_DIMENSIONS[out[0]], denied_scope=quotas[out[1] - 1].scope,
                             retry_after_ms=out[2])
-        ticket = Ticket(id=member, group=group, quotas=tuple(quotas),
-                        charges=tuple(q.token_cost(tokens) for q in quotas))
+        ticket = Ticket(id=member, group=group, quotas=tuple(quotas), charges=charges)
         return Decision(statuses, ticket=ticket)
 
     def release(self, ticket: Ticket, actual_tokens: int) -> None:
@@ -234,22 +237,24 @@ class RedisRateLimiter:
         delay = 0.05
         while self._pending:
             batch, self._pending = self._pending, []
-            try:
-                # One script: a NOSCRIPT fails every call of the batch alike, so re-sending it is safe.
-                await run_scripts(self._redis, self._release_calls(batch))
+            now = int(self.clock() * 1000)
+            chunks = per_group(batch, lambda item: item[0].group)  # one RELEASE per account and run of tickets
+            # Through the admissions' pipeline: the releases share their write. A call that failed (Redis
+            # away) is kept with its tickets and sent again; those that ran are not (RELEASE corrects token
+            # buckets by a delta, so it must not run twice).
+            outcomes = await self._pipeline.run_many([self._release_call(group, tickets, now)
+                                                      for group, tickets in chunks])
+            failed = [(tickets, outcome) for (_, tickets), outcome in zip(chunks, outcomes, strict=True)
+                      if isinstance(outcome, BaseException)]
+            if not failed:
                 delay = 0.05
-            except Exception:  # Redis away: keep the releases (leases bound the damage) and retry
-                log.warning("could not release %d rate-limit tickets; retrying", len(batch), exc_info=True)
-                self._pending = batch + self._pending
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                continue
+            kept = [item for tickets, _ in failed for item in tickets]
+            log.warning("could not release %d rate-limit tickets; retrying", len(kept), exc_info=failed[0][1])
+            self._pending = kept + self._pending  # leases bound the damage meanwhile
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
         self._idle.set()
-
-    def _release_calls(self, batch: list[tuple[Ticket, int]]) -> list[tuple[AsyncScript, list[str], list[int | str]]]:
-        """One RELEASE call per account for up to `PER_SCRIPT_CALL` of its tickets."""
-        now = int(self.clock() * 1000)
-        return [self._release_call(group, tickets, now)
-                for group, tickets in per_group(batch, lambda item: item[0].group)]
 
     def _release_call(self, group: str, tickets: list[tuple[Ticket, int]], now: int
                       ) -> tuple[AsyncScript, list[str], list[int | str]]:

@@ -7,6 +7,7 @@ from runapi.storage.accounts import (
     hash_key,
     new_id,
 )
+from runapi.storage.auto_pipeline import AutoPipeline
 from runapi.storage.background import stop_task
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.database import (
@@ -85,6 +86,7 @@ __all__ = [
     "Account",
     "AccountStore",
     "ApiKey",
+    "AutoPipeline",
     "Change",
     "ChangeBus",
     "ChangeProbe",
