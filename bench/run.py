@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--portkey", action="store_true",
                         help="add a row for Portkey's open-source gateway as a peer (npm, installed once under "
                              "~/.cache/runapi-bench: bench/portkey_peer.py)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the SQLite gateway under load afterwards")
+    parser.add_argument("--profile", action="store_true", help="py-spy a gateway under load afterwards")
+    parser.add_argument("--profile-target", default="runapi-sqlite", metavar="NAME",
+                        help="the gateway --profile samples (default runapi-sqlite; e.g. runapi-postgres)")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="then load the SQLite gateway for SECONDS, sampling its RSS")
     parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
@@ -191,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
                         samples.setdefault((name, scenario, concurrency), []).append(row)
                         console.print(f"  {name:<24} {scenario:<10} c={concurrency:<3} {row.load.rps:>8,.0f} req/s  "
                                       f"p50 {row.load.p50_ms:7.3f} ms  gateway CPU "
-                                      f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}")
+                                      f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}"
+                                      + (f"  database CPU {row.database_cpu_ms:.3f} ms/req"
+                                         if row.database_cpu_ms is not None else ""))
             rows = [median_row(samples[(name, scenario, concurrency)])
                     for name in names for scenario, concurrency in plan if (name, scenario, concurrency) in samples]
-            if "runapi-sqlite" in targets and args.profile:
-                target = targets["runapi-sqlite"]
+            if args.profile_target in targets and args.profile:
+                target = targets[args.profile_target]
                 if py_spy() is None:
                     console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
                 else:
@@ -216,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     add_baselines(rows)
     report.print_table(rows, console)
+    for row in rows:
+        if row.database_cpu_ms is not None:
+            console.print(f"database CPU (its PostgreSQL backends): {row.target} {row.scenario} c={row.concurrency} "
+                          f"{row.database_cpu_ms:.3f} ms/req")
     for text, value, verdict in report.target_checks(rows, rounds=samples):
         console.print(f"target: {text}: {value} → {verdict}")
     elapsed = time.monotonic() - t0
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     sections["results"] = report.results_section(rows, durations)
     sections["targets"] = report.targets_section(rows, samples)
     if profiled:
-        sections["profile"] = profile_section(profiled, "runapi-sqlite")
+        sections["profile"] = profile_section(profiled, args.profile_target)
     report.write_results(output, sections)
     (output.with_suffix(".json")).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
     console.print(f"Results written to {output} in {elapsed:.0f} s")
