@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "~/.cache/runapi-bench: bench/portkey_peer.py)")
     parser.add_argument("--profile", action="store_true", help="py-spy a gateway under load afterwards")
     parser.add_argument("--profile-target", default="runapi-sqlite", metavar="NAME",
-                        help="the gateway --profile samples (default runapi-sqlite; e.g. runapi-postgres)")
+                        help="the gateways --profile samples, comma-separated (default runapi-sqlite; e.g. "
+                             "runapi-postgres,runapi-postgres@REF with --baseline REF)")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="then load the SQLite gateway for SECONDS, sampling its RSS")
     parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []
-    profiled: list[ProfiledRun] = []
+    profiled: dict[str, list[ProfiledRun]] = {}
     sections: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="runapi-bench-") as tmp:
         workdir = Path(tmp)
@@ -198,15 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                                          if row.database_cpu_ms is not None else ""))
             rows = [median_row(samples[(name, scenario, concurrency)])
                     for name in names for scenario, concurrency in plan if (name, scenario, concurrency) in samples]
-            if args.profile_target in targets and args.profile:
-                target = targets[args.profile_target]
+            profile_targets = [n.strip() for n in args.profile_target.split(",") if n.strip() in targets]
+            if profile_targets and args.profile:
                 if py_spy() is None:
                     console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
-                else:
+                for name in profile_targets if py_spy() is not None else []:
                     for scenario, concurrency in (("json", 16), ("stream20", 16), ("json", 1)):
-                        console.print(f"  profiling {scenario} c={concurrency} …")
-                        profiled.append(profile_under_load(target, SCENARIOS[scenario], concurrency,
-                                                           8.0 if not args.quick else 4.0, workdir))
+                        console.print(f"  profiling {name} {scenario} c={concurrency} …")
+                        profiled.setdefault(name, []).append(profile_under_load(
+                            targets[name], SCENARIOS[scenario], concurrency, 8.0 if not args.quick else 4.0, workdir))
             if "runapi-sqlite" in targets and args.soak > 0:
                 console.print(f"  soak: {args.soak:.0f} s of json at c=16 …")
                 result = soak(targets["runapi-sqlite"], SCENARIOS["json"], 16, args.soak, workdir)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     sections["results"] = report.results_section(rows, durations)
     sections["targets"] = report.targets_section(rows, samples)
     if profiled:
-        sections["profile"] = profile_section(profiled, args.profile_target)
+        sections["profile"] = "\n".join(profile_section(runs, name) for name, runs in profiled.items())
     report.write_results(output, sections)
     (output.with_suffix(".json")).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
     console.print(f"Results written to {output} in {elapsed:.0f} s")
