@@ -8,7 +8,8 @@ write-off (`billed_nanos`, `writeoff_row`: when a balance could not cover a char
 The server expands them (`json_to_recordset`, each value through its column type's own input
 function: integers and nanos exact, floats in their shortest round-trip form, timestamps with their
 microseconds and an explicit UTC offset; the session's zone is UTC, as a zone-less value means
-here). Sending one typed array per column instead cost asyncpg about 2.5× the CPU to encode.
+here). One typed array per column instead cost about twice the client CPU per batch, the server's
+the same (bench/RESULTS.md).
 
 A data-modifying CTE inserts the generation rows (`ON CONFLICT (id) DO NOTHING`, so a retried
 batch skips what a lost acknowledgement already wrote), then the charges and write-offs of exactly
