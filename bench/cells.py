@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.loads import LoadResult, run_async_client, run_wrk, wrk_available
-from bench.procs import cpu_meter, peak_rss_mib
+from bench.procs import cpu_meter, database_cpu_seconds, peak_rss_mib
 from bench.scenarios import Scenario
 from bench.servers import Target
 
@@ -28,6 +28,7 @@ class Row:
     added_p50_ms: float | None = None
     added_ttft_ms: float | None = None
     process_rss_mib: float | None = None  # the largest single process's peak (a worker's, with --workers)
+    database_cpu_ms: float | None = None  # per request: the PostgreSQL backends of its database (PostgreSQL rows)
 
     def as_dict(self) -> dict[str, object]:
         load = self.load
@@ -40,6 +41,7 @@ class Row:
             "gateway_cpu_ms_per_req": _r(self.gateway_cpu_ms), "upstream_cpu_ms_per_req": _r(self.upstream_cpu_ms),
             "peak_rss_mib": _r(self.peak_rss_mib, 1), "added_p50_ms": _r(self.added_p50_ms),
             "added_ttft_ms": _r(self.added_ttft_ms), "largest_process_peak_rss_mib": _r(self.process_rss_mib, 1),
+            "database_cpu_ms_per_req": _r(self.database_cpu_ms),
         }
 
 
@@ -66,8 +68,11 @@ def measure_cell(target: Target, upstream: Target, scenario: Scenario, concurren
     if warmup_s > 0:  # warm pools, caches and the account's balance outside the metered window
         drive(target, scenario, concurrency, warmup_s, workdir)
     gateway_pid = None if target is upstream else target.pid
+    database = target.drop_database
+    database_before = database_cpu_seconds(database) if database else 0.0
     with cpu_meter(gateway_pid) as gateway_cpu, cpu_meter(upstream.pid) as upstream_cpu:
         load = drive(target, scenario, concurrency, duration_s, workdir)
+    database_spent = database_cpu_seconds(database) - database_before if database else None
     per_request = 1000 / max(1, load.requests)
     tree_peak, largest_peak = peak_rss_mib(gateway_pid) if gateway_pid else (None, None)
     return Row(
@@ -75,6 +80,7 @@ def measure_cell(target: Target, upstream: Target, scenario: Scenario, concurren
         gateway_cpu_ms=gateway_cpu[0] * per_request if gateway_pid else None,
         upstream_cpu_ms=upstream_cpu[0] * per_request,
         peak_rss_mib=tree_peak, process_rss_mib=largest_peak,
+        database_cpu_ms=database_spent * per_request if database_spent is not None else None,
     )
 
 

@@ -143,6 +143,24 @@ def cpu_meter(pid: int | None) -> Iterator[list[float]]:
     spent.append(tree_cpu_seconds(pid) - before if pid else 0.0)
 
 
+def database_cpu_seconds(database: str) -> float:
+    """CPU seconds used so far by the PostgreSQL server's backends connected to `database` (their process
+    title reads `postgres: <cluster>: <user> <database> <client> <state>`); a backend that exits takes its
+    time with it, so meter a window in which the gateway's pooled connections stay open."""
+    ticks = 0
+    marker = f" {database} ".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            if title.startswith(b"postgres: ") and marker in title:
+                fields = _stat_fields(int(entry.name))
+                if fields is not None:
+                    ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds used so far by each thread of `pid` (its main thread's ID is `pid`)."""
     out: dict[int, float] = {}

@@ -53,7 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--portkey", action="store_true",
                         help="add a row for Portkey's open-source gateway as a peer (npm, installed once under "
                              "~/.cache/runapi-bench: bench/portkey_peer.py)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the SQLite gateway under load afterwards")
+    parser.add_argument("--profile", action="store_true", help="py-spy a gateway under load afterwards")
+    parser.add_argument("--profile-target", default="runapi-sqlite", metavar="NAME",
+                        help="the gateways --profile samples, comma-separated (default runapi-sqlite; e.g. "
+                             "runapi-postgres,runapi-postgres@REF with --baseline REF)")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="then load the SQLite gateway for SECONDS, sampling its RSS")
     parser.add_argument("--duration", type=float, help="measured seconds per cell (default 4, quick 2)")
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (Path(tempfile.gettempdir()) / "runapi-bench-quick.md" if args.quick
                              else HERE / "RESULTS.md")
     rows: list[Row] = []
-    profiled: list[ProfiledRun] = []
+    profiled: dict[str, list[ProfiledRun]] = {}
     sections: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="runapi-bench-") as tmp:
         workdir = Path(tmp)
@@ -197,18 +200,20 @@ def main(argv: list[str] | None = None) -> int:
                         samples.setdefault((name, scenario, concurrency), []).append(row)
                         console.print(f"  {name:<24} {scenario:<10} c={concurrency:<3} {row.load.rps:>8,.0f} req/s  "
                                       f"p50 {row.load.p50_ms:7.3f} ms  gateway CPU "
-                                      f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}")
+                                      f"{report._f(row.gateway_cpu_ms, 3)} ms/req  errors {row.load.errors}"
+                                      + (f"  database CPU {row.database_cpu_ms:.3f} ms/req"
+                                         if row.database_cpu_ms is not None else ""))
             rows = [median_row(samples[(name, scenario, concurrency)])
                     for name in names for scenario, concurrency in plan if (name, scenario, concurrency) in samples]
-            if "runapi-sqlite" in targets and args.profile:
-                target = targets["runapi-sqlite"]
+            profile_targets = [n.strip() for n in args.profile_target.split(",") if n.strip() in targets]
+            if profile_targets and args.profile:
                 if py_spy() is None:
                     console.print("[yellow]py-spy is not installed (pip install py-spy): no profile[/yellow]")
-                else:
+                for name in profile_targets if py_spy() is not None else []:
                     for scenario, concurrency in (("json", 16), ("stream20", 16), ("json", 1)):
-                        console.print(f"  profiling {scenario} c={concurrency} …")
-                        profiled.append(profile_under_load(target, SCENARIOS[scenario], concurrency,
-                                                           8.0 if not args.quick else 4.0, workdir))
+                        console.print(f"  profiling {name} {scenario} c={concurrency} …")
+                        profiled.setdefault(name, []).append(profile_under_load(
+                            targets[name], SCENARIOS[scenario], concurrency, 8.0 if not args.quick else 4.0, workdir))
             if "runapi-sqlite" in targets and args.soak > 0:
                 console.print(f"  soak: {args.soak:.0f} s of json at c=16 …")
                 result = soak(targets["runapi-sqlite"], SCENARIOS["json"], 16, args.soak, workdir)
@@ -222,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     add_baselines(rows)
     report.print_table(rows, console)
+    for row in rows:
+        if row.database_cpu_ms is not None:
+            console.print(f"database CPU (its PostgreSQL backends): {row.target} {row.scenario} c={row.concurrency} "
+                          f"{row.database_cpu_ms:.3f} ms/req")
     for text, value, verdict in report.target_checks(rows, rounds=samples):
         console.print(f"target: {text}: {value} → {verdict}")
     elapsed = time.monotonic() - t0
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     sections["results"] = report.results_section(rows, durations)
     sections["targets"] = report.targets_section(rows, samples)
     if profiled:
-        sections["profile"] = profile_section(profiled, "runapi-sqlite")
+        sections["profile"] = "\n".join(profile_section(runs, name) for name, runs in profiled.items())
     report.write_results(output, sections)
     (output.with_suffix(".json")).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
     console.print(f"Results written to {output} in {elapsed:.0f} s")
