@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runapi.accounting.credit import CreditGuard, Hold
@@ -39,7 +40,7 @@ from runapi.storage import (
     create_engine,
     upgrade,
 )
-from runapi.storage.balance_snapshot import balance_snapshot
+from runapi.storage.balance_snapshot import balance_snapshot, padded
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
 from runapi.storage.redis_client import redis_client
@@ -330,6 +331,25 @@ async def test_balance_snapshot_says_which_entries_it_includes(database_url: str
         await ledger.add_entry(account, "adjustment", -3)
         assert (await balance_snapshot(engine, account, []))[0] == (await ledger.balance(account))[0] == 8 * USD - 18
         assert await balance_snapshot(engine, "acct_nobody", []) == (0, set())
+    finally:
+        await engine.dispose()
+
+
+async def test_balance_snapshots_share_a_few_statements(database_url: str) -> None:
+    """Any number of IDs up to a credit book's compaction (256) and past it: one statement text per power
+    of two, so each pooled connection keeps a few prepared statements, not one per length."""
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    texts: set[str] = set()
+    try:
+        account = await new_account(engine)
+        ids = list((await Ledger(engine).record([Settlement(generation(account, "succeeded", 5), 5)])).values())
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: texts.add(args[2]))
+        for count in range(1, 301):
+            total, included = await balance_snapshot(engine, account, [*ids, *range(10**12, 10**12 + count - 1)])
+            assert total == USD - 5 and included == set(ids)
+        assert len(texts) <= 10  # 1, 2, 4, ..., 512 IDs
+        assert padded([7, 8, 9]) == [7, 8, 9, 9] and padded([]) == [] and padded(range(4)) == [0, 1, 2, 3]
     finally:
         await engine.dispose()
 

@@ -17,7 +17,7 @@ from runapi.cli.main import app as cli
 from runapi.storage import create_engine
 from runapi.storage.schema import webhook_events
 from runapi.outbound import CallbackGuard, CallbackRefused
-from runapi.outbound.callback_guard import GuardedResolver
+from runapi.outbound.guarded_resolver import GuardedResolver
 from runapi.tasks.webhook_store import event_row
 from tests.support.gateway import RunningGateway, sqlite_url
 from tests.support.tasks import (

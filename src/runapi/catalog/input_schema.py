@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-import jsonschema  # type: ignore[import-untyped]  # no stubs pinned; used through two calls
 import msgspec
 
 from runapi.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    import jsonschema  # type: ignore[import-untyped]  # no stubs pinned; used through two calls
 
 JsonSchema = dict[str, Any]
 _encode = msgspec.json.encode
@@ -135,6 +137,9 @@ def build_input_schema(mode: str, spec: InputSpec, max_output: int) -> JsonSchem
 
 @functools.lru_cache(maxsize=256)
 def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
+    # Imported on the first body that fails the compiled check: 3 MiB a worker keeps otherwise.
+    import jsonschema
+
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
@@ -171,7 +176,9 @@ def check_request(schema: JsonSchema, body: Any) -> None:
         return
     except fastjsonschema.JsonSchemaException:
         pass
-    error = jsonschema.exceptions.best_match(_validator(key).iter_errors(body))
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
+    error = best_match(_validator(key).iter_errors(body))
     if error is None:
         return
     field = _field(error)

@@ -9,12 +9,25 @@ their modules, as they depend on the task layer, which depends on the settings t
 `location` from here.
 """
 
+from typing import TYPE_CHECKING
+
 from .backend import MediaBackend
 from .local import LocalBackend
 from runapi.media_location import LocalLocation, S3Location, parse_media_url
 from .ranges import ByteRange, RangeNotSatisfiable, parse_range
-from .s3 import S3Backend
 from .store import MediaStore, MediaTooLarge, StoredMedia
+
+if TYPE_CHECKING:
+    from .s3 import S3Backend
 
 __all__ = ["ByteRange", "LocalBackend", "LocalLocation", "MediaBackend", "MediaStore", "MediaTooLarge",
            "RangeNotSatisfiable", "S3Backend", "S3Location", "StoredMedia", "parse_media_url", "parse_range"]
+
+
+def __getattr__(name: str) -> object:
+    """`S3Backend` on first use: obstore (4 MiB) stays out of a gateway that keeps its media locally."""
+    if name == "S3Backend":
+        from .s3 import S3Backend
+
+        return S3Backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

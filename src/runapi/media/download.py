@@ -10,15 +10,17 @@ again.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-import aiohttp
-
 from runapi.errors import UpstreamError, UpstreamTimeout
-from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
+from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused
 
 from .backend import CHUNK_BYTES
 from .store import MediaStore, MediaTooLarge, StoredMedia
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["MediaDownloadFailed", "MediaDownloader", "download_guard"]
 
@@ -48,8 +50,17 @@ class MediaDownloader:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        """Nothing to open yet: the first `copy` opens the session (aiohttp stays out of a process that
+        copies no media)."""
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        from runapi.outbound.guarded_resolver import GuardedResolver
+
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._guard), use_dns_cache=False, limit=32)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
 
     async def close(self) -> None:
         if self._session is not None:
@@ -61,10 +72,12 @@ class MediaDownloader:
         `content_type` is used when the response names none (or only `application/octet-stream`).
         Raises `MediaDownloadFailed` (refused address, HTTP error, too large) or `UpstreamTimeout`.
         """
-        assert self._session is not None, "MediaDownloader.start() was not called"
+        import aiohttp
+
+        session = self._session or self._open_session()
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._copy(self._session, url, content_type)
+                return await self._copy(session, url, content_type)
         except TimeoutError:
             raise UpstreamTimeout(f"Copying the provider's media took longer than {self._timeout:g} s.") from None
         except CallbackRefused as exc:

@@ -22,7 +22,6 @@ from .backend import MediaBackend
 from .download import MediaDownloader, download_guard
 from .local import LocalBackend
 from runapi.media_location import LocalLocation, parse_media_url
-from .s3 import S3Backend
 from .store import MediaStore, StoredMedia
 
 __all__ = ["MediaRuntime", "open_backend"]
@@ -35,6 +34,8 @@ def open_backend(settings: Settings) -> MediaBackend:
     location = parse_media_url(settings.media.url, sqlite_file(settings.database_url))
     if isinstance(location, LocalLocation):
         return LocalBackend(location.path)
+    from .s3 import S3Backend  # obstore only where the media go to S3
+
     access, secret = settings.media_credentials
     return S3Backend(location, access, secret, settings.media.storage_timeout)
 

@@ -2,9 +2,9 @@
 SSRF guard for callbacks and media downloads (IANA special-purpose registries), and signed, expiring
 output URLs (task outputs, media)."""
 
-from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
+from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused
 from runapi.outbound.output_urls import OutputExpired, OutputSigner, output_secret
 from runapi.outbound.special_addresses import refusal
 
-__all__ = ["CallbackGuard", "CallbackRefused", "GuardedResolver", "OutputExpired", "OutputSigner", "output_secret",
+__all__ = ["CallbackGuard", "CallbackRefused", "OutputExpired", "OutputSigner", "output_secret",
            "refusal"]

@@ -19,9 +19,6 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
-
 from runapi.errors import InvalidRequest
 from runapi.outbound.special_addresses import IPAddress, refusal, unwrap
 
@@ -114,20 +111,3 @@ class CallbackGuard:
             raise self._refused(f"{self.field} host {host!r} does not resolve: {exc.strerror or exc}.") from exc
         return sorted({str(info[4][0]) for info in infos})
 
-
-class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that refuses (raises `CallbackRefused`) when any address is not allowed."""
-
-    def __init__(self, guard: CallbackGuard) -> None:
-        self._guard = guard
-        self._inner = ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            self._guard.check_address(result["host"], host)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()

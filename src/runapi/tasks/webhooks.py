@@ -15,16 +15,19 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from runapi.clock import utcnow
 from runapi.config import TaskSettings
 from runapi.storage import MAX_IDLE_S, ChangeProbe, IdleGate, poll
-from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused, GuardedResolver
+from runapi.outbound.callback_guard import CallbackGuard, CallbackRefused
 from runapi.tasks.records import WebhookEvent
 from runapi.tasks.webhook_store import WebhookStore
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("runapi.webhooks")
 
@@ -58,9 +61,6 @@ class WebhookSender:
         self._wake = asyncio.Event()
 
     def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.guard), use_dns_cache=False, limit=MAX_IN_FLIGHT)
-        self._session = aiohttp.ClientSession(connector=connector,
-                                              timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout))
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="webhook-sender")
 
     def wake(self) -> None:
@@ -96,8 +96,21 @@ class WebhookSender:
         self._in_flight.discard(task)
         self._wake.set()
 
+    def _open_session(self) -> aiohttp.ClientSession:
+        """The pooled session, opened by the first delivery: aiohttp stays out of a process that sends none."""
+        import aiohttp
+
+        from runapi.outbound.guarded_resolver import GuardedResolver
+
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.guard), use_dns_cache=False, limit=MAX_IN_FLIGHT)
+        self._session = aiohttp.ClientSession(connector=connector,
+                                              timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout))
+        return self._session
+
     async def _deliver(self, event: WebhookEvent) -> None:
-        assert self._session is not None
+        import aiohttp
+
+        session = self._session or self._open_session()
         status: int | None = None
         error: str | None = None
         refused = False
@@ -109,7 +122,7 @@ class WebhookSender:
             headers = {"webhook-id": event.id, "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": signature_header(secrets, event.id, now, event.payload),
                        "content-type": "application/json", "user-agent": USER_AGENT}
-            async with self._session.post(event.url, data=event.payload.encode(), headers=headers,
+            async with session.post(event.url, data=event.payload.encode(), headers=headers,
                                           allow_redirects=False) as response:
                 status = response.status
                 await response.content.read(64 * 1024)  # the receiver's answer is not used

@@ -11,9 +11,6 @@ import gettext
 import io
 from importlib import resources
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-
 LANGUAGES: dict[str, str] = {"en": "English", "zh-Hant": "繁體中文"}
 """Page languages (BCP 47 tag → its own name, for the switch)."""
 DEFAULT_LANGUAGE = "en"
@@ -26,6 +23,9 @@ def load_translations(lang: str) -> gettext.NullTranslations:
     locale = _LOCALES.get(lang)
     if locale is None:
         return gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
     po = resources.files("runapi.web").joinpath("locale", locale, "LC_MESSAGES", "messages.po")
     with po.open("rb") as source:
         catalog = read_po(source, locale=locale)

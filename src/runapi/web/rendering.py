@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
@@ -29,6 +28,9 @@ from runapi.web.i18n import (
     negotiate_language,
     normalise_language,
 )
+
+if TYPE_CHECKING:
+    import jinja2
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -83,7 +85,10 @@ def format_ms(value: float | None) -> str:
 
 @cache
 def environment(lang: str) -> jinja2.Environment:
-    """The template environment for one language (built once; templates compile once each)."""
+    """The template environment for one language (built once; templates compile once each). Jinja2 and
+    Babel are imported by the first page (3 MiB a gateway serving only the API does not keep)."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("runapi.web", "templates"),
         autoescape=True,
