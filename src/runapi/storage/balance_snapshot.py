@@ -27,9 +27,9 @@ async def balance_snapshot(engine: AsyncEngine, account_id: str, entry_ids: Coll
     """(Σ ledger in nano-dollars, the subset of `entry_ids` included in that sum).
 
     The sum is the account's row of `account_balances`, which the database's triggers keep in the
-    transaction of every ledger insert (migration 0009): one row read, however long the history (the
-    sum over the ledger took 55 ms for a benchmark account of a few hundred thousand charges, and the
-    credit guard reads it every 256 charges). One statement, so both parts come from the same snapshot
+    transaction of every ledger insert (migration 0009): one row read, however long the history (a sum
+    over the account's ledger grew with it, and the credit guard reads a snapshot every 256 charges:
+    several times a second for a busy account). One statement, so both parts come from the same snapshot
     on PostgreSQL and SQLite alike: an entry committed while it runs is either in the sum and the
     subset, or in neither.
     """
