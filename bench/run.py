@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = soak(targets["runapi-sqlite"], SCENARIOS["json"], 16, args.soak, workdir)
                 sections["soak"] = soak_section(result, "runapi-sqlite")
                 console.print(f"  RSS growth {result.growth_mib:+.2f} MiB → "
-                              f"{'flat' if result.flat else 'GROWING'}")
+                              f"{result.verdict}")
         finally:
             for target in targets.values():
                 if target is not upstream:

@@ -2,7 +2,9 @@
 
 RSS is "flat" when the mean of the last quarter of the samples is within
 max(2 MiB, 3 %) of the mean of the second quarter (the first quarter is warm-up:
-pools, caches and allocator arenas still growing).
+pools, caches and allocator arenas still growing). A run that is not flat has "levelled
+off" when its last third of samples spans at most max(2 MiB, 1.5 %): it grew, then stopped
+(a warm-up longer than a quarter of the run), which a longer soak then tells from a leak.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class SoakResult:
         base = self.samples[len(self.samples) // 4][1] if self.samples else 0.0
         return self.growth_mib <= max(2.0, 0.03 * base)
 
+    @property
+    def levelled_off(self) -> bool:
+        """The last third of the samples within max(2 MiB, 1.5 %) of each other."""
+        last = [value for _, value in self.samples[-max(1, len(self.samples) // 3):]]
+        return bool(last) and max(last) - min(last) <= max(2.0, 0.015 * max(last))
+
+    @property
+    def verdict(self) -> str:
+        return "flat" if self.flat else "levelled off" if self.levelled_off else "GROWING"
+
 
 def soak(target: Target, scenario: Scenario, concurrency: int, seconds: float, workdir: Path,
          interval_s: float = 3.0) -> SoakResult:
@@ -81,7 +93,7 @@ def soak(target: Target, scenario: Scenario, concurrency: int, seconds: float, w
 
 def soak_section(result: SoakResult, target_name: str) -> str:
     rss = [value for _, value in result.samples]
-    verdict = "flat" if result.flat else "GROWING"
+    verdict = result.verdict
     points = ", ".join(f"{t:.0f}s {v:.1f}" for t, v in result.samples[:: max(1, len(result.samples) // 12)])
     return f"""## Soak
 

@@ -23,6 +23,7 @@ from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
 from bench.servers import (
+from bench.soak import SoakResult
     Target,
     start_floor,
     start_gateway,
@@ -192,3 +193,12 @@ def test_the_portkey_peer_relays_chat_and_messages(servers: tuple[Target, Target
         assert (result.requests, result.errors) == (6, 0)
     finally:
         peer.stop()
+
+
+def test_the_soak_tells_flat_from_levelled_off_from_growing() -> None:
+    def run(values: list[float]) -> str:
+        return SoakResult(60, "json", 16, 1, samples=[(3.0 * i, v) for i, v in enumerate(values)]).verdict
+
+    assert run([100.0] * 20) == "flat"
+    assert run([100.0 + 2 * i for i in range(10)] + [120.0] * 10) == "levelled off"  # grew, then stopped
+    assert run([100.0 + i for i in range(20)]) == "GROWING"
