@@ -23,13 +23,13 @@ from bench.procs import tree_cpu_seconds, tree_peak_rss_mib
 from bench.report import markdown_table, target_checks
 from bench.scenarios import SCENARIOS
 from bench.servers import (
-from bench.soak import SoakResult
     Target,
     start_floor,
     start_gateway,
     start_nginx,
     start_upstream,
 )
+from bench.soak import SoakResult
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() or shutil.which("wrk") is None,
