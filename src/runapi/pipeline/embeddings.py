@@ -22,9 +22,9 @@ from runapi.pipeline.auth import Principal
 from runapi.pipeline.call_services import CallServices, known_model
 from runapi.pipeline.chat import Completed, fail_call
 from runapi.pipeline.embeddings_format import (
-    encode_vector,
     input_token_bound,
     input_token_estimate,
+    relay_vector,
 )
 from runapi.pipeline.failover import first_answer
 from runapi.pipeline.metering import CallRecord
@@ -49,8 +49,9 @@ async def _embed(gw: CallServices, deployment: Deployment, raw: dict[str, Any], 
                                   "embeddings")
     reply = await provider.embed(raw, deployment)
     try:
-        data = [{**item, "embedding": encode_vector(item["embedding"], encoding)} for item in reply.body["data"]]
-    except (TypeError, KeyError, ValueError, struct.error, binascii.Error) as exc:
+        data = [{"object": "embedding", "index": position if item.index is None else item.index,
+                 "embedding": relay_vector(item.embedding, encoding)} for position, item in enumerate(reply.data)]
+    except (TypeError, ValueError, struct.error, binascii.Error, msgspec.DecodeError) as exc:
         raise UpstreamUnavailable("the upstream sent a malformed embedding") from exc
     return reply, data
 
@@ -86,7 +87,7 @@ async def create_embeddings(gw: CallServices, principal: Principal, model: str, 
     estimated = reported is None or reported < 0
     usage = Usage(input_tokens=input_token_estimate(raw["input"]) if estimated else reported or 0)
     cost = nanos_to_usd(cost_nanos(usage, record.entry.pricing))
-    body = {**reply.body, "object": "list", "data": data, "model": record.entry.id,
+    body = {"object": "list", "data": data, "model": record.entry.id,
             "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens, "cost": cost}}
     settlement = record.settlement("succeeded", usage, estimated=estimated, cap=reservation.cap_charge)
     await gw.settlements.submit(settlement, reservation)

@@ -12,6 +12,8 @@ import base64
 import struct
 from typing import Any
 
+import msgspec
+
 SPECIAL_TOKENS_PER_INPUT = 4
 
 
@@ -50,3 +52,15 @@ def encode_vector(vector: Any, encoding: str) -> Any:
         raw = base64.b64decode(vector)
         return list(struct.unpack(f"<{len(raw) // 4}f", raw))
     return vector
+
+
+def relay_vector(vector: msgspec.Raw, encoding: str) -> Any:
+    """An upstream's undecoded vector in `encoding`: relayed as its bytes when already in it (JSON text
+    for base64, an array for float), else decoded and converted by `encode_vector` (which raises for a
+    vector that is neither; so does this, for JSON that is neither a string nor an array)."""
+    first = bytes(memoryview(vector)[:1])
+    if first == (b'"' if encoding == "base64" else b"["):
+        return vector
+    if first not in (b'"', b"["):
+        raise TypeError("an embedding is a list of numbers or a base64 string")
+    return encode_vector(msgspec.json.decode(vector), encoding)

@@ -8,6 +8,7 @@ from runapi.providers.anthropic import (
 from runapi.providers.base import (
     Deployment,
     Embeddings,
+    EmbeddingItem,
     EmbeddingsReply,
     Images,
     Provider,
@@ -22,6 +23,7 @@ __all__ = [
     "AnthropicProvider",
     "Deployment",
     "Embeddings",
+    "EmbeddingItem",
     "EmbeddingsReply",
     "Images",
     "NativeMessages",

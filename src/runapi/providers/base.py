@@ -57,10 +57,18 @@ class TextCompletions(Protocol):
         """`text_completion` chunks, listed per read as `Provider.stream` lists them (usage always asked)."""
 
 
-class EmbeddingsReply(msgspec.Struct):
-    """An OpenAI embeddings `list` as the upstream sent it, and its input token count if it reported one."""
+class EmbeddingItem(msgspec.Struct):
+    """One vector of an upstream's embeddings answer, as it was sent: its JSON (a list of numbers or
+    base64 text) is kept undecoded, so a vector already in the client's encoding is relayed as bytes."""
 
-    body: dict[str, Any]
+    embedding: msgspec.Raw
+    index: int | None = None
+
+
+class EmbeddingsReply(msgspec.Struct):
+    """An OpenAI embeddings `list`: its vectors, and its input token count if the upstream reported one."""
+
+    data: list[EmbeddingItem]
     prompt_tokens: int | None
 
 

@@ -19,7 +19,7 @@ from runapi.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from runapi.money import Usage
 from runapi.protocols.openai import UpstreamChunk, UpstreamReply
 from runapi.providers import zai_videos
-from runapi.providers.base import Deployment, EmbeddingsReply, VideoJobState
+from runapi.providers.base import Deployment, EmbeddingItem, EmbeddingsReply, VideoJobState
 from runapi.transport import (
     Timeouts,
     UpstreamClient,
@@ -128,6 +128,16 @@ class _EmbeddingsUsage(msgspec.Struct):
     prompt_tokens: int | None = None
 
 
+class _EmbeddingsAnswer(msgspec.Struct):
+    """What the gateway reads of an upstream's embeddings answer (the vectors stay undecoded)."""
+
+    data: list[EmbeddingItem]
+    usage: _EmbeddingsUsage | None = None
+
+
+_decode_embeddings = msgspec.json.Decoder(_EmbeddingsAnswer).decode
+
+
 class OpenAICompatible:
     """The OpenAI chat-completions protocol (and legacy text completions) over the pooled upstream client."""
 
@@ -178,13 +188,10 @@ class OpenAICompatible:
         response = await post_to_upstream(self._client, self._timeouts, url, headers, _encode(body))
         raw = await read_upstream_body(response, self._timeouts)
         try:
-            data = _decode_any(raw)
-            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-                raise UpstreamUnavailable("the upstream embeddings answer has no data list")
-            usage = msgspec.convert(data.get("usage") or {}, _EmbeddingsUsage)
+            answer = _decode_embeddings(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UpstreamUnavailable("the upstream sent a malformed embeddings answer") from exc
-        return EmbeddingsReply(body=data, prompt_tokens=usage.prompt_tokens)
+        return EmbeddingsReply(data=answer.data, prompt_tokens=answer.usage.prompt_tokens if answer.usage else None)
 
     async def generate_images(self, request: dict[str, Any], deployment: Deployment) -> list[dict[str, Any]]:
         """`POST {base_url}/images/generations` (OpenAI's and Z.ai's shape). `response_format` is not sent:
