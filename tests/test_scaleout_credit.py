@@ -45,7 +45,11 @@ from runapi.storage import (
 from runapi.storage.balance_snapshot import balance_snapshot
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
-from runapi.storage.redis_client import HiredisPackingConnection, WaitingConnectionPool, redis_client
+from runapi.storage.redis_client import (
+    HiredisPackingConnection,
+    WaitingConnectionPool,
+    redis_client,
+)
 from tests.support.clock import ManualClock
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server
