@@ -593,28 +593,28 @@ async def test_many_holds_closed_at_once_count_each_charge_once(engine: AsyncEng
         assert await settled_available(b, account, balance) == balance
 
 
-class CountingPool(WaitingConnectionPool):
-    """Counts connection checkouts: one per AutoPipeline batch (one write)."""
+class CountingConnection(HiredisPackingConnection):
+    """Counts the writes of every connection of its class."""
 
-    checkouts = 0
+    writes = 0
 
-    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
-        self.checkouts += 1
-        return await super().get_connection(command_name, *keys, **options)
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
 
 
 @pytest.fixture()
 async def shared(engine: AsyncEngine, redis_srv: RedisServer
-                 ) -> AsyncIterator[tuple[RedisCreditGuard, RedisRateLimiter, CountingPool]]:
+                 ) -> AsyncIterator[tuple[RedisCreditGuard, RedisRateLimiter]]:
     """A credit guard and a rate limiter sharing one client and one `AutoPipeline`, as in the gateway."""
-    pool = CountingPool.from_url(redis_srv.url, connection_class=HiredisPackingConnection)
-    client = aioredis.Redis.from_pool(pool)
+    client = aioredis.Redis.from_pool(WaitingConnectionPool.from_url(redis_srv.url,
+                                                                     connection_class=CountingConnection))
     pipeline = AutoPipeline(client)
     guard = RedisCreditGuard(Ledger(engine), client, pipeline=pipeline, heartbeat_s=60)
     limiter = RedisRateLimiter(client, ManualClock(time.time()), prefix=f"t-{os.urandom(4).hex()}",
                                pipeline=pipeline)
     try:
-        yield guard, limiter, pool
+        yield guard, limiter
     finally:
         await limiter.close()
         await guard.close()
@@ -622,19 +622,19 @@ async def shared(engine: AsyncEngine, redis_srv: RedisServer
 
 
 async def test_hold_closings_and_admissions_of_one_turn_share_one_write(
-        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter, CountingPool]) -> None:
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
     """The credit guard's flush (SETTLE) and the limiter's admissions made in one loop turn go to Redis
     in one batch, and each caller gets its own reply."""
-    guard, limiter, pool = shared
+    guard, limiter = shared
     account = await new_account(engine)
     holds = [await guard.reserve(account, HOLD) for _ in range(3)]
     three = [Quota(f"acct:{account}", requests_per_minute=3)]
     guard.release(holds[0])
     for index, hold in enumerate(holds[1:]):
         guard.charged(hold, HOLD // 2, 10**12 + index)
-    before = pool.checkouts
+    before = CountingConnection.writes
     _, *decisions = await asyncio.gather(guard._flush(False), *(limiter.acquire(account, three, 1) for _ in range(5)))
-    assert pool.checkouts - before == 1  # one checkout: the closings and the admissions in one write
+    assert CountingConnection.writes - before == 1  # the closings and the admissions in one write
     assert [d.ticket is not None for d in decisions] == [True, True, True, False, False]
     state, held, _, charged, _ = guard._keys(account)
     assert await guard._redis.hlen(held) == 0 and await guard._redis.hlen(charged) == 2
@@ -642,10 +642,10 @@ async def test_hold_closings_and_admissions_of_one_turn_share_one_write(
 
 
 async def test_a_script_flush_settles_each_hold_once_beside_admissions(
-        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter, CountingPool]) -> None:
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
     """Redis forgot SETTLE (SCRIPT FLUSH) but knows the admission script: in the shared batch only SETTLE
     runs again; every admission counts once and every hold is closed and charged once."""
-    guard, limiter, _ = shared
+    guard, limiter = shared
     account = await new_account(engine)
     holds = [await guard.reserve(account, HOLD // 10) for _ in range(6)]
     four = [Quota(f"acct:{account}", requests_per_minute=4)]
@@ -663,10 +663,10 @@ async def test_a_script_flush_settles_each_hold_once_beside_admissions(
 
 
 async def test_a_failed_settle_is_queued_again_and_the_others_are_not(
-        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter, CountingPool]) -> None:
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
     """Per call: a SETTLE that failed (here its account's keys hold the wrong type) keeps its closings
     queued and the flush raises; the other account's SETTLE ran and is not queued again."""
-    guard, _, _ = shared
+    guard, _ = shared
     good, bad = await new_account(engine), await new_account(engine)
     kept = await guard.reserve(good, HOLD)
     lost = await guard.reserve(bad, HOLD)
