@@ -175,25 +175,3 @@ async def test_a_pool_that_never_frees_a_connection_fails_the_batch(private_redi
         assert (await limiter.acquire("a", [Quota("acct:a")], 1)).ticket is not None
     finally:
         await limiter.close()
-
-
-SLOW = "local t = redis.call('TIME') local stop = t[1] * 1e6 + t[2] + 50000 " \
-       "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] >= stop return 1"  # 50 ms in Redis
-
-
-async def test_batches_one_after_another_share_a_connection_and_overlapping_ones_do_not_wait(
-        limiter: RedisRateLimiter) -> None:
-    """The pipeline keeps its connection between batches (no pool checkout); a batch sent while another
-    is in flight takes a pooled connection instead of queueing behind it."""
-    unlimited = [Quota("acct:a")]
-    for _ in range(3):
-        assert (await limiter.acquire("a", unlimited, 1)).ticket is not None
-    pool = limiter._redis.connection_pool
-    assert connections(limiter) == 1 and len(pool._in_use_connections) == 1  # kept by the pipeline
-    slow = asyncio.ensure_future(limiter.acquire("a", unlimited, 1, Rider(SLOW, [], [])))
-    while not limiter._pipeline._own_busy:  # its batch is in flight on the kept connection
-        await asyncio.sleep(0)
-    assert (await limiter.acquire("a", unlimited, 1)).ticket is not None
-    assert connections(limiter) == 2  # sent on a second connection, not queued behind the slow batch
-    assert (await slow).ticket is not None
-    assert len(pool._in_use_connections) == 1  # the pooled one went back
