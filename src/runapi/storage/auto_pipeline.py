@@ -31,27 +31,21 @@ class _Call:
 class AutoPipeline:
     """Runs `(script, keys, args)` as EVALSHA, batching the calls of one loop turn.
 
-    A call waits at most one loop turn before it is sent; a batch goes on the pipeline's own connection,
-    or on a pooled one while another batch is in flight, so batches do not wait for each other.
-    Per call: its reply, or its own error (a script error goes only to its caller); a call that failed
-    with NOSCRIPT (Redis's script cache was emptied: a restart, SCRIPT FLUSH) is sent again after
-    loading its script, and only that call: the others of its batch ran, and a script that takes a
-    credit hold must not run twice. Faults of the connection are the pool's client's: one retry (of
-    the calls not yet answered), then every caller of the batch gets the `ConnectionError`, as fast
-    as a single command fails. A caller cancelled before its batch is sent is left out of it; one
-    cancelled later does not disturb the others (its script has run, as with a single command
-    cancelled mid-read)."""
+    A call waits at most one loop turn before it is sent; each batch checks out its own pooled
+    connection, so batches in flight do not wait for each other. Per call: its reply, or its own
+    error (a script error goes only to its caller); a call that failed with NOSCRIPT (Redis's script
+    cache was emptied: a restart, SCRIPT FLUSH) is sent again after loading its script, and only
+    that call: the others of its batch ran, and a script that takes a credit hold must not run twice.
+    Faults of the connection are the pool's client's: one retry (of the calls not yet answered),
+    then every caller of the batch gets the `ConnectionError`, as fast as a single command fails.
+    A caller cancelled before its batch is sent is left out of it; one cancelled later does not
+    disturb the others (its script has run, as with a single command cancelled mid-read)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client  # the pipeline's callers share it; whoever built the pipeline closes it
         self._pool = client.connection_pool
         self._queue: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
-        # A connection kept between batches: a batch that does not overlap another skips the pool's
-        # checkout (its lock, its can-read check, its release event: ~11 us a batch). Overlapping
-        # batches take pooled ones. It stays checked out of the pool, so closing the client closes it.
-        self._own: AbstractConnection | None = None
-        self._own_busy = False
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         """The script's reply; raises its error (`ResponseError`), or the connection's."""
@@ -83,24 +77,14 @@ class AutoPipeline:
         if not batch:
             return
         try:
-            connection = self._own
-            if connection is None or self._own_busy:
-                connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-                if self._own is None:
-                    self._own = connection
-            own = connection is self._own
-            if own:
-                self._own_busy = True
+            connection: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 await self._exchange(connection, batch)
             except BaseException:
                 await connection.disconnect(nowait=True)  # replies may be left unread: not reusable as is
-                raise  # (the kept one reconnects on its next send)
+                raise
             finally:
-                if own:
-                    self._own_busy = False
-                else:
-                    await self._pool.release(connection)
+                await self._pool.release(connection)
         except BaseException as exc:  # the callers still waiting get it; nobody awaits this task
             _fail(batch, exc)
             if not isinstance(exc, Exception):
