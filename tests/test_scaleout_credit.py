@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,10 +31,12 @@ from runapi.catalog import build_catalog, builtin_catalog_data
 from runapi.clock import utcnow
 from runapi.errors import InsufficientCredit, ServiceUnavailable
 from runapi.limits import Quota, RedisRateLimiter
+from runapi.limits.redis_limiter import ACQUIRE
 from runapi.money import Usage, cost_nanos
 from runapi.simulator import prompt_tokens
 from runapi.storage import (
     AccountStore,
+    AutoPipeline,
     Generation,
     Ledger,
     Settlement,
@@ -43,7 +46,11 @@ from runapi.storage import (
 from runapi.storage.balance_snapshot import balance_snapshot, padded
 from runapi.storage.invalidation import Change, ChangeBus
 from runapi.storage.ledger import WRITEOFF_SUFFIX
-from runapi.storage.redis_client import redis_client
+from runapi.storage.redis_client import (
+    HiredisPackingConnection,
+    WaitingConnectionPool,
+    redis_client,
+)
 from tests.support.clock import ManualClock
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.redis_server import RedisServer, redis_server
@@ -604,3 +611,93 @@ async def test_many_holds_closed_at_once_count_each_charge_once(engine: AsyncEng
         balance, _ = await a.ledger.balance(account)
         assert balance == USD - sum(c for i, c in enumerate(charges) if (i % 5 == 0) == bool(index))
         assert await settled_available(b, account, balance) == balance
+
+
+class CountingConnection(HiredisPackingConnection):
+    """Counts the writes of every connection of its class."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture()
+async def shared(engine: AsyncEngine, redis_srv: RedisServer
+                 ) -> AsyncIterator[tuple[RedisCreditGuard, RedisRateLimiter]]:
+    """A credit guard and a rate limiter sharing one client and one `AutoPipeline`, as in the gateway."""
+    client = aioredis.Redis.from_pool(WaitingConnectionPool.from_url(redis_srv.url,
+                                                                     connection_class=CountingConnection))
+    pipeline = AutoPipeline(client)
+    guard = RedisCreditGuard(Ledger(engine), client, pipeline=pipeline, heartbeat_s=60)
+    limiter = RedisRateLimiter(client, ManualClock(time.time()), prefix=f"t-{os.urandom(4).hex()}",
+                               pipeline=pipeline)
+    try:
+        yield guard, limiter
+    finally:
+        await limiter.close()
+        await guard.close()
+        await client.aclose()
+
+
+async def test_hold_closings_and_admissions_of_one_turn_share_one_write(
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
+    """The credit guard's flush (SETTLE) and the limiter's admissions made in one loop turn go to Redis
+    in one batch, and each caller gets its own reply."""
+    guard, limiter = shared
+    account = await new_account(engine)
+    holds = [await guard.reserve(account, HOLD) for _ in range(3)]
+    three = [Quota(f"acct:{account}", requests_per_minute=3)]
+    guard.release(holds[0])
+    for index, hold in enumerate(holds[1:]):
+        guard.charged(hold, HOLD // 2, 10**12 + index)
+    before = CountingConnection.writes
+    _, *decisions = await asyncio.gather(guard._flush(False), *(limiter.acquire(account, three, 1) for _ in range(5)))
+    assert CountingConnection.writes - before == 1  # the closings and the admissions in one write
+    assert [d.ticket is not None for d in decisions] == [True, True, True, False, False]
+    state, held, _, charged, _ = guard._keys(account)
+    assert await guard._redis.hlen(held) == 0 and await guard._redis.hlen(charged) == 2
+    assert int(await guard._redis.hget(state, "held")) == 0 and int(await guard._redis.hget(state, "spent")) == HOLD
+
+
+async def test_a_script_flush_settles_each_hold_once_beside_admissions(
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
+    """Redis forgot SETTLE (SCRIPT FLUSH) but knows the admission script: in the shared batch only SETTLE
+    runs again; every admission counts once and every hold is closed and charged once."""
+    guard, limiter = shared
+    account = await new_account(engine)
+    holds = [await guard.reserve(account, HOLD // 10) for _ in range(6)]
+    four = [Quota(f"acct:{account}", requests_per_minute=4)]
+    await guard._redis.script_flush()
+    await guard._redis.script_load(ACQUIRE)
+    for index, hold in enumerate(holds):
+        guard.charged(hold, HOLD // 20, 10**12 + index)
+    _, *decisions = await asyncio.gather(guard._flush(False), *(limiter.acquire(account, four, 1) for _ in range(4)))
+    assert all(d.ticket is not None for d in decisions)
+    assert (await limiter.acquire(account, four, 1)).denied == "requests"  # exactly four were counted
+    state, held, _, charged, _ = guard._keys(account)
+    assert await guard._redis.hlen(held) == 0 and await guard._redis.hlen(charged) == 6
+    assert int(await guard._redis.hget(state, "spent")) == 6 * (HOLD // 20) == int(await guard._redis.hget(state, "charged"))
+    assert not guard._closing
+
+
+async def test_a_failed_settle_is_queued_again_and_the_others_are_not(
+        engine: AsyncEngine, shared: tuple[RedisCreditGuard, RedisRateLimiter]) -> None:
+    """Per call: a SETTLE that failed (here its account's keys hold the wrong type) keeps its closings
+    queued and the flush raises; the other account's SETTLE ran and is not queued again."""
+    guard, _ = shared
+    good, bad = await new_account(engine), await new_account(engine)
+    kept = await guard.reserve(good, HOLD)
+    lost = await guard.reserve(bad, HOLD)
+    await guard._redis.delete(guard._keys(bad)[1])
+    await guard._redis.set(guard._keys(bad)[1], "not a hash")  # SETTLE's HGET fails on it: WRONGTYPE
+    guard.release(kept)
+    guard.release(lost)
+    with pytest.raises(redis_exceptions.ResponseError):
+        await guard._flush(False)
+    assert [hold for hold, _, _ in guard._closing] == [lost]
+    assert await guard._redis.hlen(guard._keys(good)[1]) == 0
+    await guard._redis.delete(guard._keys(bad)[1])
+    await guard._flush(False)
+    assert not guard._closing

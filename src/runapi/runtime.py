@@ -33,8 +33,8 @@ from runapi.health import (
     model_status,
 )
 from runapi.limits import Clock, LimitControl, create_limit_control
+from runapi.media.runtime import MediaRuntime
 from runapi.metrics import Metrics
-from runapi.stalls import StallWatch
 from runapi.pipeline import (
     Authenticator,
     CircuitBreakers,
@@ -51,8 +51,10 @@ from runapi.services import (
     ResponseService,
     UsageService,
 )
+from runapi.stalls import StallWatch
 from runapi.storage import (
     AccountStore,
+    AutoPipeline,
     Change,
     ChangeBus,
     ChangeProbe,
@@ -70,7 +72,6 @@ from runapi.storage import (
     sqlite_file,
     stop_task,
 )
-from runapi.media.runtime import MediaRuntime
 from runapi.tasks import TaskRuntime
 from runapi.transport import Timeouts, UpstreamClient
 
@@ -93,7 +94,11 @@ class Gateway:
                                       server.auth_lockout) if settings.redis_url else
                  FailedAuthGuard(server.auth_failures_per_minute, server.auth_lockout))
         self.auth = Authenticator(account_store, guard)
-        self.credit: CreditGuard = create_credit_guard(self.ledger, settings.redis_url)
+        # One client and one auto-pipeline for the hot path's Redis calls (admissions, their releases, hold
+        # closings): the calls of one loop turn share a write, whichever component made them.
+        self.redis = redis_client(settings.redis_url) if settings.redis_url else None
+        redis = AutoPipeline(self.redis) if self.redis is not None else None
+        self.credit: CreditGuard = create_credit_guard(self.ledger, redis)
         self.changes = ChangeBus(redis_client(settings.redis_url), self.apply_change) if settings.redis_url else None
         self.metrics = Metrics()
         self.stalls = StallWatch(self.metrics.registry, settings.server.loop_lag_probe)
@@ -101,7 +106,7 @@ class Gateway:
         self.circuits = CircuitBreakers(server.circuit_failures, server.circuit_cooldown, health_clock,
                                         accounts=server.circuit_accounts, window=server.circuit_window,
                                         failure_rate=server.circuit_failure_rate)
-        self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, settings.redis_url, clock,
+        self.limits: LimitControl = create_limit_control(settings.tiers, self.engine, redis, clock,
                                                          server.spend_reload_interval)
         self.settlement_sink = create_settlement_sink(settings.database_url, self.ledger)
         self.change_probe = ChangeProbe(sqlite_file(settings.database_url))  # for the idle pollers
@@ -189,6 +194,8 @@ class Gateway:
             steps.push_async_callback(self.response_store.close)
             if self._upstream is not None:
                 steps.push_async_callback(self._upstream.close)
+            if self.redis is not None:
+                steps.push_async_callback(self.redis.aclose)  # after the limiter and the credit guard
             steps.push_async_callback(self.auth.guard.close)
             steps.push_async_callback(self.limits.close)
             if self.changes is not None:

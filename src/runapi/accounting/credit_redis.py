@@ -62,13 +62,13 @@ from runapi.accounting.credit import (
 from runapi.errors import ServiceUnavailable
 from runapi.outage import REDIS_DOWN
 from runapi.storage import (
+    AutoPipeline,
     Ledger,
     Rider,
     Settlement,
     balance_snapshot,
     per_group,
     redis_client,
-    run_scripts,
     stop_task,
 )
 
@@ -102,9 +102,15 @@ class RedisCreditGuard:
     """Holds and balances in Redis, shared by every instance and worker (see the module docstring)."""
 
     def __init__(self, ledger: Ledger, client: aioredis.Redis, *, prefix: str = "runapi", hold_ttl_s: float = 60.0,
-                 heartbeat_s: float = 0.5, grace_s: float = 1.5, compact_at: int = 200) -> None:
+                 heartbeat_s: float = 0.5, grace_s: float = 1.5, compact_at: int = 200,
+                 pipeline: AutoPipeline | None = None) -> None:
+        """`pipeline`: one shared with other users of `client` (the rate limiter's admissions: hold
+        closings then share their writes; whoever built it closes `client`); by default one of its
+        own, and `close` closes `client`."""
         self._ledger = ledger
         self._redis = client
+        self._owns_client = pipeline is None
+        self._pipeline = AutoPipeline(client) if pipeline is None else pipeline
         self._prefix = prefix
         self._ttl_ms = int(hold_ttl_s * 1000)
         self._renew_s = hold_ttl_s / 4
@@ -352,8 +358,8 @@ class RedisCreditGuard:
 
     async def _check_boot(self) -> tuple[int, int]:
         """(ms the Redis data began, Redis's clock). A new marker means Redis lost its data."""
-        marker, now_ms = await self._scripts["boot"](keys=[f"{self._prefix}:credit:boot"],
-                                                     args=[secrets.token_hex(8)])
+        marker, now_ms = await self._pipeline.run(self._scripts["boot"], [f"{self._prefix}:credit:boot"],
+                                                  [secrets.token_hex(8)])
         marker = marker.decode() if isinstance(marker, bytes) else str(marker)
         if marker != self._boot:
             if self._boot is not None:
@@ -403,22 +409,30 @@ class RedisCreditGuard:
         if not closing and not by_account:
             self._reasserted_for = boot
             return
+        chunks = per_group(closing, lambda item: item[0].account_id)
+        calls: list[tuple[AsyncScript, Sequence[str], Sequence[int | str]]] = [
+            (self._scripts["settle"], self._keys(account_id)[:4],
+             [x for hold, ledger_id, charge in items for x in (hold.id, "" if ledger_id is None else ledger_id, charge)])
+            for account_id, items in chunks]
+        for account_id, holds in by_account.items():
+            pairs = [x for hold in holds for x in (hold.id, hold.amount)]
+            calls.append((self._scripts["reassert"], self._keys(account_id)[:3], [self._ttl_ms, *pairs]))
         try:
-            chunks = per_group(closing, lambda item: item[0].account_id)
-            calls: list[tuple[AsyncScript, Sequence[str], list[int | str]]] = [(self._scripts["settle"], self._keys(account_id)[:4],
-                      [x for hold, ledger_id, charge in items for x in (hold.id, "" if ledger_id is None else ledger_id,
-                                                                        charge)])
-                     for account_id, items in chunks]
-            for account_id, holds in by_account.items():  # SETTLE and REASSERT are safe to re-run
-                pairs = [x for hold in holds for x in (hold.id, hold.amount)]
-                calls.append((self._scripts["reassert"], self._keys(account_id)[:3], [self._ttl_ms, *pairs]))
-            results = await run_scripts(self._redis, calls)
+            # Through the admissions' pipeline: these share their write. Per call: a call that failed
+            # (Redis away) is sent again later, the others are not; only a call Redis answered NOSCRIPT
+            # (it did not run) is re-sent at once, after loading its script.
+            outcomes = await self._pipeline.run_many(calls)
         except BaseException:
             self._closing = closing + self._closing
             raise
+        failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        self._closing = [item for (_, items), outcome in zip(chunks, outcomes, strict=False)
+                         if isinstance(outcome, BaseException) for item in items] + self._closing
+        if failed:
+            raise failed[0]  # REASSERT again next time too: `_reasserted_for` and the renewal time stay
         if reassert:
             self._reasserted_for = boot  # if Redis restarted meanwhile, `_boot` has moved on: again next time
-        for (account_id, _), entries in zip(chunks, results, strict=False):  # SETTLE's replies come first
+        for (account_id, _), entries in zip(chunks, outcomes, strict=False):  # SETTLE's replies come first
             if int(entries) >= self._compact_at:
                 self._compact(account_id)
 
@@ -435,11 +449,13 @@ class RedisCreditGuard:
         self._wake.set()
         for task in [self._sync, *self._background]:
             await stop_task(task)
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()
 
 
-def create_credit_guard(ledger: Ledger, redis_url: str = "") -> CreditGuard:
-    """In-process holds for one process, or Redis-backed ones shared by every instance when `redis_url` is set."""
-    if redis_url:
-        return RedisCreditGuard.from_url(ledger, redis_url)
+def create_credit_guard(ledger: Ledger, redis: AutoPipeline | None = None) -> CreditGuard:
+    """In-process holds for one process, or Redis-backed ones shared by every instance when `redis` (the
+    process's pipeline to Redis; its builder closes the client) is given."""
+    if redis is not None:
+        return RedisCreditGuard(ledger, redis.client, pipeline=redis)
     return MemoryCreditGuard(ledger)

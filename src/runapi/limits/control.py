@@ -32,7 +32,7 @@ from runapi.limits.rates import (
 from runapi.limits.redis_limiter import RedisRateLimiter
 from runapi.limits.spend import RELOAD_S, Cap, Others, SpendGuard, SpendHold
 from runapi.limits.tiers import TierSpec, TierTable
-from runapi.storage import KeyLimits, Rider, Settlement
+from runapi.storage import AutoPipeline, KeyLimits, Rider, Settlement
 
 log = logging.getLogger("runapi.limits")
 
@@ -209,10 +209,11 @@ class LimitControl:
         await self.limiter.close()
 
 
-def create_limit_control(tiers: TierTable, engine: AsyncEngine, redis_url: str = "",
+def create_limit_control(tiers: TierTable, engine: AsyncEngine, redis: AutoPipeline | None = None,
                          clock: Clock = time.time, spend_reload: float = RELOAD_S) -> LimitControl:
-    """In-process limits, or Redis-backed ones shared by every instance when `redis_url` is set.
+    """In-process limits, or Redis-backed ones shared by every instance when `redis` (the process's
+    pipeline to Redis; its builder closes the client) is given.
     `spend_reload`: seconds a cached spent total is trusted (then read again)."""
-    limiter: RateLimiter = (RedisRateLimiter.from_url(redis_url, clock) if redis_url
+    limiter: RateLimiter = (RedisRateLimiter(redis.client, clock, pipeline=redis) if redis is not None
                             else MemoryRateLimiter(clock))
     return LimitControl(tiers, limiter, SpendGuard(engine, spend_reload))

@@ -176,7 +176,9 @@ class RedisRateLimiter:
     """Buckets in Redis, shared by every gateway instance that points at the same server."""
 
     def __init__(self, client: aioredis.Redis, clock: Clock = time.time, *, prefix: str = "runapi",
-                 lease_s: float = 3600.0) -> None:
+                 lease_s: float = 3600.0, pipeline: AutoPipeline | None = None) -> None:
+        """`pipeline`: one shared with other users of `client` (whoever built it closes `client`);
+        by default one of its own, and `close` closes `client`."""
         self.clock = clock
         self._redis = client
         self._prefix = prefix
@@ -185,7 +187,8 @@ class RedisRateLimiter:
         self._members = itertools.count()
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
-        self._pipeline = AutoPipeline(client)
+        self._owns_client = pipeline is None
+        self._pipeline = AutoPipeline(client) if pipeline is None else pipeline
         self._with_rider: dict[str, AsyncScript] = {}  # by the rider's source
         self._pending: list[tuple[Ticket, int]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -282,4 +285,5 @@ class RedisRateLimiter:
                         len(self._pending))
         if self._flusher is not None:
             self._flusher.cancel()
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()

@@ -42,6 +42,7 @@ class AutoPipeline:
     disturb the others (its script has run, as with a single command cancelled mid-read)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client  # the pipeline's callers share it; whoever built the pipeline closes it
         self._pool = client.connection_pool
         self._queue: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
