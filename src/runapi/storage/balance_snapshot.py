@@ -24,7 +24,8 @@ def padded(ids: Collection[int]) -> list[int]:
 
 
 async def balance_snapshot(engine: AsyncEngine, account_id: str, entry_ids: Collection[int]) -> tuple[int, set[int]]:
-    """(Σ ledger in nano-dollars, the subset of `entry_ids` included in that sum).
+    """(Σ ledger in nano-dollars, the subset of `entry_ids`, ledger IDs of this account's entries,
+    included in that sum).
 
     The sum is the account's row of `account_balances`, which the database's triggers keep in the
     transaction of every ledger insert (migration 0009): one row read, however long the history (a sum
@@ -38,8 +39,10 @@ async def balance_snapshot(engine: AsyncEngine, account_id: str, entry_ids: Coll
                       sa.func.coalesce(balance.scalar_subquery(), 0, type_=sa.BigInteger).label("amount"))
     query: sa.Executable = total
     if entry_ids:
+        # By primary key alone (the IDs are this account's charges): with the account in the condition,
+        # PostgreSQL chose the account's index and fetched its whole history for each snapshot.
         seen = sa.select(ledger.c.id, sa.literal(0, sa.BigInteger).label("amount")).where(
-            ledger.c.account_id == account_id, ledger.c.id.in_(padded(entry_ids)))
+            ledger.c.id.in_(padded(entry_ids)))
         query = sa.union_all(total, seen)
     rows = await read_all(reader(engine), query)  # one statement: no transaction around it
     balance_nanos = next(int(r.amount) for r in rows if r.id is None)
