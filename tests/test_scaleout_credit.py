@@ -701,3 +701,45 @@ async def test_a_failed_settle_is_queued_again_and_the_others_are_not(
     await guard._redis.delete(guard._keys(bad)[1])
     await guard._flush(False)
     assert not guard._closing
+
+
+async def test_a_snapshot_reads_its_charges_by_primary_key_not_the_accounts_history(pg: str) -> None:
+    """The snapshot's charge-ID lookup touches those rows only, however long the account's ledger: with the
+    account in its condition PostgreSQL chose the account's index on a growing table and read the whole
+    history every 256 charges (the database's CPU per request grew 0.24 -> 0.92 ms in 30 s of load)."""
+    engine = create_engine(pg)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "account_balances" in statement:
+            statements.append((statement, parameters))
+
+    try:
+        account = await new_account(engine)
+        async with engine.begin() as conn:  # a long history, statistics not yet gathered (a table that grew)
+            await conn.exec_driver_sql(
+                "INSERT INTO ledger (account_id, kind, amount_nanos, note, created_at) "
+                f"SELECT '{account}', 'adjustment', 0, '', now() FROM generate_series(1, 20000)")
+        ids = await Ledger(engine).record([Settlement(generation(account, "succeeded", 5), 5) for _ in range(3)])
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        total, included = await balance_snapshot(engine, account, list(ids.values()))
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        assert total == USD - 15 and included == set(ids.values())
+        (statement, parameters), = statements
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            plan = await raw.driver_connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *parameters)
+
+        def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            yield node
+            for child in node.get("Plans", []):
+                yield from nodes(child)
+
+        every = list(nodes(plan[0]["Plan"]))  # SQLAlchemy's asyncpg connections decode json
+        indexes = {node["Index Name"] for node in every if "Index Name" in node}
+        on_ledger = [node for node in every if node.get("Relation Name") == "ledger"]
+        assert indexes <= {"ledger_pkey", "account_balances_pkey"} and "ledger_pkey" in indexes, indexes
+        assert on_ledger and all(node["Node Type"] != "Seq Scan" for node in on_ledger)
+        assert sum(node["Actual Rows"] for node in on_ledger) <= 3  # the three charges, not the history
+    finally:
+        await engine.dispose()
