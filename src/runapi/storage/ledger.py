@@ -78,10 +78,15 @@ def charge_row(settlement: Settlement) -> dict[str, Any]:
             "generation_id": row.id, "note": "", "created_at": row.created_at}
 
 
+def uncovered_nanos(settlement: Settlement) -> int:
+    """What a charge row bills beyond what the balance covered (`charge_nanos`): the write-off, if > 0."""
+    return billed_nanos(settlement) - settlement.charge_nanos
+
+
 def writeoff_row(settlement: Settlement) -> dict[str, Any] | None:
     """The `ledger` write-off row of a settlement whose charge the balance could not cover in full
     (what it cost beyond `charge_nanos`), or None."""
-    uncovered = billed_nanos(settlement) - settlement.charge_nanos
+    uncovered = uncovered_nanos(settlement)
     if uncovered <= 0:
         return None
     row = settlement.generation

@@ -4,7 +4,7 @@
 rows, the charges and COMMIT, with SQLAlchemy's per-statement work around each. Here one prepared
 statement carries the batch as two JSON texts that msgspec encodes in C: the generation records as
 they are (`Generation` is a msgspec struct) and, for each charged generation, its charge and its
-write-off (`billed_nanos`, `writeoff_row`: when a balance could not cover a charge, `ledger.py`).
+write-off (`billed_nanos`, `uncovered_nanos`: when a balance could not cover a charge, `ledger.py`).
 The server expands them (`json_to_recordset`, each value through its column type's own input
 function: integers and nanos exact, floats in their shortest round-trip form, timestamps with their
 microseconds and an explicit UTC offset; the session's zone is UTC, as a zone-less value means
@@ -32,6 +32,7 @@ from runapi.storage.ledger import (
     WRITEOFF_SUFFIX,
     Settlement,
     billed_nanos,
+    uncovered_nanos,
 )
 from runapi.storage.records import Generation
 from runapi.storage.schema import generations
@@ -98,7 +99,7 @@ def encode_batch(batch: list[Settlement]) -> tuple[str, str]:
     for s in batch:
         billed = billed_nanos(s)
         if billed > 0:
-            money.append({"id": s.generation.id, "billed": billed, "uncovered": billed - s.charge_nanos})
+            money.append({"id": s.generation.id, "billed": billed, "uncovered": uncovered_nanos(s)})
     return _ENCODE(records).decode(), _ENCODE(money).decode()
 
 
