@@ -449,6 +449,7 @@ class RedisCreditGuard:
         self._wake.set()
         for task in [self._sync, *self._background]:
             await stop_task(task)
+        await self._pipeline.drain()
         if self._owns_client:
             await self._redis.aclose()
 

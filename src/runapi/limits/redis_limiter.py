@@ -285,5 +285,6 @@ class RedisRateLimiter:
                         len(self._pending))
         if self._flusher is not None:
             self._flusher.cancel()
+        await self._pipeline.drain()
         if self._owns_client:
             await self._redis.aclose()

@@ -47,6 +47,12 @@ class AutoPipeline:
         self._queue: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
 
+    async def drain(self) -> None:
+        """Wait until no batch is in flight (before the client is closed: a batch still sending would
+        otherwise keep its connection, and its socket, past the client's close)."""
+        while self._senders:
+            await asyncio.gather(*self._senders, return_exceptions=True)
+
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         """The script's reply; raises its error (`ResponseError`), or the connection's."""
         return await self._enqueue(script, keys, args)
